@@ -1,0 +1,59 @@
+"""Wiring shared by the command line and the daemon: config in, sources and store out."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from monitor.config.loader import LoadedConfig
+from monitor.config.models import (
+    ImapSourceConfig,
+    MailClassificationConfig,
+    MaildirSourceConfig,
+    MboxSourceConfig,
+)
+from monitor.mail.classify import DEFAULT_IGNORE_SENDERS, MailboxIdentity
+from monitor.sources.base import Source
+from monitor.sources.files import MaildirSource, MboxSource
+from monitor.sources.imap import ImapSource, Progress
+from monitor.store import Store
+
+
+def mailbox_identity(loaded: LoadedConfig, source: MailClassificationConfig) -> MailboxIdentity:
+    """Who the team is for one mail source: global team and ignore rules plus the source's own."""
+    team = loaded.config.team
+    ignore_senders: list[str] = [*DEFAULT_IGNORE_SENDERS, *source.ignore_senders]
+    ignore_domains: list[str] = list(source.ignore_domains)
+    for _, rules in loaded.rules:
+        ignore_senders.extend(p.lower() for p in rules.ignore.senders)
+        ignore_domains.extend(rules.ignore.domains)
+    return MailboxIdentity(
+        team_addresses=frozenset([*team.addresses, *source.team.addresses]),
+        team_domains=frozenset([*team.domains, *source.team.domains]),
+        ignore_senders=tuple(dict.fromkeys(ignore_senders)),
+        ignore_domains=frozenset(ignore_domains),
+        mailing_lists=source.mailing_lists,
+    )
+
+
+def build_sources(loaded: LoadedConfig, progress: Progress | None = None) -> list[Source]:
+    """One source object per configured source, in config order."""
+    sources: list[Source] = []
+    for config in loaded.config.sources:
+        identity = mailbox_identity(loaded, config)
+        if isinstance(config, ImapSourceConfig):
+            sources.append(ImapSource(config, identity, progress=progress))
+        elif isinstance(config, MaildirSourceConfig):
+            sources.append(MaildirSource(config, identity))
+        elif isinstance(config, MboxSourceConfig):
+            sources.append(MboxSource(config, identity))
+    return sources
+
+
+def open_store(loaded: LoadedConfig, *, readonly: bool = False) -> Store:
+    """The configured store, as its single writer or as a reader."""
+    return Store.open(loaded.config.store.path, readonly=readonly)
+
+
+def source_names(loaded: LoadedConfig) -> Sequence[str]:
+    """Configured source names, in order."""
+    return [source.name for source in loaded.config.sources]

@@ -1,0 +1,368 @@
+"""The shape of replyclock.yaml and of the rules files it includes, as pydantic models.
+
+Every model forbids unknown keys: a misspelled key is an error, never silently ignored.
+Durations are written with units (``30m``) and stored as integer seconds.
+Relative paths are resolved against the directory of the file that names them, which the loader
+passes in the validation context as ``base_dir``.
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
+
+from monitor.durations import parse_duration
+
+_NAME = re.compile(r"^[a-z0-9][a-z0-9_.-]{0,62}$")
+_DOMAIN = re.compile(r"^(?=.{1,253}$)([a-z0-9_](?:[a-z0-9_-]{0,61}[a-z0-9_])?\.)*[a-z0-9-]{1,63}$")
+
+
+def _duration(value: Any) -> Any:
+    return parse_duration(value) if isinstance(value, (str, int)) else value
+
+
+def _address(value: str) -> str:
+    text = value.strip().lower()
+    local, at, domain = text.rpartition("@")
+    if not at or not local or not _DOMAIN.match(domain):
+        raise ValueError(f"expected an email address like support@example.com, got: {value!r}")
+    return text
+
+
+def _domain(value: str) -> str:
+    text = value.strip().lower().lstrip("@")
+    if not _DOMAIN.match(text):
+        raise ValueError(f"expected a domain like example.com, got: {value!r}")
+    return text
+
+
+def _name(value: str) -> str:
+    if not _NAME.match(value):
+        raise ValueError(
+            "a name must be 1-63 characters of lowercase letters, digits, '-', '_' or '.', "
+            f"starting with a letter or digit, got: {value!r}"
+        )
+    return value
+
+
+def _regex(value: str) -> str:
+    try:
+        re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"not a valid regular expression ({exc}): {value!r}") from exc
+    return value
+
+
+Seconds = Annotated[int, BeforeValidator(_duration), Field(ge=0)]
+PositiveSeconds = Annotated[int, BeforeValidator(_duration), Field(gt=0)]
+Address = Annotated[str, AfterValidator(_address)]
+Domain = Annotated[str, AfterValidator(_domain)]
+Name = Annotated[str, AfterValidator(_name)]
+Regex = Annotated[str, AfterValidator(_regex)]
+
+
+def resolve_path(value: Path | None, info: ValidationInfo) -> Path | None:
+    """Resolve a relative path against the directory of the file that named it."""
+    base = (info.context or {}).get("base_dir")
+    if value is None or value.is_absolute() or base is None:
+        return value
+    return Path(base) / value
+
+
+class Strict(BaseModel):
+    """Base for every config section: unknown keys are errors; values are immutable."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+
+class StoreConfig(Strict):
+    """Where the SQLite store lives and how long closed conversations keep their messages."""
+
+    path: Path = Path("./var/replyclock.db")
+    retention: PositiveSeconds = 180 * 86400
+
+    _resolve = field_validator("path")(resolve_path)
+
+
+class MetricsConfig(Strict):
+    """The HTTP endpoint Prometheus scrapes."""
+
+    listen: str = "127.0.0.1:9465"
+    buckets: list[PositiveSeconds] | None = None  # histogram bounds; default suits support targets
+
+    @field_validator("listen")
+    @classmethod
+    def _listen(cls, value: str) -> str:
+        host, sep, port = value.rpartition(":")
+        if not sep or not port.isdigit() or not 0 < int(port) < 65536:
+            raise ValueError(f"expected host:port such as 127.0.0.1:9465, got: {value!r}")
+        del host
+        return value
+
+
+class LogConfig(Strict):
+    """How replyclock writes its log lines to standard error."""
+
+    format: Literal["logfmt", "json"] = "logfmt"
+    level: Literal["debug", "info", "warning", "error"] = "info"
+
+
+class TeamConfig(Strict):
+    """Who the support team is: mail from these addresses or domains is a reply."""
+
+    addresses: list[Address] = []
+    domains: list[Domain] = []
+
+
+class MailClassificationConfig(Strict):
+    """Settings every mail source shares for telling customers, replies and noise apart."""
+
+    team: TeamConfig = TeamConfig()
+    ignore_senders: list[str] = []  # glob patterns on the sender address, added to the defaults
+    ignore_domains: list[Domain] = []
+    mailing_lists: Literal["ignore", "count"] = "ignore"
+    since: PositiveSeconds = 30 * 86400
+    poll_interval: PositiveSeconds = 60
+
+
+class ImapSourceConfig(MailClassificationConfig):
+    """An IMAP mailbox, read-only."""
+
+    type: Literal["imap"]
+    name: Name
+    host: str = Field(min_length=1)
+    port: int | None = Field(default=None, gt=0, lt=65536)
+    tls: bool | None = None  # implicit TLS (port 993); off when starttls is set
+    starttls: bool = False
+    verify_tls: bool = True
+    ca_file: Path | None = None
+    username: str = Field(min_length=1)
+    password: SecretStr | None = None
+    password_file: Path | None = None
+    oauth2_token_file: Path | None = None
+    folders: list[str] = Field(default=["INBOX"], min_length=1)
+    sent_folders: list[str] | None = None  # default: found by SPECIAL-USE \Sent or the name
+    batch_size: int = Field(default=500, ge=1, le=5000)
+    timeout: PositiveSeconds = 30
+    reconcile_interval: PositiveSeconds = 15 * 60
+    idle: bool = True
+
+    _resolve = field_validator("ca_file", "password_file", "oauth2_token_file")(resolve_path)
+
+    @field_validator("ca_file", "password_file", "oauth2_token_file")
+    @classmethod
+    def _readable(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"cannot read file {value}: it does not exist or is not a file")
+        return value
+
+    @model_validator(mode="after")
+    def _credentials(self) -> ImapSourceConfig:
+        given = [
+            key
+            for key in ("password", "password_file", "oauth2_token_file")
+            if getattr(self, key) is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                "give exactly one of password, password_file or oauth2_token_file"
+                + (f" (got {', '.join(given)})" if given else "")
+            )
+        if self.tls and self.starttls:
+            raise ValueError("tls and starttls exclude each other; set only starttls: true")
+        return self
+
+    @property
+    def use_tls(self) -> bool:
+        """Whether to speak TLS from the first byte (IMAPS)."""
+        return self.tls if self.tls is not None else not self.starttls
+
+    @property
+    def effective_port(self) -> int:
+        """The configured port, or 993 for implicit TLS and 143 otherwise."""
+        return self.port or (993 if self.use_tls else 143)
+
+
+class MaildirSourceConfig(MailClassificationConfig):
+    """A Maildir tree on disk (Maildir++ subfolders such as .Sent), read-only."""
+
+    type: Literal["maildir"]
+    name: Name
+    path: Path
+    folders: list[str] = Field(default=["INBOX"], min_length=1)
+    sent_folders: list[str] = ["Sent"]
+    timestamps: Literal["received", "date"] = "received"  # file time, or the Date header
+
+    _resolve = field_validator("path")(resolve_path)
+
+
+class MboxSourceConfig(MailClassificationConfig):
+    """One or more mbox files, such as an export used to backfill history."""
+
+    type: Literal["mbox"]
+    name: Name
+    path: Path
+    sent_path: Path | None = None
+
+    _resolve = field_validator("path", "sent_path")(resolve_path)
+
+
+SourceConfig = Annotated[
+    ImapSourceConfig | MaildirSourceConfig | MboxSourceConfig, Field(discriminator="type")
+]
+
+
+class Config(Strict):
+    """The whole replyclock.yaml."""
+
+    store: StoreConfig = StoreConfig()
+    metrics: MetricsConfig = MetricsConfig()
+    log: LogConfig = LogConfig()
+    team: TeamConfig = TeamConfig()
+    rules: list[Path] = []
+    sources: list[SourceConfig] = Field(min_length=1)
+
+    _resolve = field_validator("rules", mode="after")(
+        lambda value, info: [resolve_path(p, info) for p in value]
+    )
+
+    @field_validator("sources")
+    @classmethod
+    def _unique_names(cls, value: list[Any]) -> list[Any]:
+        seen: set[str] = set()
+        for source in value:
+            if source.name in seen:
+                raise ValueError(f"source name {source.name!r} is used twice; names must be unique")
+            seen.add(source.name)
+        return value
+
+
+# --- rules files -------------------------------------------------------------------------------
+
+
+class HolidaysConfig(Strict):
+    """Public holidays from the `holidays` package, by ISO country and optional subdivision."""
+
+    country: str = Field(min_length=2, max_length=3)
+    subdivision: str | None = None
+
+
+WeekdayHours = list[str] | Literal["closed"]
+
+
+class CalendarConfig(Strict):
+    """Business hours: a time zone, weekly hours, holidays and extra closed or open dates."""
+
+    timezone: str
+    hours: dict[str, WeekdayHours] | Literal["24x7"]
+    holidays: HolidaysConfig | None = None
+    closed: list[date] = []
+    open: list[date] | dict[date, list[str]] = []
+    ics: Path | None = None
+
+    _resolve = field_validator("ics")(resolve_path)
+
+    @field_validator("ics")
+    @classmethod
+    def _ics_readable(cls, value: Path | None) -> Path | None:
+        if value is not None and not value.is_file():
+            raise ValueError(f"cannot read iCalendar file {value}: it does not exist")
+        return value
+
+
+class Condition(Strict):
+    """A match condition: every key given must match; lists match when any value matches."""
+
+    any: list[Condition] | None = None
+    all: list[Condition] | None = None
+    not_: Condition | None = Field(default=None, alias="not")
+    source: list[str] | None = None
+    folder: list[str] | None = None
+    sender: list[str] | None = None  # addresses or glob patterns
+    sender_domain: list[Domain] | None = None
+    sender_regex: Regex | None = None
+    recipient: list[str] | None = None
+    subject_regex: Regex | None = None
+    priority: list[str] | None = None
+    tags: list[str] | None = None
+
+    model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
+
+
+class TargetsConfig(Strict):
+    """Reply targets in business time."""
+
+    first_response: PositiveSeconds
+    next_response: PositiveSeconds | None = None
+
+
+def _warning(value: Any) -> Any:
+    if isinstance(value, str) and value.strip().endswith("%"):
+        number = value.strip()[:-1]
+        try:
+            percent = float(number)
+        except ValueError:
+            raise ValueError(
+                f"expected a percentage like 75% or a duration like 15m, got: {value!r}"
+            ) from None
+        if not 0 < percent < 100:
+            raise ValueError(f"a warning percentage must be between 0% and 100%, got: {value!r}")
+        return {"percent": percent}
+    if isinstance(value, (str, int)):
+        return {"before_due": parse_duration(value)}
+    return value
+
+
+class WarningConfig(Strict):
+    """When to warn: at a percentage of the target, or a duration before the due time."""
+
+    percent: float | None = None
+    before_due: int | None = None
+
+
+class EscalationStep(Strict):
+    """One escalation after a breach: who else to tell, and when."""
+
+    after: Seconds
+    mention: list[str] = []
+    channel: str | None = None
+
+
+class PolicyConfig(Strict):
+    """An SLA policy: which conversations it covers, on which calendar, with which targets."""
+
+    name: Name
+    match: Condition | None = None  # no match: catches every conversation (a default policy)
+    calendar: str
+    targets: TargetsConfig
+    warning: Annotated[WarningConfig, BeforeValidator(_warning)] = WarningConfig(percent=75.0)
+    escalation: list[EscalationStep] = []
+
+
+class IgnoreConfig(Strict):
+    """Senders whose messages are neither customer messages nor replies."""
+
+    senders: list[str] = []  # glob patterns on the sender address, e.g. "alerts@*"
+    domains: list[Domain] = []
+
+
+class RulesFile(Strict):
+    """One file under rules/: calendars, policies and ignore rules."""
+
+    calendars: dict[Name, CalendarConfig] = {}
+    policies: list[PolicyConfig] = []
+    ignore: IgnoreConfig = IgnoreConfig()

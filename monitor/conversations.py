@@ -1,0 +1,95 @@
+"""Which conversation a message belongs to: the pure threading rules.
+
+The rules, strongest first:
+
+1. An explicit key (a helpdesk ticket id) is the conversation.
+2. Gmail's thread id (``X-GM-THRID``) where the server offers it: Gmail already threaded the mail.
+3. Message-ID, In-Reply-To and References chains (JWZ-style): every id a message names is linked
+   to the same conversation. Ids of messages not seen yet are remembered as "ghosts", so a reply
+   that arrives before its parent (the Sent folder synced first, a delayed delivery) still joins
+   the parent later, and two conversations that turn out to share an id are merged.
+4. A message that names no other message falls back to its normalized subject plus the
+   customer's address, if that pair was active within a time window.
+
+The store owns the data and implements ``ThreadLookup``; this module only decides.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Protocol
+
+from monitor.model import ThreadRef
+
+DEFAULT_SUBJECT_WINDOW = timedelta(days=14)
+
+
+class ThreadLookup(Protocol):
+    """What the threader needs to know about conversations already stored for one source."""
+
+    def conversations_for_keys(self, keys: Sequence[str]) -> list[int]:
+        """Ids of the conversations any of ``keys`` already belongs to, without repeats."""
+        ...
+
+    def conversation_for_subject(
+        self, customer: str, subject_key: str, since: datetime
+    ) -> int | None:
+        """The conversation with this customer and normalized subject active since ``since``."""
+        ...
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ThreadDecision:
+    """Where a message goes: join ``conversation`` (or start a new one when None).
+
+    ``keys`` are registered to that conversation; conversations in ``merge`` turned out to be
+    the same thread and are folded into it.
+    """
+
+    keys: tuple[str, ...]
+    conversation: int | None
+    merge: tuple[int, ...] = ()
+    by_subject: bool = False
+
+
+def thread_keys(ref: ThreadRef) -> tuple[str, ...]:
+    """The keys that tie a message to others, strongest form first, without repeats."""
+    if ref.conversation:
+        return (f"key:{ref.conversation}",)
+    if ref.gm_thread_id:
+        return (f"gm:{ref.gm_thread_id}",)
+    ids = [ref.message_id] if ref.message_id else []
+    ids.extend(ref.in_reply_to)
+    ids.extend(ref.references)
+    return tuple(dict.fromkeys(f"mid:{mid}" for mid in ids if mid))
+
+
+def names_other_messages(ref: ThreadRef) -> bool:
+    """Whether the message points at earlier messages (a reply), not only at itself."""
+    return bool(ref.in_reply_to or ref.references)
+
+
+def decide_thread(
+    ref: ThreadRef,
+    timestamp: datetime,
+    lookup: ThreadLookup,
+    subject_window: timedelta = DEFAULT_SUBJECT_WINDOW,
+) -> ThreadDecision:
+    """Decide which conversation a message joins, and which conversations it proves are one."""
+    keys = thread_keys(ref)
+    found = lookup.conversations_for_keys(keys) if keys else []
+    if found:
+        target = min(found)  # the oldest conversation keeps its id; the others fold into it
+        return ThreadDecision(
+            keys=keys, conversation=target, merge=tuple(sorted(c for c in found if c != target))
+        )
+    explicit = bool(ref.conversation or ref.gm_thread_id)
+    if not explicit and not names_other_messages(ref) and ref.subject_key and ref.customer:
+        by_subject = lookup.conversation_for_subject(
+            ref.customer, ref.subject_key, timestamp - subject_window
+        )
+        if by_subject is not None:
+            return ThreadDecision(keys=keys, conversation=by_subject, by_subject=True)
+    return ThreadDecision(keys=keys, conversation=None)

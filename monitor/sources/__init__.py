@@ -1,0 +1,1 @@
+"""Sources: adapters that read mailboxes and helpdesks and produce normalized message events."""

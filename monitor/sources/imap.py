@@ -1,0 +1,457 @@
+"""The IMAP source: reads support mailboxes without ever changing them.
+
+Read-only by construction: folders are opened with EXAMINE, headers fetched with
+``BODY.PEEK[HEADER.FIELDS (...)]`` (PEEK never sets ``\\Seen``), no STORE, COPY, MOVE or EXPUNGE
+is ever sent. Incremental: each folder's UIDVALIDITY and last UID are kept in the store, so a
+poll of an unchanged folder is one STATUS round trip. Expunged messages are noticed by a UID
+SEARCH diff, run when CONDSTORE's HIGHESTMODSEQ says the folder changed, or at
+``reconcile_interval`` on servers without CONDSTORE.
+"""
+
+from __future__ import annotations
+
+import logging
+import ssl
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import imapclient
+from imapclient.exceptions import IMAPClientAbortError, IMAPClientError, LoginError
+
+from monitor.config.models import ImapSourceConfig
+from monitor.errors import SourceAuthError, SourceError
+from monitor.logs import fields
+from monitor.mail.classify import MailboxIdentity
+from monitor.mail.events import FolderContext, event_from_headers
+from monitor.mail.headers import HEADER_FIELDS
+from monitor.model import FolderCursor, FolderRole, MailLocation, MessageEvent
+from monitor.sources.base import MessageSink, PollReport
+
+log = logging.getLogger("replyclock.sources.imap")
+
+_HEADER_ITEM = "BODY.PEEK[HEADER.FIELDS ({})]".format(" ".join(HEADER_FIELDS)).encode()
+_SENT_FLAG = rb"\Sent"  # RFC 6154 SPECIAL-USE
+_SENT_NAMES = ("Sent", "Sent Items", "Sent Messages", "Sent Mail", "INBOX.Sent", "INBOX/Sent")
+
+Progress = Callable[[str, str, int, int], None]  # source, folder, done, total
+
+
+# imapclient sends a UID list comma-joined (it cannot take ranges and still filter the reply),
+# so batches are also cut by length: FETCH command lines stay under ~8 KB on every server.
+_MAX_UID_LIST_BYTES = 7000
+
+
+def uid_batches(uids: Sequence[int], size: int) -> Iterator[list[int]]:
+    """Split UIDs into batches of at most ``size``, each short enough for one FETCH line."""
+    batch: list[int] = []
+    length = 0
+    for uid in uids:
+        cost = len(str(uid)) + 1
+        if batch and (len(batch) >= size or length + cost > _MAX_UID_LIST_BYTES):
+            yield batch
+            batch, length = [], 0
+        batch.append(uid)
+        length += cost
+    if batch:
+        yield batch
+
+
+def _header_block(item: dict[bytes, Any]) -> bytes:
+    """The fetched header bytes, whatever case or quoting the server used in the item name."""
+    for key, value in item.items():
+        if key.upper().startswith(b"BODY[HEADER"):
+            return bytes(value or b"")
+    return b""
+
+
+class ImapSource:
+    """One IMAP mailbox: its watched folders and its sent folders."""
+
+    def __init__(
+        self,
+        config: ImapSourceConfig,
+        identity: MailboxIdentity,
+        *,
+        progress: Progress | None = None,
+    ) -> None:
+        self.name = config.name
+        self.config = config
+        self.identity = identity
+        self.progress = progress
+        self._client: imapclient.IMAPClient | None = None
+        self._gmail = False
+        self._condstore = False
+        self._folders: dict[str, FolderRole] = {}
+
+    # --- connection --------------------------------------------------------------------------
+
+    def _ssl_context(self) -> ssl.SSLContext:
+        context = ssl.create_default_context(
+            cafile=str(self.config.ca_file) if self.config.ca_file else None
+        )
+        if not self.config.verify_tls:
+            context.check_hostname = False
+            context.verify_mode = ssl.CERT_NONE
+        return context
+
+    def _secret(self) -> tuple[str, str]:
+        """('password' | 'oauth2', secret), read fresh so a rotated file is picked up."""
+        cfg = self.config
+        if cfg.oauth2_token_file is not None:
+            return "oauth2", _read_secret_file(self.name, cfg.oauth2_token_file)
+        if cfg.password_file is not None:
+            return "password", _read_secret_file(self.name, cfg.password_file)
+        assert cfg.password is not None
+        return "password", cfg.password.get_secret_value()
+
+    def _connect(self) -> imapclient.IMAPClient:
+        cfg = self.config
+        where = f"{cfg.host}:{cfg.effective_port}"
+        try:
+            client = imapclient.IMAPClient(
+                cfg.host,
+                port=cfg.effective_port,
+                ssl=cfg.use_tls,
+                ssl_context=self._ssl_context() if cfg.use_tls else None,
+                timeout=cfg.timeout,
+            )
+        except ssl.SSLCertVerificationError as exc:
+            raise SourceError(self.name, _tls_verify_hint(where, exc)) from exc
+        except ssl.SSLError as exc:
+            raise SourceError(
+                self.name,
+                f"TLS handshake with {where} failed ({exc.reason}); check that the port speaks "
+                "implicit TLS (usually 993), or set starttls: true for port 143",
+            ) from exc
+        except TimeoutError as exc:
+            raise SourceError(
+                self.name,
+                f"connecting to {where} timed out after {cfg.timeout}s; check host, "
+                "port and firewalls",
+            ) from exc
+        except OSError as exc:
+            raise SourceError(
+                self.name,
+                f"cannot connect to {where}: {exc.strerror or exc}; check host and port, "
+                "and that the server is running",
+            ) from exc
+        client.normalise_times = False  # keep INTERNALDATE's real offset: no naive local times
+        try:
+            if cfg.starttls:
+                client.starttls(self._ssl_context())
+            kind, secret = self._secret()
+            if kind == "oauth2":
+                client.oauth2_login(cfg.username, secret)
+            else:
+                client.login(cfg.username, secret)
+            self._gmail = client.has_capability("X-GM-EXT-1")
+            self._condstore = client.has_capability("CONDSTORE")
+            if self._condstore:
+                client.enable("CONDSTORE")  # must precede any SELECT/EXAMINE
+            self._folders = self._discover_folders(client)
+        except LoginError as exc:
+            _quietly_close(client)
+            raise SourceAuthError(
+                self.name,
+                f"login as {cfg.username!r} was rejected by {cfg.host} ({_server_text(exc)}); "
+                "check username and password (or the OAuth2 token)",
+            ) from exc
+        except ssl.SSLCertVerificationError as exc:
+            _quietly_close(client)
+            raise SourceError(self.name, _tls_verify_hint(where, exc)) from exc
+        except (IMAPClientError, OSError) as exc:
+            _quietly_close(client)
+            if isinstance(exc, SourceError):
+                raise
+            raise SourceError(self.name, f"IMAP session with {where} failed: {exc}") from exc
+        log.info(
+            "connected",
+            extra=fields(
+                source=self.name,
+                server=where,
+                condstore=self._condstore,
+                gmail=self._gmail,
+                folders=",".join(f"{f}({r.value})" for f, r in self._folders.items()),
+            ),
+        )
+        return client
+
+    def _discover_folders(self, client: imapclient.IMAPClient) -> dict[str, FolderRole]:
+        listing = client.list_folders()
+        names = [str(name) for _, _, name in listing]
+        folders: dict[str, FolderRole] = {}
+        for folder in self.config.folders:
+            if folder not in names and folder.upper() != "INBOX":
+                raise SourceError(
+                    self.name,
+                    f"folder {folder!r} does not exist on {self.config.host}; folders there: "
+                    f"{', '.join(sorted(names))}; fix `folders` in the config",
+                )
+            folders[folder] = FolderRole.INBOX
+        if self.config.sent_folders is not None:
+            for folder in self.config.sent_folders:
+                if folder not in names:
+                    raise SourceError(
+                        self.name,
+                        f"sent folder {folder!r} does not exist on {self.config.host}; folders "
+                        f"there: {', '.join(sorted(names))}; fix `sent_folders` in the config",
+                    )
+                folders[folder] = FolderRole.SENT
+            return folders
+        flagged = [str(name) for flags, _, name in listing if _SENT_FLAG in flags]
+        by_name = [n for n in _SENT_NAMES if n in names]
+        sent = flagged or by_name[:1]
+        if not sent:
+            log.warning(
+                "no sent folder found",
+                extra=fields(
+                    source=self.name,
+                    hint="replies are then only seen when sent from a team address into a "
+                    "watched folder; set sent_folders to the folder holding sent mail",
+                ),
+            )
+        for folder in sent:
+            folders[folder] = FolderRole.SENT
+        return folders
+
+    def close(self) -> None:
+        """Log out; the next poll reconnects."""
+        if self._client is not None:
+            _quietly_close(self._client)
+            self._client = None
+
+    # --- polling -----------------------------------------------------------------------------
+
+    def poll(self, sink: MessageSink, now: datetime) -> PollReport:
+        """Read every watched and sent folder from where the last poll stopped."""
+        report = PollReport(source=self.name)
+        if self._client is None:
+            self._client = self._connect()
+        client = self._client
+        try:
+            for folder, role in self._folders.items():
+                self._poll_folder(
+                    client=client, sink=sink, folder=folder, role=role, now=now, report=report
+                )
+        except (IMAPClientAbortError, OSError, IMAPClientError) as exc:
+            self.close()
+            if isinstance(exc, SourceError):
+                raise
+            raise SourceError(
+                self.name, f"IMAP session broke while reading ({exc}); will reconnect next poll"
+            ) from exc
+        except BaseException:
+            self.close()
+            raise
+        return report
+
+    def _poll_folder(
+        self,
+        *,
+        client: imapclient.IMAPClient,
+        sink: MessageSink,
+        folder: str,
+        role: FolderRole,
+        now: datetime,
+        report: PollReport,
+    ) -> None:
+        cursor = sink.cursor(folder)
+        what = ["UIDNEXT", "UIDVALIDITY", "MESSAGES"]
+        if self._condstore:
+            what.append("HIGHESTMODSEQ")
+        status = client.folder_status(folder, what)
+        report.round_trips += 1
+        uidvalidity = int(status[b"UIDVALIDITY"])
+        uidnext = int(status[b"UIDNEXT"])
+        modseq = int(status[b"HIGHESTMODSEQ"]) if b"HIGHESTMODSEQ" in status else None
+        if cursor is not None and cursor.uidvalidity != uidvalidity:
+            log.warning(
+                "uidvalidity changed; re-reading folder",
+                extra=fields(
+                    source=self.name, folder=folder, old=cursor.uidvalidity, new=uidvalidity
+                ),
+            )
+            sink.reset_folder(folder, now)
+            cursor = None
+        has_new = cursor is None or uidnext - 1 > cursor.last_uid
+        changed = cursor is not None and modseq is not None and modseq != cursor.highest_modseq
+        due = cursor is not None and (
+            cursor.last_reconciled is None
+            or now - cursor.last_reconciled >= timedelta(seconds=self.config.reconcile_interval)
+        )
+        if not (has_new or changed or due):
+            return  # nothing happened: one STATUS was the whole poll
+        client.select_folder(folder, readonly=True)  # EXAMINE: the server keeps every flag as is
+        report.round_trips += 1
+        context = FolderContext(source=self.name, folder=folder, role=role, identity=self.identity)
+        last_uid = cursor.last_uid if cursor else 0
+        if has_new:
+            since = self._first_sync_since(sink, now) if cursor is None else None
+            uids = self._new_uids(client, last_uid, since)
+            report.round_trips += 1
+            last_uid = self._fetch_into(
+                client=client,
+                sink=sink,
+                context=context,
+                uids=uids,
+                uidvalidity=uidvalidity,
+                now=now,
+                report=report,
+            )
+            last_uid = max(last_uid, uidnext - 1)
+        reconciled = cursor.last_reconciled if cursor else now
+        if cursor is not None and (changed or due):
+            report.removed += self._reconcile(client, sink, folder, uidvalidity, now)
+            report.round_trips += 1
+            reconciled = now
+        sink.save_cursor(
+            FolderCursor(
+                source=self.name,
+                folder=folder,
+                uidvalidity=uidvalidity,
+                last_uid=last_uid,
+                highest_modseq=modseq,
+                last_reconciled=reconciled,
+            ),
+            now,
+        )
+
+    def _first_sync_since(self, sink: MessageSink, now: datetime) -> datetime:
+        """How far back a first (or UIDVALIDITY-forced) read goes: ``since``, or further back
+        to the oldest conversation still waiting, so a re-read never drops an open clock."""
+        since = now - timedelta(seconds=self.config.since)
+        oldest = sink.oldest_open_message()
+        if oldest is not None and oldest < since:
+            since = oldest - timedelta(days=1)
+        return since
+
+    def _new_uids(
+        self, client: imapclient.IMAPClient, last_uid: int, since: datetime | None
+    ) -> list[int]:
+        if since is not None:
+            found = client.search(["SINCE", since.date()])
+        else:
+            # "N:*" always matches the highest message even when its UID is below N: filter.
+            found = client.search(["UID", f"{last_uid + 1}:*"])
+        return sorted(uid for uid in found if uid > last_uid)
+
+    def _fetch_into(
+        self,
+        *,
+        client: imapclient.IMAPClient,
+        sink: MessageSink,
+        context: FolderContext,
+        uids: list[int],
+        uidvalidity: int,
+        now: datetime,
+        report: PollReport,
+    ) -> int:
+        """Fetch headers batch by batch; each batch is stored with its cursor in one step."""
+        last_uid = 0
+        items = ["INTERNALDATE", _HEADER_ITEM]
+        if self._gmail:
+            items.append("X-GM-THRID")
+        done = 0
+        for batch in uid_batches(uids, self.config.batch_size):
+            done += len(batch)
+            response = client.fetch(batch, items)
+            report.round_trips += 1
+            wanted = set(batch)
+            events = [
+                self._event(context, uid, response[uid], uidvalidity)
+                for uid in sorted(response)
+                if uid in wanted
+            ]
+            last_uid = max(batch)
+            result = sink.accept(
+                events,
+                FolderCursor(
+                    source=self.name,
+                    folder=context.folder,
+                    uidvalidity=uidvalidity,
+                    last_uid=last_uid,
+                    highest_modseq=None,  # set once the whole folder is read
+                    last_reconciled=None,
+                ),
+                now,
+            )
+            report.add(context.folder, result.new, result.duplicates)
+            if self.progress is not None:
+                self.progress(self.name, context.folder, done, len(uids))
+        return last_uid
+
+    def _event(
+        self, context: FolderContext, uid: int, item: dict[bytes, Any], uidvalidity: int
+    ) -> MessageEvent:
+        received = item.get(b"INTERNALDATE")
+        if not isinstance(received, datetime) or received.tzinfo is None:
+            raise SourceError(
+                self.name, f"server sent no usable INTERNALDATE for UID {uid} in {context.folder}"
+            )
+        thrid = item.get(b"X-GM-THRID")
+        link = None
+        if thrid is not None:
+            link = f"https://mail.google.com/mail/u/0/#all/{int(thrid):x}"
+        return event_from_headers(
+            context,
+            _header_block(item),
+            received,
+            location=MailLocation(folder=context.folder, uidvalidity=uidvalidity, uid=uid),
+            gm_thread_id=str(thrid) if thrid is not None else None,
+            link=link,
+        )
+
+    def _reconcile(
+        self,
+        client: imapclient.IMAPClient,
+        sink: MessageSink,
+        folder: str,
+        uidvalidity: int,
+        now: datetime,
+    ) -> int:
+        """Compare the UIDs we hold with the server's; note those that were expunged."""
+        known = sink.folder_uids(folder, uidvalidity)
+        if not known:
+            return 0
+        present = set(client.search(["UID", f"{min(known)}:{max(known)}"]))
+        gone = known - present
+        if not gone:
+            return 0
+        removed = sink.forget_uids(folder, uidvalidity, gone, now)
+        log.info(
+            "messages left folder",
+            extra=fields(source=self.name, folder=folder, expunged=len(gone), removed=removed),
+        )
+        return removed
+
+
+def _read_secret_file(source: str, path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise SourceError(source, f"cannot read secret file {path}: {exc.strerror}") from exc
+
+
+def _server_text(exc: Exception) -> str:
+    text = str(exc)
+    return text.removeprefix("b'").removesuffix("'") or "no reason given"
+
+
+def _tls_verify_hint(where: str, exc: ssl.SSLCertVerificationError) -> str:
+    return (
+        f"the TLS certificate of {where} could not be verified ({exc.verify_message}); set "
+        "ca_file to the CA that signed it, or fix the server's certificate "
+        "(verify_tls: false turns the check off, which is unsafe)"
+    )
+
+
+def _quietly_close(client: imapclient.IMAPClient) -> None:
+    try:
+        client.logout()
+    except (IMAPClientError, OSError):
+        try:
+            client.shutdown()
+        except (IMAPClientError, OSError):
+            log.debug("connection already closed")

@@ -1,0 +1,333 @@
+"""Writing what a source read: idempotent message storage, threading, cursors, expunges.
+
+A source hands over a batch of events together with the cursor that covers them; both are
+written in one transaction, so a crash either keeps the batch and its cursor or neither, and
+the next poll neither loses nor double-counts a message.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from monitor.conversations import decide_thread
+from monitor.model import Direction, FolderCursor, MessageEvent
+from monitor.store.sqlite import Store, from_epoch, to_epoch
+
+_CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class IngestResult:
+    """What one batch changed."""
+
+    new: int = 0
+    duplicates: int = 0
+    conversations_created: int = 0
+    conversations_merged: int = 0
+
+
+class _SqlThreadLookup:
+    """``ThreadLookup`` over the store's tables, for one source, inside the open transaction."""
+
+    def __init__(self, conn: sqlite3.Connection, source: str) -> None:
+        self.conn = conn
+        self.source = source
+
+    def conversations_for_keys(self, keys: Sequence[str]) -> list[int]:
+        found: dict[int, None] = {}
+        for start in range(0, len(keys), _CHUNK):
+            chunk = list(keys[start : start + _CHUNK])
+            marks = ",".join("?" * len(chunk))
+            for (cid,) in self.conn.execute(
+                f"SELECT conversation_id FROM thread_keys WHERE source = ? AND key IN ({marks})",
+                [self.source, *chunk],
+            ):
+                found[cid] = None
+        return list(found)
+
+    def conversation_for_subject(
+        self, customer: str, subject_key: str, since: datetime
+    ) -> int | None:
+        row = self.conn.execute(
+            "SELECT conversation_id FROM messages WHERE source = ? AND customer = ? "
+            "AND subject_key = ? AND timestamp >= ? ORDER BY timestamp DESC LIMIT 1",
+            (self.source, customer, subject_key, to_epoch(since)),
+        ).fetchone()
+        return int(row[0]) if row else None
+
+
+class SourceSink:
+    """Where one source writes: the store's side of the source/store boundary."""
+
+    def __init__(self, store: Store, source: str) -> None:
+        self.store = store
+        self.source = source
+
+    def cursor(self, folder: str) -> FolderCursor | None:
+        """How far this source has read ``folder``."""
+        return self.store.cursor(self.source, folder)
+
+    def accept(
+        self, events: Sequence[MessageEvent], cursor: FolderCursor | None, now: datetime
+    ) -> IngestResult:
+        """Store a batch and, in the same transaction, the cursor that covers it."""
+        with self.store.transaction() as conn:
+            result = _ingest(conn, self.source, events, now)
+            if cursor is not None:
+                self.store.save_cursor(cursor, now)
+        return result
+
+    def save_cursor(self, cursor: FolderCursor, now: datetime) -> None:
+        """Record a cursor on its own (a poll that found nothing new, a reconciliation)."""
+        with self.store.transaction():
+            self.store.save_cursor(cursor, now)
+
+    def folder_uids(self, folder: str, uidvalidity: int) -> set[int]:
+        """UIDs of ``folder`` whose messages the store holds."""
+        rows = self.store.conn.execute(
+            "SELECT uid FROM locations WHERE source = ? AND folder = ? AND uidvalidity = ?",
+            (self.source, folder, uidvalidity),
+        )
+        return {uid for (uid,) in rows}
+
+    def forget_uids(self, folder: str, uidvalidity: int, uids: Iterable[int], now: datetime) -> int:
+        """Note that these UIDs left ``folder``; a message in no watched folder is 'removed'."""
+        uid_list = list(uids)
+        removed = 0
+        with self.store.transaction() as conn:
+            for start in range(0, len(uid_list), _CHUNK):
+                chunk = uid_list[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                where = f"source = ? AND folder = ? AND uidvalidity = ? AND uid IN ({marks})"
+                args = [self.source, folder, uidvalidity, *chunk]
+                message_ids = [
+                    mid
+                    for (mid,) in conn.execute(
+                        f"SELECT message_id FROM locations WHERE {where}", args
+                    )
+                ]
+                conn.execute(f"DELETE FROM locations WHERE {where}", args)
+                removed += _mark_removed_if_nowhere(conn, message_ids, now)
+        return removed
+
+    def reset_folder(self, folder: str, now: datetime) -> None:
+        """UIDVALIDITY changed: forget the folder's old UIDs; the re-read relocates messages.
+
+        Messages are not marked removed here: the re-read finds them again under their
+        identity. A later reconciliation marks whatever did not come back.
+        """
+        with self.store.transaction() as conn:
+            conn.execute(
+                "DELETE FROM locations WHERE source = ? AND folder = ?", (self.source, folder)
+            )
+            conn.execute(
+                "DELETE FROM cursors WHERE source = ? AND folder = ?", (self.source, folder)
+            )
+        del now
+
+    def mark_unlocated(self, now: datetime) -> int:
+        """Mark removed every message of this source that no watched folder holds any more."""
+        with self.store.transaction() as conn:
+            ids = [
+                mid
+                for (mid,) in conn.execute(
+                    "SELECT id FROM messages m WHERE source = ? AND removed_at IS NULL "
+                    "AND location_kind = 'mail' AND NOT EXISTS "
+                    "(SELECT 1 FROM locations l WHERE l.message_id = m.id)",
+                    (self.source,),
+                )
+            ]
+            return _mark_removed_if_nowhere(conn, ids, now)
+
+    def oldest_open_message(self) -> datetime | None:
+        """The first message of the oldest conversation still holding unremoved inbound mail."""
+        row = self.store.conn.execute(
+            "SELECT MIN(timestamp) FROM messages WHERE source = ? AND removed_at IS NULL "
+            "AND direction = 'inbound'",
+            (self.source,),
+        ).fetchone()
+        return from_epoch(row[0]) if row and row[0] is not None else None
+
+
+def _mark_removed_if_nowhere(
+    conn: sqlite3.Connection, message_ids: list[int], now: datetime
+) -> int:
+    removed = 0
+    for mid in message_ids:
+        cur = conn.execute(
+            "UPDATE messages SET removed_at = ? WHERE id = ? AND removed_at IS NULL "
+            "AND NOT EXISTS (SELECT 1 FROM locations WHERE message_id = ?)",
+            (to_epoch(now), mid, mid),
+        )
+        removed += cur.rowcount
+    return removed
+
+
+def _ingest(
+    conn: sqlite3.Connection, source: str, events: Sequence[MessageEvent], now: datetime
+) -> IngestResult:
+    lookup = _SqlThreadLookup(conn, source)
+    new = duplicates = created = merged = 0
+    now_s = to_epoch(now)
+    for event in events:
+        existing = conn.execute(
+            "SELECT id, removed_at FROM messages WHERE source = ? AND identity = ?",
+            (source, event.identity),
+        ).fetchone()
+        if existing is not None:
+            duplicates += 1
+            _add_location(conn, source, event, existing[0])
+            if existing[1] is not None and event.location is not None:
+                conn.execute("UPDATE messages SET removed_at = NULL WHERE id = ?", (existing[0],))
+            continue
+        decision = decide_thread(event.thread, event.timestamp, lookup)
+        ts = to_epoch(event.timestamp)
+        if decision.conversation is None:
+            conversation = _create_conversation(conn, source, event, ts, now_s)
+            created += 1
+        else:
+            conversation = decision.conversation
+            for other in decision.merge:
+                _merge_conversation(conn, into=conversation, other=other)
+                merged += 1
+        conn.executemany(
+            "INSERT OR IGNORE INTO thread_keys (source, key, conversation_id) VALUES (?, ?, ?)",
+            [(source, key, conversation) for key in decision.keys],
+        )
+        message_rowid = _insert_message(conn, source, event, conversation, now_s)
+        _add_location(conn, source, event, message_rowid)
+        _update_conversation(conn, conversation, event, ts, now_s)
+        new += 1
+    return IngestResult(new, duplicates, created, merged)
+
+
+def _create_conversation(
+    conn: sqlite3.Connection, source: str, event: MessageEvent, ts: int, now_s: int
+) -> int:
+    inbound = event.direction is Direction.INBOUND
+    cur = conn.execute(
+        "INSERT INTO conversations (source, subject, customer, customer_name, link, "
+        "first_message_at, last_message_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (
+            source,
+            event.subject,
+            event.thread.customer,
+            event.author_name if inbound else "",
+            event.link,
+            ts,
+            ts,
+            now_s,
+        ),
+    )
+    return int(cur.lastrowid or 0)
+
+
+def _insert_message(
+    conn: sqlite3.Connection, source: str, event: MessageEvent, conversation: int, now_s: int
+) -> int:
+    ref = event.thread
+    cur = conn.execute(
+        "INSERT INTO messages (source, identity, conversation_id, timestamp, direction, reason, "
+        "author, author_name, subject, recipients, message_id, in_reply_to, refs, gm_thread_id, "
+        "subject_key, customer, folder, priority, tags, link, attributes, first_seen_at, "
+        f"location_kind) VALUES ({', '.join('?' * 23)})",
+        (
+            source,
+            event.identity,
+            conversation,
+            to_epoch(event.timestamp),
+            event.direction.value,
+            event.reason,
+            event.author,
+            event.author_name,
+            event.subject,
+            ",".join(event.recipients),
+            ref.message_id,
+            " ".join(ref.in_reply_to),
+            " ".join(ref.references),
+            ref.gm_thread_id,
+            ref.subject_key,
+            ref.customer,
+            event.folder,
+            event.priority,
+            ",".join(event.tags),
+            event.link,
+            json.dumps(dict(event.attributes), sort_keys=True),
+            now_s,
+            "mail" if event.location is not None else "api",
+        ),
+    )
+    return int(cur.lastrowid or 0)
+
+
+def _add_location(
+    conn: sqlite3.Connection, source: str, event: MessageEvent, message_rowid: int
+) -> None:
+    loc = event.location
+    if loc is None:
+        return
+    conn.execute(
+        "INSERT OR REPLACE INTO locations (source, folder, uidvalidity, uid, message_id) "
+        "VALUES (?, ?, ?, ?, ?)",
+        (source, loc.folder, loc.uidvalidity, loc.uid, message_rowid),
+    )
+
+
+def _update_conversation(
+    conn: sqlite3.Connection, conversation: int, event: MessageEvent, ts: int, now_s: int
+) -> None:
+    conn.execute(
+        "UPDATE conversations SET first_message_at = MIN(first_message_at, ?), "
+        "last_message_at = MAX(last_message_at, ?), updated_at = ?, "
+        "link = COALESCE(link, ?) WHERE id = ?",
+        (ts, ts, now_s, event.link, conversation),
+    )
+    if event.direction is Direction.INBOUND:
+        # The conversation is named after its earliest customer message, whatever arrived first.
+        earlier = conn.execute(
+            "SELECT 1 FROM messages WHERE conversation_id = ? AND direction = 'inbound' "
+            "AND timestamp < ? LIMIT 1",
+            (conversation, ts),
+        ).fetchone()
+        if earlier is None:
+            conn.execute(
+                "UPDATE conversations SET subject = ?, customer = ?, customer_name = ? "
+                "WHERE id = ?",
+                (event.subject, event.thread.customer, event.author_name, conversation),
+            )
+
+
+def _merge_conversation(conn: sqlite3.Connection, *, into: int, other: int) -> None:
+    """Fold ``other`` into ``into``: two threads turned out to be one."""
+    conn.execute("UPDATE messages SET conversation_id = ? WHERE conversation_id = ?", (into, other))
+    conn.execute(
+        "UPDATE thread_keys SET conversation_id = ? WHERE conversation_id = ?", (into, other)
+    )
+    conn.execute("UPDATE outbox SET conversation_id = ? WHERE conversation_id = ?", (into, other))
+    row = conn.execute(
+        "SELECT first_message_at, last_message_at, policy, policy_reason FROM conversations "
+        "WHERE id = ?",
+        (other,),
+    ).fetchone()
+    if row is not None:
+        conn.execute(
+            "UPDATE conversations SET first_message_at = MIN(first_message_at, ?), "
+            "last_message_at = MAX(last_message_at, ?), policy = COALESCE(policy, ?), "
+            "policy_reason = COALESCE(policy_reason, ?) WHERE id = ?",
+            (row[0], row[1], row[2], row[3], into),
+        )
+        conn.execute("DELETE FROM conversations WHERE id = ?", (other,))
+    first = conn.execute(
+        "SELECT subject, customer, author_name FROM messages WHERE conversation_id = ? "
+        "AND direction = 'inbound' ORDER BY timestamp, id LIMIT 1",
+        (into,),
+    ).fetchone()
+    if first is not None:
+        conn.execute(
+            "UPDATE conversations SET subject = ?, customer = ?, customer_name = ? WHERE id = ?",
+            (*first, into),
+        )

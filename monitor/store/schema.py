@@ -1,0 +1,106 @@
+"""The SQLite schema as an ordered list of forward migrations.
+
+``PRAGMA user_version`` holds the number of migrations applied. A new release appends a
+migration; it never edits an old one, so any older store upgrades in place on open.
+Instants are stored as integer Unix seconds (UTC): exact to the second, cheap to compare and sum.
+"""
+
+from __future__ import annotations
+
+MIGRATIONS: tuple[str, ...] = (
+    # 1: messages, conversations, threading keys, mailbox locations, cursors, alert outbox.
+    """
+    CREATE TABLE meta (
+        key TEXT PRIMARY KEY,
+        value TEXT NOT NULL
+    );
+    CREATE TABLE conversations (
+        id INTEGER PRIMARY KEY,
+        source TEXT NOT NULL,
+        subject TEXT NOT NULL DEFAULT '',
+        customer TEXT NOT NULL DEFAULT '',
+        customer_name TEXT NOT NULL DEFAULT '',
+        link TEXT,
+        first_message_at INTEGER NOT NULL,
+        last_message_at INTEGER NOT NULL,
+        policy TEXT,
+        policy_reason TEXT,
+        updated_at INTEGER NOT NULL
+    );
+    CREATE INDEX conversations_source ON conversations (source, last_message_at);
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY,
+        source TEXT NOT NULL,
+        identity TEXT NOT NULL,
+        conversation_id INTEGER NOT NULL REFERENCES conversations (id),
+        timestamp INTEGER NOT NULL,
+        direction TEXT NOT NULL,
+        reason TEXT NOT NULL,
+        author TEXT NOT NULL DEFAULT '',
+        author_name TEXT NOT NULL DEFAULT '',
+        subject TEXT NOT NULL DEFAULT '',
+        recipients TEXT NOT NULL DEFAULT '',
+        message_id TEXT,
+        in_reply_to TEXT NOT NULL DEFAULT '',
+        refs TEXT NOT NULL DEFAULT '',
+        gm_thread_id TEXT,
+        subject_key TEXT NOT NULL DEFAULT '',
+        customer TEXT NOT NULL DEFAULT '',
+        folder TEXT NOT NULL DEFAULT '',
+        priority TEXT,
+        tags TEXT NOT NULL DEFAULT '',
+        link TEXT,
+        attributes TEXT NOT NULL DEFAULT '{}',
+        first_seen_at INTEGER NOT NULL,
+        -- 'mail' messages live in mailbox folders, 'api' ones (tickets) do not
+        location_kind TEXT NOT NULL DEFAULT 'mail',
+        removed_at INTEGER,
+        UNIQUE (source, identity)
+    );
+    CREATE INDEX messages_conversation ON messages (conversation_id, timestamp);
+    CREATE INDEX messages_subject ON messages (source, customer, subject_key, timestamp);
+    CREATE TABLE thread_keys (
+        source TEXT NOT NULL,
+        key TEXT NOT NULL,
+        conversation_id INTEGER NOT NULL,
+        PRIMARY KEY (source, key)
+    ) WITHOUT ROWID;
+    CREATE INDEX thread_keys_conversation ON thread_keys (conversation_id);
+    CREATE TABLE locations (
+        source TEXT NOT NULL,
+        folder TEXT NOT NULL,
+        uidvalidity INTEGER NOT NULL,
+        uid INTEGER NOT NULL,
+        message_id INTEGER NOT NULL REFERENCES messages (id),
+        PRIMARY KEY (source, folder, uidvalidity, uid)
+    ) WITHOUT ROWID;
+    CREATE INDEX locations_message ON locations (message_id);
+    CREATE TABLE cursors (
+        source TEXT NOT NULL,
+        folder TEXT NOT NULL,
+        uidvalidity INTEGER NOT NULL,
+        last_uid INTEGER NOT NULL,
+        highest_modseq INTEGER,
+        last_reconciled INTEGER,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (source, folder)
+    );
+    CREATE TABLE outbox (
+        id INTEGER PRIMARY KEY,
+        dedup_key TEXT NOT NULL UNIQUE,
+        conversation_id INTEGER,
+        channel TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        payload TEXT NOT NULL,
+        created_at INTEGER NOT NULL,
+        send_after INTEGER NOT NULL,
+        attempts INTEGER NOT NULL DEFAULT 0,
+        last_error TEXT,
+        sent_at INTEGER,
+        remote_ref TEXT
+    );
+    CREATE INDEX outbox_pending ON outbox (sent_at, send_after);
+    """,
+)
+
+SCHEMA_VERSION = len(MIGRATIONS)

@@ -1,0 +1,391 @@
+"""The SQLite store: one writer process, any number of readers, nothing kept only in memory.
+
+The writer holds an exclusive ``flock`` on ``<db>.lock`` for as long as it runs, so a second
+daemon on the same database fails at start with a clear error instead of interleaving writes.
+Readers (``status``, ``explain``) open the file read-only and rely on WAL mode to read alongside
+the writer without blocking it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+import sqlite3
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import IO, Any
+
+from monitor.errors import StoreError, StoreLockedError
+from monitor.model import Direction, FolderCursor
+from monitor.store.schema import MIGRATIONS, SCHEMA_VERSION
+
+_BUSY_TIMEOUT_S = 10.0
+
+
+def to_epoch(instant: datetime) -> int:
+    """Unix seconds of an aware datetime."""
+    return int(instant.timestamp())
+
+
+def from_epoch(seconds: int) -> datetime:
+    """Aware UTC datetime of Unix seconds."""
+    return datetime.fromtimestamp(seconds, UTC)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredMessage:
+    """A message as the store keeps it, with when it disappeared from every watched folder."""
+
+    id: int
+    conversation_id: int
+    source: str
+    identity: str
+    timestamp: datetime
+    direction: Direction
+    reason: str
+    author: str
+    author_name: str
+    subject: str
+    recipients: tuple[str, ...]
+    folder: str
+    priority: str | None
+    tags: tuple[str, ...]
+    link: str | None
+    removed_at: datetime | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredConversation:
+    """A conversation's stored facts: who started it, when, and the policy matched once."""
+
+    id: int
+    source: str
+    subject: str
+    customer: str
+    customer_name: str
+    link: str | None
+    first_message_at: datetime
+    last_message_at: datetime
+    policy: str | None
+    policy_reason: str | None
+
+
+class _WriterLock:
+    """An exclusive advisory lock next to the database, released when the process dies."""
+
+    def __init__(self, db_path: Path) -> None:
+        self.path = db_path.with_name(db_path.name + ".lock")
+        self.handle: IO[str] | None = None
+
+    def acquire(self) -> None:
+        handle = self.path.open("a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown pid"
+            handle.close()
+            raise StoreLockedError(str(self.path.with_suffix("")), holder) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(f"pid {os.getpid()}")
+        handle.flush()
+        self.handle = handle
+
+    def release(self) -> None:
+        if self.handle is not None:
+            fcntl.flock(self.handle.fileno(), fcntl.LOCK_UN)
+            self.handle.close()
+            self.handle = None
+
+
+class Store:
+    """Messages, conversations, cursors and the alert outbox in one SQLite file."""
+
+    def __init__(self, conn: sqlite3.Connection, path: Path, lock: _WriterLock | None) -> None:
+        self.conn = conn
+        self.path = path
+        self._lock = lock
+
+    @classmethod
+    def open(cls, path: Path, *, readonly: bool = False) -> Store:
+        """Open (creating and migrating as needed) the store; readers never take the lock."""
+        if readonly:
+            return cls._open_reader(path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the directory {path.parent} for the store: {exc.strerror}; "
+                "set store.path to a writable location"
+            ) from exc
+        lock = _WriterLock(path)
+        lock.acquire()
+        try:
+            # Poll jobs run on scheduler threads and take turns on this connection (see daemon).
+            conn = sqlite3.connect(
+                path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
+            )
+            conn.execute("PRAGMA journal_mode=WAL")
+            conn.execute("PRAGMA synchronous=NORMAL")
+            conn.execute("PRAGMA foreign_keys=OFF")
+            store = cls(conn, path, lock)
+            store._migrate()
+        except sqlite3.Error as exc:
+            lock.release()
+            raise StoreError(f"cannot open the store {path}: {exc}") from exc
+        except BaseException:
+            lock.release()
+            raise
+        return store
+
+    @classmethod
+    def _open_reader(cls, path: Path) -> Store:
+        if not path.exists():
+            raise StoreError(
+                f"no store at {path} yet; run `replyclock run` first, or check store.path"
+            )
+        try:
+            conn = sqlite3.connect(
+                f"file:{path}?mode=ro",
+                uri=True,
+                timeout=_BUSY_TIMEOUT_S,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+            version = conn.execute("PRAGMA user_version").fetchone()[0]
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot read the store {path}: {exc}") from exc
+        if version != SCHEMA_VERSION:
+            conn.close()
+            raise StoreError(
+                f"the store {path} has schema version {version} but this replyclock expects "
+                f"{SCHEMA_VERSION}; start `replyclock run` once to migrate it"
+            )
+        return cls(conn, path, None)
+
+    def close(self) -> None:
+        """Flush and close; release the writer lock."""
+        with contextlib.suppress(sqlite3.Error):
+            if self._lock is not None:
+                self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+            self.conn.close()
+        if self._lock is not None:
+            self._lock.release()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def schema_version(self) -> int:
+        """How many migrations this file has applied."""
+        return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
+
+    def _migrate(self) -> None:
+        current = self.schema_version
+        if current > SCHEMA_VERSION:
+            raise StoreError(
+                f"the store {self.path} has schema version {current}, newer than this replyclock "
+                f"({SCHEMA_VERSION}); upgrade replyclock or use another store.path"
+            )
+        for version in range(current, SCHEMA_VERSION):
+            with self.transaction():
+                for statement in _split_sql(MIGRATIONS[version]):
+                    self.conn.execute(statement)
+                self.conn.execute(f"PRAGMA user_version = {version + 1}")
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction taken up front (BEGIN IMMEDIATE), committed or rolled back whole."""
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.conn
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+
+    # --- cursors ---------------------------------------------------------------------------
+
+    def cursor(self, source: str, folder: str) -> FolderCursor | None:
+        """How far ``source`` has read ``folder``, or None before its first sync."""
+        row = self.conn.execute(
+            "SELECT uidvalidity, last_uid, highest_modseq, last_reconciled FROM cursors "
+            "WHERE source = ? AND folder = ?",
+            (source, folder),
+        ).fetchone()
+        if row is None:
+            return None
+        return FolderCursor(
+            source=source,
+            folder=folder,
+            uidvalidity=row[0],
+            last_uid=row[1],
+            highest_modseq=row[2],
+            last_reconciled=from_epoch(row[3]) if row[3] is not None else None,
+        )
+
+    def save_cursor(self, cursor: FolderCursor, now: datetime) -> None:
+        """Record a cursor; call inside the transaction that stored what it covers."""
+        self.conn.execute(
+            "INSERT INTO cursors (source, folder, uidvalidity, last_uid, highest_modseq, "
+            "last_reconciled, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?) "
+            "ON CONFLICT (source, folder) DO UPDATE SET uidvalidity = excluded.uidvalidity, "
+            "last_uid = excluded.last_uid, highest_modseq = excluded.highest_modseq, "
+            "last_reconciled = excluded.last_reconciled, updated_at = excluded.updated_at",
+            (
+                cursor.source,
+                cursor.folder,
+                cursor.uidvalidity,
+                cursor.last_uid,
+                cursor.highest_modseq,
+                to_epoch(cursor.last_reconciled) if cursor.last_reconciled else None,
+                to_epoch(now),
+            ),
+        )
+
+    # --- reads -----------------------------------------------------------------------------
+
+    def conversation(self, conversation_id: int) -> StoredConversation | None:
+        """One conversation by id."""
+        row = self.conn.execute(
+            f"SELECT {_CONVERSATION_COLUMNS} FROM conversations WHERE id = ?", (conversation_id,)
+        ).fetchone()
+        return _conversation(row) if row else None
+
+    def conversation_for_message(self, source: str | None, message_id: str) -> int | None:
+        """The conversation holding the message with this Message-ID (or identity)."""
+        ident = message_id.strip().strip("<>")
+        sql = "SELECT conversation_id FROM messages WHERE (message_id = ? OR identity = ?)"
+        args: list[Any] = [ident, ident]
+        if source:
+            sql += " AND source = ?"
+            args.append(source)
+        row = self.conn.execute(sql + " LIMIT 1", args).fetchone()
+        return int(row[0]) if row else None
+
+    def messages(self, conversation_id: int) -> list[StoredMessage]:
+        """A conversation's messages, oldest first."""
+        rows = self.conn.execute(
+            f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id = ? "
+            "ORDER BY timestamp, id",
+            (conversation_id,),
+        ).fetchall()
+        return [_message(row) for row in rows]
+
+    def conversations(
+        self, source: str | None = None, active_since: datetime | None = None
+    ) -> Iterator[StoredConversation]:
+        """Conversations, optionally of one source or with a message since an instant."""
+        sql = f"SELECT {_CONVERSATION_COLUMNS} FROM conversations WHERE 1 = 1"
+        args: list[Any] = []
+        if source is not None:
+            sql += " AND source = ?"
+            args.append(source)
+        if active_since is not None:
+            sql += " AND last_message_at >= ?"
+            args.append(to_epoch(active_since))
+        for row in self.conn.execute(sql + " ORDER BY id", args):
+            yield _conversation(row)
+
+    def messages_by_conversation(
+        self, conversation_ids: list[int]
+    ) -> dict[int, list[StoredMessage]]:
+        """Messages of many conversations at once, each list oldest first."""
+        result: dict[int, list[StoredMessage]] = {cid: [] for cid in conversation_ids}
+        for start in range(0, len(conversation_ids), 500):
+            chunk = conversation_ids[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            rows = self.conn.execute(
+                f"SELECT {_MESSAGE_COLUMNS} FROM messages WHERE conversation_id IN ({marks}) "
+                "ORDER BY timestamp, id",
+                chunk,
+            )
+            for row in rows:
+                message = _message(row)
+                result[message.conversation_id].append(message)
+        return result
+
+    def source_counts(self) -> dict[str, tuple[int, int]]:
+        """Per source: (messages stored, conversations)."""
+        counts: dict[str, list[int]] = {}
+        for source, n in self.conn.execute("SELECT source, COUNT(*) FROM messages GROUP BY source"):
+            counts.setdefault(source, [0, 0])[0] = n
+        for source, n in self.conn.execute(
+            "SELECT source, COUNT(*) FROM conversations GROUP BY source"
+        ):
+            counts.setdefault(source, [0, 0])[1] = n
+        return {source: (pair[0], pair[1]) for source, pair in counts.items()}
+
+
+_CONVERSATION_COLUMNS = (
+    "id, source, subject, customer, customer_name, link, first_message_at, last_message_at, "
+    "policy, policy_reason"
+)
+_MESSAGE_COLUMNS = (
+    "id, conversation_id, source, identity, timestamp, direction, reason, author, author_name, "
+    "subject, recipients, folder, priority, tags, link, removed_at"
+)
+
+
+def _conversation(row: tuple[Any, ...]) -> StoredConversation:
+    return StoredConversation(
+        id=row[0],
+        source=row[1],
+        subject=row[2],
+        customer=row[3],
+        customer_name=row[4],
+        link=row[5],
+        first_message_at=from_epoch(row[6]),
+        last_message_at=from_epoch(row[7]),
+        policy=row[8],
+        policy_reason=row[9],
+    )
+
+
+def _message(row: tuple[Any, ...]) -> StoredMessage:
+    return StoredMessage(
+        id=row[0],
+        conversation_id=row[1],
+        source=row[2],
+        identity=row[3],
+        timestamp=from_epoch(row[4]),
+        direction=Direction(row[5]),
+        reason=row[6],
+        author=row[7],
+        author_name=row[8],
+        subject=row[9],
+        recipients=tuple(r for r in row[10].split(",") if r),
+        folder=row[11],
+        priority=row[12],
+        tags=tuple(t for t in row[13].split(",") if t),
+        link=row[14],
+        removed_at=from_epoch(row[15]) if row[15] is not None else None,
+    )
+
+
+def _split_sql(script: str) -> list[str]:
+    """Split a migration script into statements (no semicolons inside our literals)."""
+    return [part.strip() for part in script.split(";") if part.strip()]
+
+
+def candidate_waiting_conversations(store: Store, source: str | None = None) -> list[int]:
+    """Conversations that may be awaiting a reply: a customer message, still in a folder,
+    no older than the team's last reply. A superset; the clock rules decide exactly."""
+    sql = (
+        "SELECT DISTINCT m.conversation_id FROM messages m WHERE m.direction = 'inbound' "
+        "AND m.removed_at IS NULL AND m.timestamp >= COALESCE((SELECT MAX(o.timestamp) "
+        "FROM messages o WHERE o.conversation_id = m.conversation_id "
+        "AND o.direction = 'outbound'), 0)"
+    )
+    args: list[Any] = []
+    if source is not None:
+        sql += " AND m.source = ?"
+        args.append(source)
+    return [cid for (cid,) in store.conn.execute(sql, args)]
