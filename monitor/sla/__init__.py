@@ -1,0 +1,1 @@
+"""The pure SLA core: business-hours calendars, policies and clock evaluation."""

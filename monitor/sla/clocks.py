@@ -1,0 +1,132 @@
+"""Reply clocks: when a customer starts waiting, and what ends the wait.
+
+The rules, as a support lead would state them:
+
+- A customer message starts a clock if none is running. The first clock of a conversation is
+  the first-response clock; a clock started after the team has replied is a next-response clock
+  (Zendesk's rule: it starts at the oldest customer message not yet answered).
+- A customer follow-up while a clock runs does not restart it.
+- A team reply stops the running clock. A reply while nothing is awaited starts nothing.
+- When every customer message of a running clock has left the watched folders (archived or
+  deleted without a reply), the clock stops as "closed without reply": counted, not a breach.
+- Ignored messages (auto-replies, bounces, lists) do nothing.
+
+A conversation the team started (an outbound message first) has no first-response clock: the
+customer's answer starts a next-response clock, because the team has already spoken.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from monitor.model import Direction
+
+
+class ClockKind(StrEnum):
+    """Which reply target a clock measures against."""
+
+    FIRST = "first_response"
+    NEXT = "next_response"
+
+
+class StopReason(StrEnum):
+    """Why a clock stopped."""
+
+    REPLY = "reply"
+    CLOSED = "closed_without_reply"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClockMessage:
+    """The part of a message the clock needs."""
+
+    timestamp: datetime
+    direction: Direction
+    removed_at: datetime | None = None
+    author: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Clock:
+    """One wait of the customer for the team, running or stopped."""
+
+    kind: ClockKind
+    started_at: datetime
+    stopped_at: datetime | None = None
+    stop_reason: StopReason | None = None
+    responder: str = ""  # who sent the reply that stopped it
+    customer_messages: int = 1  # the message that started it plus follow-ups
+
+    @property
+    def running(self) -> bool:
+        """Whether the customer is still waiting on this clock."""
+        return self.stopped_at is None
+
+
+_ORDER = {Direction.INBOUND: 0, Direction.OUTBOUND: 1, Direction.IGNORED: 2}
+
+
+def _all_removed_by(inbound: list[ClockMessage], instant: datetime | None) -> datetime | None:
+    """When the last of ``inbound`` left the folders, if all had left by ``instant``."""
+    removed = [m.removed_at for m in inbound]
+    if not removed or any(r is None for r in removed):
+        return None
+    last = max(r for r in removed if r is not None)
+    return last if instant is None or last <= instant else None
+
+
+def segment_clocks(messages: Sequence[ClockMessage]) -> list[Clock]:
+    """Split a conversation's messages into its reply clocks, oldest first."""
+    ordered = sorted(messages, key=lambda m: (m.timestamp, _ORDER[m.direction]))
+    clocks: list[Clock] = []
+    team_has_spoken = False
+    open_inbound: list[ClockMessage] = []
+    open_start: datetime | None = None
+    open_kind = ClockKind.FIRST
+
+    def close(at: datetime, reason: StopReason, responder: str = "") -> None:
+        nonlocal open_start, open_inbound
+        assert open_start is not None
+        clocks.append(
+            Clock(
+                kind=open_kind,
+                started_at=open_start,
+                stopped_at=at,
+                stop_reason=reason,
+                responder=responder,
+                customer_messages=len(open_inbound),
+            )
+        )
+        open_start = None
+        open_inbound = []
+
+    for message in ordered:
+        if open_start is not None:
+            closed_at = _all_removed_by(open_inbound, message.timestamp)
+            if closed_at is not None:
+                close(closed_at, StopReason.CLOSED)
+        if message.direction is Direction.INBOUND:
+            if open_start is None:
+                open_start = message.timestamp
+                open_kind = ClockKind.NEXT if team_has_spoken else ClockKind.FIRST
+            open_inbound.append(message)
+        elif message.direction is Direction.OUTBOUND:
+            team_has_spoken = True
+            if open_start is not None:
+                close(message.timestamp, StopReason.REPLY, message.author)
+    if open_start is not None:
+        closed_at = _all_removed_by(open_inbound, None)
+        if closed_at is not None:
+            close(closed_at, StopReason.CLOSED)
+        else:
+            clocks.append(
+                Clock(
+                    kind=open_kind,
+                    started_at=open_start,
+                    customer_messages=len(open_inbound),
+                )
+            )
+    return clocks
