@@ -355,41 +355,72 @@ class ImapSource:
             items.append("X-GM-THRID")
         done = 0
         for batch in uid_batches(uids, self.config.batch_size):
-            done += len(batch)
             response = client.fetch(batch, items)
+            done += len(batch)
             report.round_trips += 1
-            wanted = set(batch)
-            events = [
-                self._event(context, uid, response[uid], uidvalidity)
-                for uid in sorted(response)
-                if uid in wanted
-            ]
-            last_uid = max(batch)
-            result = sink.accept(
-                events,
-                FolderCursor(
-                    source=self.name,
-                    folder=context.folder,
-                    uidvalidity=uidvalidity,
-                    last_uid=last_uid,
-                    highest_modseq=None,  # set once the whole folder is read
-                    last_reconciled=None,
-                ),
-                now,
+            last_uid = self._store_batch(
+                sink=sink,
+                context=context,
+                batch=batch,
+                response=response,
+                uidvalidity=uidvalidity,
+                now=now,
+                report=report,
             )
-            report.add(context.folder, result.new, result.duplicates)
             if self.progress is not None:
                 self.progress(self.name, context.folder, done, len(uids))
         return last_uid
 
+    def _store_batch(
+        self,
+        *,
+        sink: MessageSink,
+        context: FolderContext,
+        batch: list[int],
+        response: dict[int, dict[bytes, Any]],
+        uidvalidity: int,
+        now: datetime,
+        report: PollReport,
+    ) -> int:
+        """Turn one FETCH response into events and store them with the cursor that covers them."""
+        wanted = set(batch)
+        events = [
+            self._event(context, uid, response[uid], uidvalidity, now)
+            for uid in sorted(response)
+            if uid in wanted
+        ]
+        last_uid = max(batch)
+        result = sink.accept(
+            events,
+            FolderCursor(
+                source=self.name,
+                folder=context.folder,
+                uidvalidity=uidvalidity,
+                last_uid=last_uid,
+                highest_modseq=None,  # set once the whole folder is read
+                last_reconciled=None,
+            ),
+            now,
+        )
+        report.add(context.folder, result.new, result.duplicates)
+        return last_uid
+
     def _event(
-        self, context: FolderContext, uid: int, item: dict[bytes, Any], uidvalidity: int
+        self,
+        context: FolderContext,
+        uid: int,
+        item: dict[bytes, Any],
+        uidvalidity: int,
+        now: datetime,
     ) -> MessageEvent:
         received = item.get(b"INTERNALDATE")
         if not isinstance(received, datetime) or received.tzinfo is None:
-            raise SourceError(
-                self.name, f"server sent no usable INTERNALDATE for UID {uid} in {context.folder}"
+            # A server bug must not lose the message: keep it, timed when we first saw it.
+            log.warning(
+                "no usable INTERNALDATE; using the time it was first seen",
+                extra=fields(source=self.name, folder=context.folder, uid=uid),
             )
+            received = now
         thrid = item.get(b"X-GM-THRID")
         link = None
         if thrid is not None:

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from monitor.conversations import decide_thread
+from monitor.conversations import decide_thread, thread_keys
 from monitor.model import Direction, FolderCursor, MessageEvent
 from monitor.store.sqlite import Store, from_epoch, to_epoch
 
@@ -30,24 +30,28 @@ class IngestResult:
     conversations_merged: int = 0
 
 
-class _SqlThreadLookup:
-    """``ThreadLookup`` over the store's tables, for one source, inside the open transaction."""
+class _BatchThreadLookup:
+    """``ThreadLookup`` for one batch: every thread key the batch names is read in one query
+    up front, then kept current in memory as the batch assigns and merges conversations."""
 
-    def __init__(self, conn: sqlite3.Connection, source: str) -> None:
+    def __init__(self, conn: sqlite3.Connection, source: str, keys: Iterable[str]) -> None:
         self.conn = conn
         self.source = source
+        self.known: dict[str, int] = {}
+        wanted = list(dict.fromkeys(keys))
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            self.known.update(
+                conn.execute(
+                    f"SELECT key, conversation_id FROM thread_keys WHERE source = ? "
+                    f"AND key IN ({marks})",
+                    [source, *chunk],
+                ).fetchall()
+            )
 
     def conversations_for_keys(self, keys: Sequence[str]) -> list[int]:
-        found: dict[int, None] = {}
-        for start in range(0, len(keys), _CHUNK):
-            chunk = list(keys[start : start + _CHUNK])
-            marks = ",".join("?" * len(chunk))
-            for (cid,) in self.conn.execute(
-                f"SELECT conversation_id FROM thread_keys WHERE source = ? AND key IN ({marks})",
-                [self.source, *chunk],
-            ):
-                found[cid] = None
-        return list(found)
+        return list(dict.fromkeys(self.known[key] for key in keys if key in self.known))
 
     def conversation_for_subject(
         self, customer: str, subject_key: str, since: datetime
@@ -58,6 +62,15 @@ class _SqlThreadLookup:
             (self.source, customer, subject_key, to_epoch(since)),
         ).fetchone()
         return int(row[0]) if row else None
+
+    def assign(self, keys: Iterable[str], conversation: int) -> None:
+        for key in keys:
+            self.known.setdefault(key, conversation)
+
+    def merged(self, into: int, other: int) -> None:
+        for key, conversation in self.known.items():
+            if conversation == other:
+                self.known[key] = into
 
 
 class SourceSink:
@@ -170,39 +183,140 @@ def _mark_removed_if_nowhere(
 def _ingest(
     conn: sqlite3.Connection, source: str, events: Sequence[MessageEvent], now: datetime
 ) -> IngestResult:
-    lookup = _SqlThreadLookup(conn, source)
-    new = duplicates = created = merged = 0
+    """Store a batch: duplicates are found and thread keys read in bulk, rows written in bulk."""
     now_s = to_epoch(now)
+    existing = _existing_messages(conn, source, [e.identity for e in events])
+    lookup = _BatchThreadLookup(conn, source, (k for e in events for k in thread_keys(e.thread)))
+    key_rows: list[tuple[str, str, int]] = []
+    location_rows: list[tuple[str, str, int, int, int]] = []
+    spans: dict[int, list[int]] = {}  # conversation -> [first, last] timestamps of this batch
+    namers: dict[int, MessageEvent] = {}  # conversation -> earliest inbound event of this batch
+    new = duplicates = created = merged = 0
     for event in events:
-        existing = conn.execute(
-            "SELECT id, removed_at FROM messages WHERE source = ? AND identity = ?",
-            (source, event.identity),
-        ).fetchone()
-        if existing is not None:
+        ts = to_epoch(event.timestamp)
+        known = existing.get(event.identity)
+        if known is not None:
             duplicates += 1
-            _add_location(conn, source, event, existing[0])
-            if existing[1] is not None and event.location is not None:
-                conn.execute("UPDATE messages SET removed_at = NULL WHERE id = ?", (existing[0],))
+            if event.location is not None:
+                location_rows.append(_location_row(source, event, known[0]))
+                if known[1] is not None:
+                    conn.execute("UPDATE messages SET removed_at = NULL WHERE id = ?", (known[0],))
             continue
         decision = decide_thread(event.thread, event.timestamp, lookup)
-        ts = to_epoch(event.timestamp)
         if decision.conversation is None:
             conversation = _create_conversation(conn, source, event, ts, now_s)
             created += 1
         else:
             conversation = decision.conversation
             for other in decision.merge:
+                _flush(conn, key_rows, location_rows)
                 _merge_conversation(conn, into=conversation, other=other)
+                lookup.merged(conversation, other)
+                _fold(spans, namers, into=conversation, other=other)
                 merged += 1
-        conn.executemany(
-            "INSERT OR IGNORE INTO thread_keys (source, key, conversation_id) VALUES (?, ?, ?)",
-            [(source, key, conversation) for key in decision.keys],
-        )
-        message_rowid = _insert_message(conn, source, event, conversation, now_s)
-        _add_location(conn, source, event, message_rowid)
-        _update_conversation(conn, conversation, event, ts, now_s)
+        lookup.assign(decision.keys, conversation)
+        key_rows.extend((source, key, conversation) for key in decision.keys)
+        rowid = _insert_message(conn, source, event, conversation, now_s)
+        existing[event.identity] = (rowid, None)
+        if event.location is not None:
+            location_rows.append(_location_row(source, event, rowid))
+        span = spans.setdefault(conversation, [ts, ts])
+        span[0], span[1] = min(span[0], ts), max(span[1], ts)
+        if event.direction is Direction.INBOUND:
+            first = namers.get(conversation)
+            if first is None or event.timestamp < first.timestamp:
+                namers[conversation] = event
         new += 1
+    _flush(conn, key_rows, location_rows)
+    _update_conversations(conn, spans, namers, now_s)
     return IngestResult(new, duplicates, created, merged)
+
+
+def _existing_messages(
+    conn: sqlite3.Connection, source: str, identities: list[str]
+) -> dict[str, tuple[int, int | None]]:
+    """identity -> (row id, removed_at) for the identities already stored."""
+    found: dict[str, tuple[int, int | None]] = {}
+    unique = list(dict.fromkeys(identities))
+    for start in range(0, len(unique), _CHUNK):
+        chunk = unique[start : start + _CHUNK]
+        marks = ",".join("?" * len(chunk))
+        for identity, rowid, removed in conn.execute(
+            f"SELECT identity, id, removed_at FROM messages WHERE source = ? "
+            f"AND identity IN ({marks})",
+            [source, *chunk],
+        ):
+            found[identity] = (rowid, removed)
+    return found
+
+
+def _flush(
+    conn: sqlite3.Connection,
+    key_rows: list[tuple[str, str, int]],
+    location_rows: list[tuple[str, str, int, int, int]],
+) -> None:
+    conn.executemany(
+        "INSERT OR IGNORE INTO thread_keys (source, key, conversation_id) VALUES (?, ?, ?)",
+        key_rows,
+    )
+    conn.executemany(
+        "INSERT OR REPLACE INTO locations (source, folder, uidvalidity, uid, message_id) "
+        "VALUES (?, ?, ?, ?, ?)",
+        location_rows,
+    )
+    key_rows.clear()
+    location_rows.clear()
+
+
+def _fold(
+    spans: dict[int, list[int]], namers: dict[int, MessageEvent], *, into: int, other: int
+) -> None:
+    """Carry this batch's pending facts about a merged conversation over to the survivor."""
+    if other in spans:
+        span = spans.pop(other)
+        target = spans.setdefault(into, list(span))
+        target[0], target[1] = min(target[0], span[0]), max(target[1], span[1])
+    if other in namers:
+        event = namers.pop(other)
+        if into not in namers or event.timestamp < namers[into].timestamp:
+            namers[into] = event
+
+
+def _update_conversations(
+    conn: sqlite3.Connection,
+    spans: dict[int, list[int]],
+    namers: dict[int, MessageEvent],
+    now_s: int,
+) -> None:
+    conn.executemany(
+        "UPDATE conversations SET first_message_at = MIN(first_message_at, ?), "
+        "last_message_at = MAX(last_message_at, ?), updated_at = ? WHERE id = ?",
+        [(first, last, now_s, conversation) for conversation, (first, last) in spans.items()],
+    )
+    # A conversation is named after its earliest customer message, whatever arrived first.
+    conn.executemany(
+        "UPDATE conversations SET subject = ?, customer = ?, customer_name = ?, "
+        "link = COALESCE(link, ?) WHERE id = ? AND NOT EXISTS (SELECT 1 FROM messages "
+        "WHERE conversation_id = ? AND direction = 'inbound' AND timestamp < ?)",
+        [
+            (
+                event.subject,
+                event.thread.customer,
+                event.author_name,
+                event.link,
+                conversation,
+                conversation,
+                to_epoch(event.timestamp),
+            )
+            for conversation, event in namers.items()
+        ],
+    )
+
+
+def _location_row(source: str, event: MessageEvent, rowid: int) -> tuple[str, str, int, int, int]:
+    loc = event.location
+    assert loc is not None
+    return (source, loc.folder, loc.uidvalidity, loc.uid, rowid)
 
 
 def _create_conversation(
@@ -256,49 +370,12 @@ def _insert_message(
             event.priority,
             ",".join(event.tags),
             event.link,
-            json.dumps(dict(event.attributes), sort_keys=True),
+            json.dumps(dict(event.attributes), sort_keys=True) if event.attributes else "{}",
             now_s,
             "mail" if event.location is not None else "api",
         ),
     )
     return int(cur.lastrowid or 0)
-
-
-def _add_location(
-    conn: sqlite3.Connection, source: str, event: MessageEvent, message_rowid: int
-) -> None:
-    loc = event.location
-    if loc is None:
-        return
-    conn.execute(
-        "INSERT OR REPLACE INTO locations (source, folder, uidvalidity, uid, message_id) "
-        "VALUES (?, ?, ?, ?, ?)",
-        (source, loc.folder, loc.uidvalidity, loc.uid, message_rowid),
-    )
-
-
-def _update_conversation(
-    conn: sqlite3.Connection, conversation: int, event: MessageEvent, ts: int, now_s: int
-) -> None:
-    conn.execute(
-        "UPDATE conversations SET first_message_at = MIN(first_message_at, ?), "
-        "last_message_at = MAX(last_message_at, ?), updated_at = ?, "
-        "link = COALESCE(link, ?) WHERE id = ?",
-        (ts, ts, now_s, event.link, conversation),
-    )
-    if event.direction is Direction.INBOUND:
-        # The conversation is named after its earliest customer message, whatever arrived first.
-        earlier = conn.execute(
-            "SELECT 1 FROM messages WHERE conversation_id = ? AND direction = 'inbound' "
-            "AND timestamp < ? LIMIT 1",
-            (conversation, ts),
-        ).fetchone()
-        if earlier is None:
-            conn.execute(
-                "UPDATE conversations SET subject = ?, customer = ?, customer_name = ? "
-                "WHERE id = ?",
-                (event.subject, event.thread.customer, event.author_name, conversation),
-            )
 
 
 def _merge_conversation(conn: sqlite3.Connection, *, into: int, other: int) -> None:

@@ -25,7 +25,8 @@ MIGRATIONS: tuple[str, ...] = (
         last_message_at INTEGER NOT NULL,
         policy TEXT,
         policy_reason TEXT,
-        updated_at INTEGER NOT NULL
+        updated_at INTEGER NOT NULL,
+        pruned_at INTEGER  -- messages deleted after `retention`; the row and totals stay
     );
     CREATE INDEX conversations_source ON conversations (source, last_message_at);
     CREATE TABLE messages (

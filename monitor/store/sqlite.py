@@ -371,8 +371,18 @@ def _message(row: tuple[Any, ...]) -> StoredMessage:
 
 
 def _split_sql(script: str) -> list[str]:
-    """Split a migration script into statements (no semicolons inside our literals)."""
-    return [part.strip() for part in script.split(";") if part.strip()]
+    """Split a migration script into statements, using SQLite's own idea of a complete one
+    (so a semicolon inside a comment or a string does not end a statement)."""
+    statements: list[str] = []
+    buffer = ""
+    for line in script.splitlines(keepends=True):
+        buffer += line
+        if sqlite3.complete_statement(buffer):
+            statements.append(buffer.strip())
+            buffer = ""
+    if buffer.strip():
+        statements.append(buffer.strip())
+    return statements
 
 
 def candidate_waiting_conversations(store: Store, source: str | None = None) -> list[int]:
@@ -389,3 +399,38 @@ def candidate_waiting_conversations(store: Store, source: str | None = None) -> 
         sql += " AND m.source = ?"
         args.append(source)
     return [cid for (cid,) in store.conn.execute(sql, args)]
+
+
+def prune_closed(store: Store, retention_s: int, now: datetime) -> int:
+    """Delete the messages of conversations quiet for longer than ``retention_s`` and not
+    awaiting a reply; the conversation rows (and later their clock history) stay, so totals
+    never go backwards. Returns the number of messages deleted."""
+    cutoff = to_epoch(now) - retention_s
+    waiting = set(candidate_waiting_conversations(store))
+    stale = [
+        cid
+        for (cid,) in store.conn.execute(
+            "SELECT id FROM conversations WHERE last_message_at < ? AND pruned_at IS NULL",
+            (cutoff,),
+        )
+        if cid not in waiting
+    ]
+    deleted = 0
+    with store.transaction() as conn:
+        for start in range(0, len(stale), 500):
+            chunk = stale[start : start + 500]
+            marks = ",".join("?" * len(chunk))
+            conn.execute(
+                f"DELETE FROM locations WHERE message_id IN "
+                f"(SELECT id FROM messages WHERE conversation_id IN ({marks}))",
+                chunk,
+            )
+            conn.execute(f"DELETE FROM thread_keys WHERE conversation_id IN ({marks})", chunk)
+            deleted += conn.execute(
+                f"DELETE FROM messages WHERE conversation_id IN ({marks})", chunk
+            ).rowcount
+            conn.execute(
+                f"UPDATE conversations SET pruned_at = ? WHERE id IN ({marks})",
+                [to_epoch(now), *chunk],
+            )
+    return deleted

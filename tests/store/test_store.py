@@ -14,6 +14,7 @@ from monitor.errors import StoreError, StoreLockedError
 from monitor.model import Direction, FolderCursor, MailLocation, MessageEvent, ThreadRef
 from monitor.store import SourceSink, Store
 from monitor.store.schema import SCHEMA_VERSION
+from monitor.store.sqlite import prune_closed
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -231,3 +232,31 @@ def test_batch_and_cursor_are_written_together(store: Store) -> None:
     assert sink.cursor("INBOX") is None
     sink.accept([event("a@x")], cursor, NOW)
     assert sink.cursor("INBOX") == cursor
+
+
+def test_retention_prunes_quiet_answered_conversations_only(store: Store) -> None:
+    """Messages of conversations answered and quiet past retention go; waiting ones stay."""
+    sink = SourceSink(store, "inbox")
+    sink.accept(
+        [
+            event("old-q@x", 0, subject="Old"),
+            event("old-r@x", 5, direction=Direction.OUTBOUND, refs=("old-q@x",), subject="Old"),
+            event("waiting@x", 1, subject="Still waiting"),
+            event("recent@x", 60 * 24 * 200, subject="Recent"),
+        ],
+        None,
+        NOW,
+    )
+    later = T0 + timedelta(days=200)
+    assert prune_closed(store, 180 * 86400, later) == 2
+    remaining = {row[0] for row in store.conn.execute("SELECT identity FROM messages")}
+    assert remaining == {"waiting@x", "recent@x"}
+    old = store.conversation(1)
+    assert old is not None  # the conversation row stays for history and totals
+    assert (
+        store.conn.execute("SELECT COUNT(*) FROM thread_keys WHERE conversation_id = 1").fetchone()[
+            0
+        ]
+        == 0
+    )
+    assert prune_closed(store, 180 * 86400, later) == 0

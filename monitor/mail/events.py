@@ -1,0 +1,101 @@
+"""From an email's header block to a classified ``MessageEvent``: shared by every mail source."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from monitor.mail.classify import MailboxIdentity, classify
+from monitor.mail.headers import ParsedHeaders, message_identity, parse_headers
+from monitor.mail.subjects import normalize_subject
+from monitor.model import Direction, FolderRole, MailLocation, MessageEvent, ThreadRef, require_utc
+
+# A Sent copy's Date header is trusted over its INTERNALDATE (a client may upload the copy
+# later), unless the two disagree by more than this: then the Date header is likely wrong.
+_SENT_DATE_TOLERANCE = timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class FolderContext:
+    """Where a message was read: its source, folder, and the folder's role."""
+
+    source: str
+    folder: str
+    role: FolderRole
+    identity: MailboxIdentity
+
+
+def message_instant(headers: ParsedHeaders, received: datetime, role: FolderRole) -> datetime:
+    """When the message counts as sent or received for the clock.
+
+    Received mail uses the server's arrival time: a sender's Date header can be wrong.
+    """
+    received = require_utc("received", received)
+    sent_date = headers.date if role is FolderRole.SENT else None
+    if sent_date is not None and abs(sent_date - received) <= _SENT_DATE_TOLERANCE:
+        return sent_date
+    return received
+
+
+def _customer(headers: ParsedHeaders, direction: Direction, identity: MailboxIdentity) -> str:
+    """The customer's address: the sender of inbound mail, a reply's first outside recipient."""
+    if direction is not Direction.OUTBOUND:
+        return headers.from_addr
+    for address in (*headers.to, *headers.cc):
+        domain = address.rpartition("@")[2]
+        if address not in identity.team_addresses and domain not in identity.team_domains:
+            return address
+    return ""
+
+
+def event_from_headers(
+    context: FolderContext,
+    header_block: bytes,
+    received: datetime,
+    *,
+    location: MailLocation | None = None,
+    gm_thread_id: str | None = None,
+    link: str | None = None,
+) -> MessageEvent:
+    """Parse, classify and normalize one message; never raises on malformed mail."""
+    headers = parse_headers(header_block)
+    verdict = classify(headers, context.role, context.identity)
+    instant = message_instant(headers, received, context.role)
+    return MessageEvent(
+        source=context.source,
+        identity=message_identity(headers, received),
+        timestamp=instant,
+        direction=verdict.direction,
+        reason=verdict.reason,
+        author=headers.from_addr,
+        author_name=headers.from_name,
+        subject=headers.subject,
+        recipients=(*headers.to, *headers.cc),
+        thread=ThreadRef(
+            message_id=headers.message_id,
+            in_reply_to=headers.in_reply_to,
+            references=headers.references,
+            gm_thread_id=gm_thread_id,
+            subject_key=normalize_subject(headers.subject),
+            customer=_customer(headers, verdict.direction, context.identity),
+        ),
+        folder=context.folder,
+        priority=_priority(headers),
+        link=link,
+        location=location,
+    )
+
+
+def _priority(headers: ParsedHeaders) -> str | None:
+    """``high``/``low`` from X-Priority or Importance, for policies that match on priority."""
+    for value in headers.fields.get("x-priority", ()):
+        digit = value.strip()[:1]
+        if digit in {"1", "2"}:
+            return "high"
+        if digit in {"4", "5"}:
+            return "low"
+    for value in headers.fields.get("importance", ()):
+        lowered = value.strip().lower()
+        if lowered in {"high", "low"}:
+            return lowered
+    return None
