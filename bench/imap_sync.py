@@ -38,7 +38,7 @@ from servers.dovecot import DovecotServer  # noqa: E402
 from monitor.config.models import ImapSourceConfig  # noqa: E402
 from monitor.mail.classify import MailboxIdentity  # noqa: E402
 from monitor.mail.headers import HEADER_FIELDS  # noqa: E402
-from monitor.sources.imap import ImapSource  # noqa: E402
+from monitor.sources.imap import ImapSource, uid_batches  # noqa: E402
 from monitor.store import SourceSink, Store  # noqa: E402
 
 NOW = datetime.now(UTC).replace(microsecond=0)
@@ -139,7 +139,8 @@ def main() -> int:
         # Let Dovecot build its index once, so neither measured run pays for it.
         warm = server.client(user.username, user.password, timeout=300)
         warm.select_folder("INBOX", readonly=True)
-        warm.fetch(warm.search("ALL"), ["FLAGS"])
+        for batch in uid_batches(warm.search("ALL"), 1000):
+            warm.fetch(batch, ["FLAGS"])
         warm.logout()
         print(f"loaded {args.n} messages in {time.perf_counter() - t0:.1f}s", file=sys.stderr)
         config = ImapSourceConfig.model_validate(
