@@ -5,37 +5,45 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TextIO
+from zoneinfo import ZoneInfo
 
 from monitor import __version__
 from monitor.app import build_sources, open_store
 from monitor.config.loader import LoadedConfig, load_config
+from monitor.config.rules import RuleBook, build_rulebook
 from monitor.daemon import run_forever
 from monitor.durations import format_duration
+from monitor.engine import Engine
 from monitor.errors import ConfigError, ReplyclockError
+from monitor.explain import explain
 from monitor.logs import configure_logging
 from monitor.polling import poll_source
-from monitor.sla.clocks import ClockMessage, segment_clocks
-from monitor.store import Store
-from monitor.store.sqlite import candidate_waiting_conversations, prune_closed
+from monitor.sla.policy import Policy
+from monitor.store.sqlite import prune_closed
 
 log = logging.getLogger("replyclock.cli")
 
 EPILOG = """\
 commands:
-  check    validate the config and rules files; list every problem with file and line
-  run      poll every source and keep the store current (--once: poll once and summarize)
-  status   list the conversations awaiting a reply, longest waiting first
+  check      validate the config and rules files; list every problem with file and line
+  run        poll every source and keep SLA states current (--once: poll once and summarize)
+  status     list the conversations awaiting a reply, soonest breach first
+  explain    show one conversation's timeline: messages, policy, clocks, business time
+  recompute  re-match policies and rebuild every clock under the current rules
 
 examples:
   replyclock check -c replyclock.yaml
   replyclock run -c replyclock.yaml --once
   replyclock run -c replyclock.yaml
   replyclock status -c replyclock.yaml --source support-inbox
+  replyclock explain -c replyclock.yaml 42
+  replyclock recompute -c replyclock.yaml
 """
 
 
@@ -83,12 +91,29 @@ def _parser() -> argparse.ArgumentParser:
     )
     status = command(
         "status",
-        "List conversations awaiting a reply, longest waiting first. Reads the store; safe to "
-        "run next to a running daemon.",
+        "List conversations awaiting a reply with business time waited, due time and state, "
+        "soonest breach first. Reads the store; safe to run next to a running daemon.",
         "replyclock status -c replyclock.yaml --source support-inbox",
     )
     status.add_argument("--source", help="only this source")
     status.add_argument("--json", action="store_true", help="print JSON lines instead of a table")
+    explain_cmd = command(
+        "explain",
+        "Show one conversation's timeline: each message with its direction and why, the policy "
+        "matched and why, each clock's start and stop, business time counted per day, the due "
+        "time and the verdict.",
+        "replyclock explain -c replyclock.yaml 42",
+    )
+    explain_cmd.add_argument(
+        "conversation", help="conversation id (from `status`) or a Message-ID in it"
+    )
+    command(
+        "recompute",
+        "Match every conversation to a policy again and rebuild every clock under the current "
+        "rules and calendars. History changes on purpose; run it after editing rules when old "
+        "numbers should follow. Needs the store to itself (stop the daemon first).",
+        "replyclock recompute -c replyclock.yaml",
+    )
     return parser
 
 
@@ -108,6 +133,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_run(loaded, once=args.once, out=sys.stdout)
         if args.command == "status":
             return cmd_status(loaded, source=args.source, as_json=args.json, out=sys.stdout)
+        if args.command == "explain":
+            return cmd_explain(loaded, args.conversation, out=sys.stdout)
+        if args.command == "recompute":
+            return cmd_recompute(loaded, out=sys.stdout)
     except ConfigError as exc:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
@@ -133,12 +162,23 @@ def cmd_check(path: Path, out: TextIO) -> int:
         return 1
     policies = sum(len(rules.policies) for _, rules in loaded.rules)
     calendars = sum(len(rules.calendars) for _, rules in loaded.rules)
-    print(
-        f"{path}: OK ({len(loaded.config.sources)} sources, {len(loaded.rules)} rules files, "
-        f"{policies} policies, {calendars} calendars)",
-        file=out,
+    counts = ", ".join(
+        _plural(n, noun)
+        for n, noun in (
+            (len(loaded.config.sources), "source"),
+            (len(loaded.rules), "rules file"),
+            (policies, "policy"),
+            (calendars, "calendar"),
+        )
     )
+    print(f"{path}: OK ({counts})", file=out)
     return 0
+
+
+def _plural(count: int, noun: str) -> str:
+    if count == 1:
+        return f"1 {noun}"
+    return f"{count} {noun[:-1] + 'ies' if noun.endswith('y') else noun + 's'}"
 
 
 class _Progress:
@@ -156,23 +196,26 @@ class _Progress:
 
 
 def cmd_run(loaded: LoadedConfig, *, once: bool, out: TextIO) -> int:
-    """Poll sources into the store: once with a summary, or until interrupted."""
+    """Poll sources into the store and evaluate: once with a summary, or until interrupted."""
     sources = build_sources(loaded, progress=_Progress(sys.stderr))
+    rules = build_rulebook(loaded)
     store = open_store(loaded)
     try:
         if not once:
-            return run_forever(loaded, store, sources)
+            return run_forever(loaded, store, sources, rules)
         now = datetime.now(UTC)
         outcomes = [poll_source(source, store, now) for source in sources]
         for source in sources:
             source.close()
+        engine = Engine(store, rules)
+        engine.evaluate(now)
         prune_closed(store, loaded.config.store.retention, now)
         counts = store.source_counts()
-        waiting = _waiting_rows(store, None, now)
+        waiting = engine.waiting(now)
         rows = [("SOURCE", "STATUS", "NEW", "MESSAGES", "CONVERSATIONS", "AWAITING REPLY")]
         for outcome in outcomes:
             messages, conversations = counts.get(outcome.source, (0, 0))
-            awaiting = sum(1 for row in waiting if row["source"] == outcome.source)
+            awaiting = sum(1 for row in waiting if row.conversation.source == outcome.source)
             rows.append(
                 (
                     outcome.source,
@@ -192,73 +235,139 @@ def cmd_run(loaded: LoadedConfig, *, once: bool, out: TextIO) -> int:
         store.close()
 
 
-def _waiting_rows(store: Store, source: str | None, now: datetime) -> list[dict[str, object]]:
-    ids = candidate_waiting_conversations(store, source)
-    messages = store.messages_by_conversation(ids)
-    rows: list[dict[str, object]] = []
-    for cid in ids:
-        clocks = segment_clocks(
-            [
-                ClockMessage(timestamp=m.timestamp, direction=m.direction, removed_at=m.removed_at)
-                for m in messages[cid]
-            ]
-        )
-        if not clocks or not clocks[-1].running:
-            continue
-        conversation = store.conversation(cid)
-        if conversation is None:
-            continue
-        clock = clocks[-1]
-        rows.append(
-            {
-                "id": cid,
-                "source": conversation.source,
-                "clock": clock.kind.value,
-                "since": clock.started_at.isoformat(),
-                "waited_seconds": int((now - clock.started_at).total_seconds()),
-                "customer": conversation.customer,
-                "subject": conversation.subject,
-            }
-        )
-    rows.sort(key=lambda row: -int(str(row["waited_seconds"])))
-    return rows
+_COLOURS = {"ok": "\033[32m", "warning": "\033[33m", "breached": "\033[1;31m"}
+
+
+def _coloured(text: str, state: str, enabled: bool) -> str:
+    return f"{_COLOURS[state]}{text}\033[0m" if enabled and state in _COLOURS else text
 
 
 def cmd_status(loaded: LoadedConfig, *, source: str | None, as_json: bool, out: TextIO) -> int:
-    """Print conversations awaiting a reply, longest waiting first."""
+    """Print conversations awaiting a reply, soonest breach first."""
+    rules = build_rulebook(loaded)
     store = open_store(loaded, readonly=True)
+    now = datetime.now(UTC)
     try:
-        rows = _waiting_rows(store, source, datetime.now(UTC))
+        rows = Engine(store, rules).waiting(now, source)
     finally:
         store.close()
     if as_json:
         for row in rows:
-            print(json.dumps(row, ensure_ascii=False), file=out)
+            v = row.verdict
+            print(
+                json.dumps(
+                    {
+                        "id": row.conversation.id,
+                        "source": row.conversation.source,
+                        "policy": row.policy.name,
+                        "state": v.state.value,
+                        "clock": v.clock.kind.value,
+                        "since": v.clock.started_at.isoformat(),
+                        "waited_business_seconds": v.business_seconds,
+                        "waited_calendar_seconds": v.calendar_seconds,
+                        "target_seconds": v.target,
+                        "due": v.due_at.isoformat(),
+                        "customer": row.conversation.customer,
+                        "subject": row.conversation.subject,
+                    },
+                    ensure_ascii=False,
+                ),
+                file=out,
+            )
         return 0
     if not rows:
         print("No conversation is awaiting a reply.", file=out)
         return 0
-    table = [("ID", "SOURCE", "CLOCK", "WAITED", "SINCE (UTC)", "CUSTOMER", "SUBJECT")]
+    colour = out.isatty() and not os.environ.get("NO_COLOR")
+    table = [("ID", "SOURCE", "POLICY", "STATE", "WAITED", "TARGET", "DUE", "CUSTOMER", "SUBJECT")]
+    states = [""]
     for row in rows:
+        v = row.verdict
+        zone = build_zone(rules, row.policy)
         table.append(
             (
-                str(row["id"]),
-                str(row["source"]),
-                "first" if row["clock"] == "first_response" else "next",
-                format_duration(int(str(row["waited_seconds"]))),
-                str(row["since"])[:16].replace("T", " "),
-                str(row["customer"])[:40],
-                str(row["subject"])[:60],
+                str(row.conversation.id),
+                row.conversation.source,
+                row.policy.name,
+                v.state.value,
+                format_duration(v.business_seconds, days=False),
+                format_duration(v.target),
+                v.due_at.astimezone(zone).strftime("%a %d %b %H:%M %Z"),
+                row.conversation.customer[:40],
+                row.conversation.subject[:50],
             )
         )
-    _print_table(table, out)
+        states.append(v.state.value)
+    _print_table(table, out, highlight=(3, states, colour))
+    print(
+        f"{len(rows)} awaiting a reply; WAITED is business time under each policy's calendar. "
+        "`replyclock explain ID` shows why.",
+        file=out,
+    )
     return 0
 
 
-def _print_table(rows: Sequence[Sequence[str]], out: TextIO) -> None:
+def build_zone(rules: RuleBook, policy: Policy) -> ZoneInfo:
+    """The time zone a policy's calendar counts in."""
+    return rules.calendar_for(policy).zone
+
+
+def cmd_explain(loaded: LoadedConfig, reference: str, *, out: TextIO) -> int:
+    """Print one conversation's timeline; the reference is an id or a Message-ID."""
+    rules = build_rulebook(loaded)
+    store = open_store(loaded, readonly=True)
+    try:
+        if reference.isdigit():
+            conversation_id: int | None = int(reference)
+        else:
+            conversation_id = store.conversation_for_message(None, reference)
+        if conversation_id is None or store.conversation(conversation_id) is None:
+            print(
+                f"replyclock: no conversation {reference!r} in {store.path}; "
+                "`replyclock status` lists the ids",
+                file=sys.stderr,
+            )
+            return 1
+        for line in explain(store, rules, conversation_id, datetime.now(UTC)):
+            print(line, file=out)
+    finally:
+        store.close()
+    return 0
+
+
+def cmd_recompute(loaded: LoadedConfig, *, out: TextIO) -> int:
+    """Re-match and re-evaluate every conversation under the current rules."""
+    rules = build_rulebook(loaded)
+    store = open_store(loaded)
+    progress_stream = sys.stderr
+
+    def progress(done: int, total: int) -> None:
+        if progress_stream.isatty():
+            end = "\n" if done >= total else ""
+            print(f"\rrecomputing: {done}/{total} conversations", end=end, file=progress_stream)
+
+    try:
+        report = Engine(store, rules).recompute(datetime.now(UTC), progress)
+    finally:
+        store.close()
+    print(
+        f"recomputed {report.reevaluated} conversations under the current rules "
+        f"({report.matched} matched to a policy)",
+        file=out,
+    )
+    return 0
+
+
+def _print_table(
+    rows: Sequence[Sequence[str]],
+    out: TextIO,
+    highlight: tuple[int, list[str], bool] | None = None,
+) -> None:
+    """Print aligned columns; optionally colour one column by a state per row."""
     widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
-    for row in rows:
-        print(
-            "  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip(),
-            file=out,
-        )
+    for index, row in enumerate(rows):
+        cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
+        if highlight is not None and index:
+            column, states, enabled = highlight
+            cells[column] = _coloured(cells[column], states[index], enabled)
+        print("  ".join(cells).rstrip(), file=out)

@@ -61,14 +61,16 @@ def thread_keys(ref: ThreadRef) -> tuple[str, ...]:
     if ref.gm_thread_id:
         return (f"gm:{ref.gm_thread_id}",)
     ids = [ref.message_id] if ref.message_id else []
-    ids.extend(ref.in_reply_to)
-    ids.extend(ref.references)
+    # A referenced id without "@" is not a Message-ID but junk a tool wrote there
+    # (git send-email's `--in-reply-to=yes` left "<yes>" in many unrelated LKML series):
+    # linking through it would merge strangers' threads.
+    ids.extend(mid for mid in (*ref.in_reply_to, *ref.references) if "@" in mid)
     return tuple(dict.fromkeys(f"mid:{mid}" for mid in ids if mid))
 
 
 def names_other_messages(ref: ThreadRef) -> bool:
     """Whether the message points at earlier messages (a reply), not only at itself."""
-    return bool(ref.in_reply_to or ref.references)
+    return any("@" in mid for mid in (*ref.in_reply_to, *ref.references))
 
 
 def decide_thread(

@@ -28,15 +28,19 @@ def parse_duration(text: str | int) -> int:
     return sum(int(n) * _UNIT_SECONDS[unit] for n, unit in _PART.findall(lowered))
 
 
-def format_duration(seconds: float) -> str:
-    """Render seconds compactly for people: ``2h05m``, ``3d4h``, ``45s``; negative gets a minus."""
+def format_duration(seconds: float, *, days: bool = True) -> str:
+    """Render seconds compactly for people: ``2h05m``, ``3d4h``, ``45s``; negative gets a minus.
+
+    Business time is shown with ``days=False`` (``42h00m``): a business day is not 24 hours,
+    so counting it in days would mislead.
+    """
     sign = "-" if seconds < 0 else ""
     total = int(abs(seconds))
-    days, rest = divmod(total, 86400)
+    days_part, rest = divmod(total, 86400) if days else (0, total)
     hours, rest = divmod(rest, 3600)
     minutes, secs = divmod(rest, 60)
-    if days:
-        return f"{sign}{days}d{hours}h" if hours else f"{sign}{days}d"
+    if days_part:
+        return f"{sign}{days_part}d{hours}h" if hours else f"{sign}{days_part}d"
     if hours:
         return f"{sign}{hours}h{minutes:02d}m"
     if minutes:

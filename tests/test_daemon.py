@@ -64,4 +64,4 @@ def test_run_polls_until_sigterm_and_exits_cleanly(tmp_path: Path) -> None:
             process.wait()
     logs = process.stderr.read() if process.stderr else ""
     assert 'msg="source polled" source=acme-support new=16' in logs
-    assert 'msg=stopping signal=SIGTERM' in logs
+    assert "msg=stopping signal=SIGTERM" in logs

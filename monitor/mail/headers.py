@@ -46,6 +46,8 @@ HEADER_FIELDS: tuple[str, ...] = (
     "List-Id", "List-Unsubscribe", "Mailing-List", "X-Mailing-List", "X-MLServer",
     # priority, for rules
     "X-Priority", "Importance",
+    # Gmail Takeout mbox exports mark sent mail with this label header (IMAP never has it)
+    "X-Gmail-Labels",
 )  # fmt: skip
 
 _WANTED = frozenset(name.lower() for name in HEADER_FIELDS)

@@ -49,6 +49,7 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
+from math import floor
 from typing import Protocol, TypeAlias, runtime_checkable
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -232,6 +233,11 @@ def _zone_named(name: str) -> ZoneInfo:
 
 def _epoch_second(name: str, value: datetime) -> int:
     """Return the whole UTC epoch second of an aware instant (sub-second part floored)."""
+    if type(value) is datetime and value.tzinfo is UTC:
+        # The common case (every stored instant is UTC), done in C: checked and exact.
+        second = int(value.timestamp()) if not value.microsecond else floor(value.timestamp())
+        if _EARLIEST_SECOND <= second < _LATEST_SECOND:
+            return second
     if not isinstance(value, datetime):
         raise CalendarError(f"{name} must be a timezone-aware datetime, got: {value!r}")
     if value.tzinfo is None or value.utcoffset() is None:

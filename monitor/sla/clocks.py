@@ -80,53 +80,51 @@ def _all_removed_by(inbound: list[ClockMessage], instant: datetime | None) -> da
 
 def segment_clocks(messages: Sequence[ClockMessage]) -> list[Clock]:
     """Split a conversation's messages into its reply clocks, oldest first."""
-    ordered = sorted(messages, key=lambda m: (m.timestamp, _ORDER[m.direction]))
+    ordered = sorted(messages, key=_in_time_order) if len(messages) > 1 else messages
     clocks: list[Clock] = []
     team_has_spoken = False
-    open_inbound: list[ClockMessage] = []
-    open_start: datetime | None = None
-    open_kind = ClockKind.FIRST
-
-    def close(at: datetime, reason: StopReason, responder: str = "") -> None:
-        nonlocal open_start, open_inbound
-        assert open_start is not None
-        clocks.append(
-            Clock(
-                kind=open_kind,
-                started_at=open_start,
-                stopped_at=at,
-                stop_reason=reason,
-                responder=responder,
-                customer_messages=len(open_inbound),
-            )
-        )
-        open_start = None
-        open_inbound = []
-
+    waiting: list[ClockMessage] = []  # customer messages of the running clock
+    kind = ClockKind.FIRST
     for message in ordered:
-        if open_start is not None:
-            closed_at = _all_removed_by(open_inbound, message.timestamp)
+        if waiting:
+            closed_at = _all_removed_by(waiting, message.timestamp)
             if closed_at is not None:
-                close(closed_at, StopReason.CLOSED)
+                clocks.append(_stopped(kind, waiting, closed_at, StopReason.CLOSED, ""))
+                waiting = []
         if message.direction is Direction.INBOUND:
-            if open_start is None:
-                open_start = message.timestamp
-                open_kind = ClockKind.NEXT if team_has_spoken else ClockKind.FIRST
-            open_inbound.append(message)
+            if not waiting:
+                kind = ClockKind.NEXT if team_has_spoken else ClockKind.FIRST
+            waiting.append(message)
         elif message.direction is Direction.OUTBOUND:
             team_has_spoken = True
-            if open_start is not None:
-                close(message.timestamp, StopReason.REPLY, message.author)
-    if open_start is not None:
-        closed_at = _all_removed_by(open_inbound, None)
+            if waiting:
+                clocks.append(
+                    _stopped(kind, waiting, message.timestamp, StopReason.REPLY, message.author)
+                )
+                waiting = []
+    if waiting:
+        closed_at = _all_removed_by(waiting, None)
         if closed_at is not None:
-            close(closed_at, StopReason.CLOSED)
+            clocks.append(_stopped(kind, waiting, closed_at, StopReason.CLOSED, ""))
         else:
             clocks.append(
-                Clock(
-                    kind=open_kind,
-                    started_at=open_start,
-                    customer_messages=len(open_inbound),
-                )
+                Clock(kind=kind, started_at=waiting[0].timestamp, customer_messages=len(waiting))
             )
     return clocks
+
+
+def _in_time_order(message: ClockMessage) -> tuple[datetime, int]:
+    return message.timestamp, _ORDER[message.direction]
+
+
+def _stopped(
+    kind: ClockKind, waiting: list[ClockMessage], at: datetime, reason: StopReason, responder: str
+) -> Clock:
+    return Clock(
+        kind=kind,
+        started_at=waiting[0].timestamp,
+        stopped_at=at,
+        stop_reason=reason,
+        responder=responder,
+        customer_messages=len(waiting),
+    )

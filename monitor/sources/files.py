@@ -90,8 +90,15 @@ class MaildirSource:
         for folder in self.config.sent_folders:
             if self.folder_path(folder).is_dir():
                 roles[folder] = FolderRole.SENT
-        for folder, role in roles.items():
-            self._poll_folder(sink, folder, role, now, report)
+        # Disappeared files are forgotten only after every folder is read, so a message moved
+        # from one watched folder to another is found in its new place first, never "removed".
+        gone = {
+            folder: self._poll_folder(sink, folder, role, now, report)
+            for folder, role in roles.items()
+        }
+        for folder, uids in gone.items():
+            if uids:
+                report.removed += sink.forget_uids(folder, MAILDIR_UIDVALIDITY, uids, now)
         return report
 
     def _files(self, folder: str) -> dict[int, Path]:
@@ -108,7 +115,8 @@ class MaildirSource:
 
     def _poll_folder(
         self, sink: MessageSink, folder: str, role: FolderRole, now: datetime, report: PollReport
-    ) -> None:
+    ) -> set[int]:
+        """Store a folder's new files; return the UIDs of files that are gone from it."""
         if not self.folder_path(folder).is_dir():
             raise SourceError(
                 self.name,
@@ -132,9 +140,7 @@ class MaildirSource:
         if batch:
             result = sink.accept(batch, None, now)
             report.add(folder, result.new, result.duplicates)
-        gone = known - set(files)
-        if gone:
-            report.removed += sink.forget_uids(folder, MAILDIR_UIDVALIDITY, gone, now)
+        return known - set(files)
 
     def _read(
         self, context: FolderContext, path: Path, uid: int, since: datetime
@@ -178,16 +184,16 @@ class MboxSource:
     def poll(self, sink: MessageSink, now: datetime) -> PollReport:
         """Store every message of the files; the store drops the ones it already has."""
         report = PollReport(source=self.name)
-        files = [(self.config.path, FolderRole.INBOX)]
+        files = [(self.config.path, FolderRole.INBOX, "path")]
         if self.config.sent_path is not None:
-            files.append((self.config.sent_path, FolderRole.SENT))
+            files.append((self.config.sent_path, FolderRole.SENT, "sent_path"))
         since = now - timedelta(seconds=self.config.since)
-        for path, role in files:
+        for path, role, key in files:
             if not path.is_file():
-                raise SourceError(self.name, f"mbox file {path} does not exist; fix `path`")
+                raise SourceError(self.name, f"mbox file {path} does not exist; fix `{key}`")
             folder = path.name
             batch: list[MessageEvent] = []
-            for event in self._events(path, folder, role, since):
+            for event in self._events(path, folder, role, since, now):
                 batch.append(event)
                 if len(batch) >= _BATCH:
                     result = sink.accept(batch, None, now)
@@ -199,7 +205,7 @@ class MboxSource:
         return report
 
     def _events(
-        self, path: Path, folder: str, default_role: FolderRole, since: datetime
+        self, path: Path, folder: str, default_role: FolderRole, since: datetime, now: datetime
     ) -> Iterator[MessageEvent]:
         box = mailbox.mbox(path, create=False)
         try:
@@ -211,7 +217,16 @@ class MboxSource:
                 labels = ",".join(headers.fields.get("x-gmail-labels", ())).lower()
                 role = FolderRole.SENT if "sent" in labels.split(",") else default_role
                 received = _from_line_date(box.get_message(key).get_from()) or headers.date
-                if received is None or received < since:
+                if received is None:
+                    # Nothing dates it: keep it (never lose a message), timed when first seen.
+                    log.warning(
+                        "message without a date; using the time it was first seen",
+                        extra=fields(
+                            source=self.name, file=str(path), message_id=headers.message_id
+                        ),
+                    )
+                    received = now
+                if received < since:
                     continue
                 context = FolderContext(
                     source=self.name, folder=folder, role=role, identity=self.identity

@@ -163,8 +163,6 @@ class ImapSource:
             raise SourceError(self.name, _tls_verify_hint(where, exc)) from exc
         except (IMAPClientError, OSError) as exc:
             _quietly_close(client)
-            if isinstance(exc, SourceError):
-                raise
             raise SourceError(self.name, f"IMAP session with {where} failed: {exc}") from exc
         log.info(
             "connected",
@@ -237,8 +235,6 @@ class ImapSource:
                 )
         except (IMAPClientAbortError, OSError, IMAPClientError) as exc:
             self.close()
-            if isinstance(exc, SourceError):
-                raise
             raise SourceError(
                 self.name, f"IMAP session broke while reading ({exc}); will reconnect next poll"
             ) from exc

@@ -169,6 +169,7 @@ class SourceSink:
 def _mark_removed_if_nowhere(
     conn: sqlite3.Connection, message_ids: list[int], now: datetime
 ) -> int:
+    """Mark removed the messages no watched folder holds; their conversations need a new look."""
     removed = 0
     for mid in message_ids:
         cur = conn.execute(
@@ -176,6 +177,12 @@ def _mark_removed_if_nowhere(
             "AND NOT EXISTS (SELECT 1 FROM locations WHERE message_id = ?)",
             (to_epoch(now), mid, mid),
         )
+        if cur.rowcount:
+            conn.execute(
+                "UPDATE conversations SET updated_at = ? WHERE id = "
+                "(SELECT conversation_id FROM messages WHERE id = ?)",
+                (to_epoch(now), mid),
+            )
         removed += cur.rowcount
     return removed
 

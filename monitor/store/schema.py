@@ -102,6 +102,37 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX outbox_pending ON outbox (sent_at, send_after);
     """,
+    # 2: the SLA evaluation: each conversation's current clock, and every clock's history.
+    """
+    ALTER TABLE conversations ADD COLUMN state TEXT;  -- ok, warning, breached, answered, closed
+    ALTER TABLE conversations ADD COLUMN clock_kind TEXT;
+    ALTER TABLE conversations ADD COLUMN clock_started_at INTEGER;
+    ALTER TABLE conversations ADD COLUMN waited_seconds INTEGER;  -- business seconds
+    ALTER TABLE conversations ADD COLUMN target_seconds INTEGER;
+    ALTER TABLE conversations ADD COLUMN due_at INTEGER;
+    ALTER TABLE conversations ADD COLUMN evaluated_at INTEGER;
+    CREATE INDEX conversations_state ON conversations (state);
+    CREATE INDEX conversations_updated ON conversations (updated_at);
+    CREATE TABLE clocks (
+        conversation_id INTEGER NOT NULL,
+        seq INTEGER NOT NULL,
+        source TEXT NOT NULL,
+        policy TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        started_at INTEGER NOT NULL,
+        stopped_at INTEGER,
+        stop_reason TEXT,
+        responder TEXT NOT NULL DEFAULT '',
+        target_seconds INTEGER NOT NULL,
+        business_seconds INTEGER NOT NULL,
+        calendar_seconds INTEGER NOT NULL,
+        state TEXT NOT NULL,
+        breached INTEGER NOT NULL,
+        due_at INTEGER NOT NULL,
+        PRIMARY KEY (conversation_id, seq)
+    );
+    CREATE INDEX clocks_totals ON clocks (source, policy, kind, state);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

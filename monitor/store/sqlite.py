@@ -113,6 +113,7 @@ class Store:
     @classmethod
     def open(cls, path: Path, *, readonly: bool = False) -> Store:
         """Open (creating and migrating as needed) the store; readers never take the lock."""
+        path = Path(os.path.normpath(path))
         if readonly:
             return cls._open_reader(path)
         try:
@@ -402,9 +403,11 @@ def candidate_waiting_conversations(store: Store, source: str | None = None) -> 
 
 
 def prune_closed(store: Store, retention_s: int, now: datetime) -> int:
-    """Delete the messages of conversations quiet for longer than ``retention_s`` and not
-    awaiting a reply; the conversation rows (and later their clock history) stay, so totals
-    never go backwards. Returns the number of messages deleted."""
+    """Forget what conversations quiet for longer than ``retention_s`` (and not awaiting a
+    reply) said: subjects, addresses, names and threading keys are erased. What remains of each
+    message is its identity, time, direction and folder location, so it is never read again as
+    new mail, and the clock history stays, so totals never go backwards.
+    Returns the number of messages erased."""
     cutoff = to_epoch(now) - retention_s
     waiting = set(candidate_waiting_conversations(store))
     stale = [
@@ -415,22 +418,21 @@ def prune_closed(store: Store, retention_s: int, now: datetime) -> int:
         )
         if cid not in waiting
     ]
-    deleted = 0
+    erased = 0
     with store.transaction() as conn:
         for start in range(0, len(stale), 500):
             chunk = stale[start : start + 500]
             marks = ",".join("?" * len(chunk))
-            conn.execute(
-                f"DELETE FROM locations WHERE message_id IN "
-                f"(SELECT id FROM messages WHERE conversation_id IN ({marks}))",
-                chunk,
-            )
             conn.execute(f"DELETE FROM thread_keys WHERE conversation_id IN ({marks})", chunk)
-            deleted += conn.execute(
-                f"DELETE FROM messages WHERE conversation_id IN ({marks})", chunk
+            erased += conn.execute(
+                "UPDATE messages SET author = '', author_name = '', subject = '', "
+                "recipients = '', in_reply_to = '', refs = '', subject_key = '', customer = '', "
+                f"attributes = '{{}}', link = NULL WHERE conversation_id IN ({marks})",
+                chunk,
             ).rowcount
             conn.execute(
-                f"UPDATE conversations SET pruned_at = ? WHERE id IN ({marks})",
+                "UPDATE conversations SET subject = '', customer = '', customer_name = '', "
+                f"link = NULL, pruned_at = ? WHERE id IN ({marks})",
                 [to_epoch(now), *chunk],
             )
-    return deleted
+    return erased

@@ -79,7 +79,7 @@ def test_check_command_prints_problems_and_exits_1(
 def test_check_command_accepts_the_shipped_example(capsys: pytest.CaptureFixture[str]) -> None:
     """The example config and the shipped rules pass `replyclock check`."""
     assert main(["check", "-c", str(REPO / "examples" / "demo.yaml")]) == 0
-    assert "OK (1 sources, 1 rules files, 3 policies, 3 calendars)" in capsys.readouterr().out
+    assert "OK (1 source, 1 rules file, 3 policies, 3 calendars)" in capsys.readouterr().out
 
 
 @pytest.mark.parametrize(

@@ -13,8 +13,8 @@ import pytest
 from monitor.errors import StoreError, StoreLockedError
 from monitor.model import Direction, FolderCursor, MailLocation, MessageEvent, ThreadRef
 from monitor.store import SourceSink, Store
-from monitor.store.schema import SCHEMA_VERSION
-from monitor.store.sqlite import prune_closed
+from monitor.store.schema import MIGRATIONS, SCHEMA_VERSION
+from monitor.store.sqlite import _split_sql, prune_closed
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 NOW = datetime(2026, 3, 10, 12, 0, tzinfo=UTC)
@@ -195,16 +195,28 @@ def test_reader_of_missing_store_says_what_to_do(tmp_path: Path) -> None:
 
 
 def test_older_store_is_migrated_forward_in_place(tmp_path: Path) -> None:
-    """A store at schema version 1 with data is upgraded on open and keeps its messages."""
+    """A store written at schema version 1 is upgraded on open and keeps its messages."""
     path = tmp_path / "old.db"
-    store = Store.open(path)
-    SourceSink(store, "inbox").accept([event("a@x")], None, NOW)
-    store.conn.execute("PRAGMA user_version = 1")
-    store.close()
+    conn = sqlite3.connect(path)
+    for statement in _split_sql(MIGRATIONS[0]):
+        conn.execute(statement)
+    conn.execute(
+        "INSERT INTO conversations (id, source, first_message_at, last_message_at, updated_at) "
+        "VALUES (1, 'inbox', 100, 100, 100)"
+    )
+    conn.execute(
+        "INSERT INTO messages (source, identity, conversation_id, timestamp, direction, reason, "
+        "first_seen_at) VALUES ('inbox', 'a@x', 1, 100, 'inbound', 'customer message', 100)"
+    )
+    conn.execute("PRAGMA user_version = 1")
+    conn.commit()
+    conn.close()
     reopened = Store.open(path)
     try:
-        assert reopened.schema_version == SCHEMA_VERSION
+        assert reopened.schema_version == SCHEMA_VERSION > 1
         assert reopened.source_counts() == {"inbox": (1, 1)}
+        columns = {row[1] for row in reopened.conn.execute("PRAGMA table_info(conversations)")}
+        assert {"state", "clock_started_at", "evaluated_at"} <= columns
     finally:
         reopened.close()
 
@@ -234,12 +246,13 @@ def test_batch_and_cursor_are_written_together(store: Store) -> None:
     assert sink.cursor("INBOX") == cursor
 
 
-def test_retention_prunes_quiet_answered_conversations_only(store: Store) -> None:
-    """Messages of conversations answered and quiet past retention go; waiting ones stay."""
+def test_retention_erases_quiet_answered_conversations_only(store: Store) -> None:
+    """What quiet answered conversations said is erased after retention; waiting ones keep
+    everything, and erased messages still count as seen so they are never read again."""
     sink = SourceSink(store, "inbox")
     sink.accept(
         [
-            event("old-q@x", 0, subject="Old"),
+            event("old-q@x", 0, subject="Old", uid=1),
             event("old-r@x", 5, direction=Direction.OUTBOUND, refs=("old-q@x",), subject="Old"),
             event("waiting@x", 1, subject="Still waiting"),
             event("recent@x", 60 * 24 * 200, subject="Recent"),
@@ -249,14 +262,19 @@ def test_retention_prunes_quiet_answered_conversations_only(store: Store) -> Non
     )
     later = T0 + timedelta(days=200)
     assert prune_closed(store, 180 * 86400, later) == 2
-    remaining = {row[0] for row in store.conn.execute("SELECT identity FROM messages")}
-    assert remaining == {"waiting@x", "recent@x"}
+    subjects = dict(store.conn.execute("SELECT identity, subject FROM messages"))
+    assert subjects == {
+        "old-q@x": "",
+        "old-r@x": "",
+        "waiting@x": "Still waiting",
+        "recent@x": "Recent",
+    }
     old = store.conversation(1)
-    assert old is not None  # the conversation row stays for history and totals
-    assert (
-        store.conn.execute("SELECT COUNT(*) FROM thread_keys WHERE conversation_id = 1").fetchone()[
-            0
-        ]
-        == 0
-    )
+    assert old is not None
+    assert (old.subject, old.customer) == ("", "")
+    keys = store.conn.execute("SELECT COUNT(*) FROM thread_keys WHERE conversation_id = 1")
+    assert keys.fetchone()[0] == 0
+    again = sink.accept([event("old-q@x", 0, subject="Old", uid=1)], None, later)
+    assert (again.new, again.duplicates) == (0, 1)
+    assert sink.folder_uids("INBOX", 7) == {1}
     assert prune_closed(store, 180 * 86400, later) == 0

@@ -1,0 +1,397 @@
+"""The SLA engine: match policies, evaluate conversations, keep clock history in the store.
+
+Wiring, not core: it reads and writes the store and applies the pure rules of ``monitor.sla``.
+Each evaluation redoes in full only the conversations that changed since the last one (new or
+removed messages); every other waiting conversation has its running clock measured again at
+the new ``now``. Stopped clocks are history: once stored, their numbers stay as they were
+computed, even if the calendar or the policy changes later, until ``recompute`` is run.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field, replace
+from datetime import datetime
+from typing import TypeVar
+
+from monitor.config.rules import RuleBook
+from monitor.logs import fields
+from monitor.sla.clocks import Clock, ClockKind, ClockMessage
+from monitor.sla.evaluate import ClockState, ClockVerdict, evaluate, evaluate_clock
+from monitor.sla.policy import MatchFacts, Policy
+from monitor.store import Store, StoredConversation, StoredMessage
+from monitor.store.sqlite import candidate_waiting_conversations, from_epoch, to_epoch
+
+log = logging.getLogger("replyclock.engine")
+
+RUNNING_STATES = (ClockState.OK.value, ClockState.WARNING.value, ClockState.BREACHED.value)
+_CHUNK = 500
+T = TypeVar("T")
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Transition:
+    """A clock that entered a new state at this evaluation (what alerts are made of)."""
+
+    conversation_id: int
+    source: str
+    policy: str
+    seq: int
+    verdict: ClockVerdict
+    previous: str | None  # the state stored before, None for a clock not seen before
+
+
+@dataclass(slots=True)
+class EvaluationReport:
+    """What one evaluation did."""
+
+    matched: int = 0
+    reevaluated: int = 0
+    remeasured: int = 0
+    transitions: list[Transition] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WaitingConversation:
+    """A conversation awaiting a reply, measured now: the row of `replyclock status`."""
+
+    conversation: StoredConversation
+    policy: Policy
+    verdict: ClockVerdict
+
+
+def match_facts(conversation: StoredConversation, first: StoredMessage) -> MatchFacts:
+    """What policies match on: the conversation's first customer message."""
+    return MatchFacts(
+        source=conversation.source,
+        folder=first.folder,
+        sender=first.author,
+        recipients=first.recipients,
+        subject=first.subject,
+        priority=first.priority,
+        tags=first.tags,
+    )
+
+
+def clock_messages(messages: Iterable[StoredMessage]) -> list[ClockMessage]:
+    """The part of stored messages the clock rules need."""
+    return [
+        ClockMessage(
+            timestamp=m.timestamp, direction=m.direction, removed_at=m.removed_at, author=m.author
+        )
+        for m in messages
+    ]
+
+
+class Engine:
+    """Applies a rule book to the conversations of one store."""
+
+    def __init__(self, store: Store, rules: RuleBook) -> None:
+        self.store = store
+        self.rules = rules
+
+    # --- policy matching ---------------------------------------------------------------------
+
+    def choose_policy(
+        self, conversation: StoredConversation, messages: list[StoredMessage]
+    ) -> tuple[Policy, str]:
+        """The stored policy when it still exists, else the one the rules choose now."""
+        if conversation.policy is not None:
+            policy = self.rules.policies.by_name(conversation.policy)
+            if policy is not None:
+                return policy, conversation.policy_reason or ""
+        first = next((m for m in messages if m.direction.value == "inbound"), None)
+        if first is None:
+            return self.rules.policies.all[-1], "no customer message yet"
+        return self.rules.policies.choose(match_facts(conversation, first))
+
+    def _assign(
+        self, conversation: StoredConversation, messages: list[StoredMessage]
+    ) -> Policy | None:
+        """Match and store a policy for a conversation that has none (or a removed one)."""
+        if conversation.policy is not None and self.rules.policies.by_name(conversation.policy):
+            return None
+        if not any(m.direction.value == "inbound" for m in messages):
+            return None
+        policy, reason = self.choose_policy(_with_policy(conversation, None, None), messages)
+        if conversation.policy is not None:
+            log.warning(
+                "policy no longer in the rules; conversation matched again",
+                extra=fields(
+                    conversation=conversation.id, old=conversation.policy, new=policy.name
+                ),
+            )
+        self.store.conn.execute(
+            "UPDATE conversations SET policy = ?, policy_reason = ? WHERE id = ?",
+            (policy.name, reason, conversation.id),
+        )
+        return policy
+
+    # --- evaluation --------------------------------------------------------------------------
+
+    def evaluate(self, now: datetime) -> EvaluationReport:
+        """Bring every conversation's SLA state up to ``now``; report state changes."""
+        report = EvaluationReport()
+        changed = [
+            cid
+            for (cid,) in self.store.conn.execute(
+                "SELECT id FROM conversations WHERE pruned_at IS NULL AND "
+                "(evaluated_at IS NULL OR updated_at >= evaluated_at)"
+            )
+        ]
+        for chunk in _chunks(changed):
+            with self.store.transaction():
+                messages = self.store.messages_by_conversation(chunk)
+                for cid in chunk:
+                    conversation = self.store.conversation(cid)
+                    if conversation is None:
+                        continue
+                    self._reevaluate(conversation, messages[cid], now, report)
+        running = self.store.conn.execute(
+            "SELECT id, source, policy, clock_kind, clock_started_at, state "
+            f"FROM conversations WHERE state IN ({','.join('?' * len(RUNNING_STATES))}) "
+            "AND evaluated_at < ?",
+            (*RUNNING_STATES, to_epoch(now)),
+        ).fetchall()
+        for chunk in _chunks(running):
+            with self.store.transaction():
+                for row in chunk:
+                    self._remeasure(row, now, report)
+        if report.matched or report.reevaluated or report.transitions:
+            log.info(
+                "evaluated",
+                extra=fields(
+                    matched=report.matched,
+                    reevaluated=report.reevaluated,
+                    remeasured=report.remeasured,
+                    transitions=len(report.transitions),
+                ),
+            )
+        return report
+
+    def _reevaluate(
+        self,
+        conversation: StoredConversation,
+        messages: list[StoredMessage],
+        now: datetime,
+        report: EvaluationReport,
+    ) -> None:
+        assigned = self._assign(conversation, messages)
+        if assigned is not None:
+            report.matched += 1
+            conversation = _with_policy(conversation, assigned.name, None)
+        report.reevaluated += 1
+        conn = self.store.conn
+        if conversation.policy is None:  # nothing a customer wrote yet: no clock
+            conn.execute(
+                "UPDATE conversations SET state = NULL, evaluated_at = ? WHERE id = ?",
+                (to_epoch(now), conversation.id),
+            )
+            return
+        policy, _ = self.choose_policy(conversation, messages)
+        verdict = evaluate(clock_messages(messages), policy, self.rules.calendar_for(policy), now)
+        stored = {
+            row[0]: row[1:]
+            for row in conn.execute(
+                "SELECT seq, kind, started_at, stopped_at, stop_reason, state FROM clocks "
+                "WHERE conversation_id = ?",
+                (conversation.id,),
+            )
+        }
+        kept: set[int] = set()
+        for seq, clock in enumerate(verdict.clocks):
+            key = (
+                clock.clock.kind.value,
+                to_epoch(clock.clock.started_at),
+                to_epoch(clock.clock.stopped_at) if clock.clock.stopped_at else None,
+                clock.clock.stop_reason.value if clock.clock.stop_reason else None,
+            )
+            previous = stored.get(seq)
+            if previous is not None and previous[:4] == key and clock.clock.stopped_at:
+                kept.add(seq)  # history: its numbers stay as first computed
+                continue
+            self._write_clock(conversation, policy, seq, clock)
+            if previous is None or previous[4] != clock.state.value:
+                report.transitions.append(
+                    Transition(
+                        conversation_id=conversation.id,
+                        source=conversation.source,
+                        policy=policy.name,
+                        seq=seq,
+                        verdict=clock,
+                        previous=previous[4] if previous is not None else None,
+                    )
+                )
+        conn.execute(
+            "DELETE FROM clocks WHERE conversation_id = ? AND seq >= ?",
+            (conversation.id, len(verdict.clocks)),
+        )
+        self._write_current(conversation.id, verdict.clocks[-1] if verdict.clocks else None, now)
+
+    def _remeasure(
+        self, row: tuple[int, str, str, str, int, str], now: datetime, report: EvaluationReport
+    ) -> None:
+        cid, source, policy_name, kind, started_at, previous = row
+        policy = self.rules.policies.by_name(policy_name)
+        if policy is None:  # the rules changed under us: redo this one in full next time
+            self.store.conn.execute(
+                "UPDATE conversations SET evaluated_at = NULL WHERE id = ?", (cid,)
+            )
+            return
+        clock = Clock(kind=ClockKind(kind), started_at=from_epoch(started_at))
+        verdict = evaluate_clock(clock, policy, self.rules.calendar_for(policy), now)
+        report.remeasured += 1
+        seq = self.store.conn.execute(
+            "SELECT MAX(seq) FROM clocks WHERE conversation_id = ?", (cid,)
+        ).fetchone()[0]
+        self.store.conn.execute(
+            "UPDATE clocks SET business_seconds = ?, calendar_seconds = ?, state = ?, "
+            "breached = ? WHERE conversation_id = ? AND seq = ?",
+            (
+                verdict.business_seconds,
+                verdict.calendar_seconds,
+                verdict.state.value,
+                int(verdict.breached),
+                cid,
+                seq,
+            ),
+        )
+        self._write_current(cid, verdict, now)
+        if verdict.state.value != previous:
+            report.transitions.append(
+                Transition(
+                    conversation_id=cid,
+                    source=source,
+                    policy=policy.name,
+                    seq=seq or 0,
+                    verdict=verdict,
+                    previous=previous,
+                )
+            )
+
+    def _write_clock(
+        self, conversation: StoredConversation, policy: Policy, seq: int, clock: ClockVerdict
+    ) -> None:
+        c = clock.clock
+        self.store.conn.execute(
+            "INSERT OR REPLACE INTO clocks (conversation_id, seq, source, policy, kind, "
+            "started_at, stopped_at, stop_reason, responder, target_seconds, business_seconds, "
+            "calendar_seconds, state, breached, due_at) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                conversation.id,
+                seq,
+                conversation.source,
+                policy.name,
+                c.kind.value,
+                to_epoch(c.started_at),
+                to_epoch(c.stopped_at) if c.stopped_at else None,
+                c.stop_reason.value if c.stop_reason else None,
+                c.responder,
+                clock.target,
+                clock.business_seconds,
+                clock.calendar_seconds,
+                clock.state.value,
+                int(clock.breached),
+                to_epoch(clock.due_at),
+            ),
+        )
+
+    def _write_current(self, cid: int, clock: ClockVerdict | None, now: datetime) -> None:
+        if clock is None:
+            values: tuple[object, ...] = (None, None, None, None, None, None)
+        else:
+            values = (
+                clock.state.value,
+                clock.clock.kind.value,
+                to_epoch(clock.clock.started_at),
+                clock.business_seconds,
+                clock.target,
+                to_epoch(clock.due_at),
+            )
+        self.store.conn.execute(
+            "UPDATE conversations SET state = ?, clock_kind = ?, clock_started_at = ?, "
+            "waited_seconds = ?, target_seconds = ?, due_at = ?, evaluated_at = ? WHERE id = ?",
+            (*values, to_epoch(now), cid),
+        )
+
+    # --- recompute ---------------------------------------------------------------------------
+
+    def recompute(
+        self, now: datetime, progress: Callable[[int, int], None] | None = None
+    ) -> EvaluationReport:
+        """Match every conversation again under the current rules and rebuild its clocks.
+
+        This rewrites history on purpose: totals, response times and breaches change to what
+        the current rules say. Alerts already sent are not sent again.
+        """
+        ids = [
+            cid
+            for (cid,) in self.store.conn.execute(
+                "SELECT id FROM conversations WHERE pruned_at IS NULL ORDER BY id"
+            )
+        ]
+        report = EvaluationReport()
+        done = 0
+        for chunk in _chunks(ids):
+            with self.store.transaction() as conn:
+                marks = ",".join("?" * len(chunk))
+                conn.execute(
+                    f"UPDATE conversations SET policy = NULL, policy_reason = NULL, "
+                    f"evaluated_at = NULL WHERE id IN ({marks})",
+                    chunk,
+                )
+                conn.execute(f"DELETE FROM clocks WHERE conversation_id IN ({marks})", chunk)
+                messages = self.store.messages_by_conversation(chunk)
+                for cid in chunk:
+                    conversation = self.store.conversation(cid)
+                    if conversation is not None:
+                        self._reevaluate(conversation, messages[cid], now, report)
+            done += len(chunk)
+            if progress is not None:
+                progress(done, len(ids))
+        return report
+
+    # --- read-only views ---------------------------------------------------------------------
+
+    def waiting(self, now: datetime, source: str | None = None) -> list[WaitingConversation]:
+        """Conversations awaiting a reply, measured at ``now``, soonest breach first.
+
+        Read-only: conversations changed since the daemon's last evaluation are evaluated
+        here in memory, so the answer is right even when the daemon is behind or stopped.
+        """
+        rows: list[WaitingConversation] = []
+        for conversation, messages in self._waiting_candidates(source):
+            policy, _ = self.choose_policy(conversation, messages)
+            verdict = evaluate(
+                clock_messages(messages), policy, self.rules.calendar_for(policy), now
+            ).current
+            if verdict is not None:
+                rows.append(
+                    WaitingConversation(conversation=conversation, policy=policy, verdict=verdict)
+                )
+        rows.sort(key=lambda row: (row.verdict.remaining, row.conversation.id))
+        return rows
+
+    def _waiting_candidates(
+        self, source: str | None
+    ) -> Iterator[tuple[StoredConversation, list[StoredMessage]]]:
+        ids = candidate_waiting_conversations(self.store, source)
+        for chunk in _chunks(ids):
+            messages = self.store.messages_by_conversation(chunk)
+            for cid in chunk:
+                conversation = self.store.conversation(cid)
+                if conversation is not None:
+                    yield conversation, messages[cid]
+
+
+def _with_policy(
+    conversation: StoredConversation, policy: str | None, reason: str | None
+) -> StoredConversation:
+    return replace(conversation, policy=policy, policy_reason=reason)
+
+
+def _chunks(items: list[T]) -> Iterator[list[T]]:
+    for start in range(0, len(items), _CHUNK):
+        yield items[start : start + _CHUNK]

@@ -1,0 +1,154 @@
+"""`replyclock explain`: one conversation's timeline, and why each number is what it is."""
+
+from __future__ import annotations
+
+from datetime import date, datetime
+from zoneinfo import ZoneInfo
+
+from monitor.config.rules import RuleBook
+from monitor.durations import format_duration
+from monitor.engine import Engine, clock_messages
+from monitor.sla.clocks import StopReason
+from monitor.sla.evaluate import ClockState, ClockVerdict, evaluate
+from monitor.sla.policy import Policy
+from monitor.store import Store, StoredMessage
+
+_MAX_DAYS_LISTED = 14
+
+
+def local(instant: datetime, zone: ZoneInfo) -> str:
+    """``Mon 2026-11-16 11:00 CET``: an instant as the team's calendar reads it."""
+    return instant.astimezone(zone).strftime("%a %Y-%m-%d %H:%M %Z")
+
+
+def describe_targets(policy: Policy) -> str:
+    """A policy's targets and warning rule in words."""
+    first = format_duration(policy.first_response)
+    following = format_duration(policy.target("next_response"))
+    warning = policy.warning
+    if warning.before_due is not None:
+        warn = f"warning {format_duration(warning.before_due)} before due"
+    else:
+        warn = (
+            f"warning at {warning.percent if warning.percent is not None else 75:g}% of the target"
+        )
+    return f"first response {first}, next response {following}; {warn}"
+
+
+def _who(message: StoredMessage) -> str:
+    if message.author_name and message.author:
+        return f"{message.author_name} <{message.author}>"
+    return message.author or message.author_name or "(no sender)"
+
+
+def _per_day(verdict: ClockVerdict, rules: RuleBook, policy: Policy, end: datetime) -> str:
+    calendar = rules.calendar_for(policy)
+    days = calendar.business_seconds_by_day(verdict.clock.started_at, end)
+    counted = [(day, seconds) for day, seconds in days if seconds]
+    shown = counted[:_MAX_DAYS_LISTED]
+    text = ", ".join(
+        f"{_day(day)} {format_duration(seconds, days=False)}" for day, seconds in shown
+    )
+    if len(counted) > len(shown):
+        rest = sum(seconds for _, seconds in counted[len(shown) :])
+        text += (
+            f", and {format_duration(rest, days=False)} on {len(counted) - len(shown)} more days"
+        )
+    return text or "none (the calendar was closed the whole time)"
+
+
+def _day(day: date) -> str:
+    return day.strftime("%a %m-%d")
+
+
+def _verdict_line(verdict: ClockVerdict) -> str:
+    over = verdict.business_seconds - verdict.target
+    if verdict.state is ClockState.ANSWERED:
+        if verdict.breached:
+            return f"answered late: target missed by {format_duration(over, days=False)}"
+        return f"answered within target ({format_duration(-over, days=False)} to spare)"
+    if verdict.state is ClockState.CLOSED:
+        if verdict.breached:
+            return "closed without reply after the target had passed: the breach stands"
+        return "closed without reply before the target: counted, not a breach"
+    if verdict.state is ClockState.BREACHED:
+        return f"BREACHED: over target by {format_duration(over, days=False)}"
+    if verdict.state is ClockState.WARNING:
+        return f"WARNING: {format_duration(-over, days=False)} of business time left"
+    return f"ok: {format_duration(-over, days=False)} of business time left"
+
+
+def explain(store: Store, rules: RuleBook, conversation_id: int, now: datetime) -> list[str]:
+    """The lines `replyclock explain` prints for one conversation."""
+    engine = Engine(store, rules)
+    conversation = store.conversation(conversation_id)
+    if conversation is None:
+        return [f"No conversation {conversation_id} in the store."]
+    messages = store.messages(conversation_id)
+    policy, reason = engine.choose_policy(conversation, messages)
+    calendar = rules.calendar_for(policy)
+    zone = calendar.zone
+    stored = "stored when its first customer message was matched"
+    if conversation.policy is None:
+        stored = "not stored yet: chosen now, stored at the next evaluation"
+    elif conversation.policy != policy.name:
+        stored = f"stored policy {conversation.policy!r} no longer exists; chosen again now"
+    lines = [
+        f"Conversation {conversation.id} - source {conversation.source} - "
+        f"{conversation.subject or '(no subject)'!r}",
+        f"Customer:  {conversation.customer_name + ' ' if conversation.customer_name else ''}"
+        f"<{conversation.customer}>"
+        if conversation.customer
+        else "Customer:  (unknown)",
+        f"Policy:    {policy.name} - {reason} ({stored})",
+        f"Calendar:  {policy.calendar} - {rules.calendar_notes.get(policy.calendar, '')}",
+        f"Targets:   {describe_targets(policy)}",
+    ]
+    if conversation.link:
+        lines.append(f"Link:      {conversation.link}")
+    lines += ["", f"Messages ({zone.key}):"]
+    for m in messages:
+        removed = f"; left the folders {local(m.removed_at, zone)}" if m.removed_at else ""
+        where = f" [{m.folder}]" if m.folder else ""
+        lines.append(
+            f"  {local(m.timestamp, zone)}  {m.direction.value:8}  {_who(m)}{where}: "
+            f"{m.reason}{removed}"
+        )
+    verdict = evaluate(clock_messages(messages), policy, calendar, now)
+    lines += ["", f"Clocks (evaluated {local(now, zone)}):"]
+    if not verdict.clocks:
+        lines.append("  none: no customer message is waiting or was answered")
+    for number, clock in enumerate(verdict.clocks, 1):
+        c = clock.clock
+        kind = c.kind.value.replace("_", " ")
+        if c.stopped_at is None:
+            stop, end = "still running", now
+        elif c.stop_reason is StopReason.REPLY:
+            stop = f"stopped {local(c.stopped_at, zone)} by the reply from {c.responder or '?'}"
+            end = c.stopped_at
+        else:
+            stop = f"stopped {local(c.stopped_at, zone)}: the customer's messages left the folders"
+            end = c.stopped_at
+        follow = (
+            f" ({c.customer_messages - 1} follow-up{'s' if c.customer_messages > 2 else ''} "
+            "did not restart it)"
+            if c.customer_messages > 1
+            else ""
+        )
+        lines += [
+            f"  {number}. {kind}: started {local(c.started_at, zone)}{follow}, {stop}",
+            f"     business time counted per day: {_per_day(clock, rules, policy, end)}",
+            f"     waited {format_duration(clock.business_seconds, days=False)} in business time "
+            f"({format_duration(clock.calendar_seconds)} on the wall clock)",
+            f"     target {format_duration(clock.target)}: due {local(clock.due_at, zone)}, "
+            f"warning from {local(clock.warning_at, zone)}",
+            f"     verdict: {_verdict_line(clock)}",
+        ]
+    lines += [
+        "",
+        "Numbers use the current calendar and targets of the policy. Clocks already stored as "
+        "history keep the numbers computed when they stopped (in `status`, metrics and alerts) "
+        "until `replyclock recompute` is run; the policy chosen for a conversation is kept "
+        "even if the rules change.",
+    ]
+    return lines

@@ -1,0 +1,143 @@
+"""Evaluation: a conversation's messages, its policy, its calendar and ``now`` -> its SLA state.
+
+Pure: no I/O and no wall clock. The rules, in one place:
+
+- Waited time is business time: the open seconds of the policy's calendar between the
+  customer's first unanswered message and the reply (or ``now``).
+- A running clock is ``ok`` until the waited time reaches the warning threshold, ``warning``
+  from then until the target, and ``breached`` once the waited time exceeds the target. A reply
+  at exactly the target is on time.
+- The due time shown is the first instant at which the target is reached. When that falls at
+  a closing time (due Friday 17:00), no business time passes until the next opening, so the
+  breach itself happens only when counting resumes (Monday 09:00): a reply over the weekend is
+  still on time.
+- A clock stopped by a reply is ``answered`` and records whether it met its target; one closed
+  without reply is ``closed`` and is not a breach unless the target had already passed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from monitor.model import require_utc
+from monitor.sla.calendar import BusinessCalendar
+from monitor.sla.clocks import Clock, ClockMessage, StopReason, segment_clocks
+from monitor.sla.policy import Policy
+
+
+class ClockState(StrEnum):
+    """Where a clock stands: the three states of a waiting customer, and two of a stopped one."""
+
+    OK = "ok"
+    WARNING = "warning"
+    BREACHED = "breached"
+    ANSWERED = "answered"
+    CLOSED = "closed"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClockVerdict:
+    """One clock measured against its target."""
+
+    clock: Clock
+    target: int  # business seconds
+    warning_threshold: int  # business seconds waited when the warning starts
+    business_seconds: int  # waited until the stop, or until now for a running clock
+    calendar_seconds: int
+    state: ClockState
+    breached: bool  # the waited time exceeded the target while the clock ran
+    calendar: BusinessCalendar  # the instants below are worked out on demand: few need them
+
+    @property
+    def due_at(self) -> datetime:
+        """The first instant at which the target is reached: the due time people read."""
+        return self.calendar.due_instant(self.clock.started_at, self.target)
+
+    @property
+    def warning_at(self) -> datetime:
+        """The first instant at which the warning threshold is reached."""
+        return self.calendar.due_instant(self.clock.started_at, self.warning_threshold)
+
+    @property
+    def breach_after(self) -> datetime:
+        """The last instant still within the target; any later reply is late."""
+        return self.calendar.add_business_seconds(self.clock.started_at, self.target)
+
+    @property
+    def running(self) -> bool:
+        """Whether the customer is still waiting on this clock."""
+        return self.clock.running
+
+    @property
+    def met_target(self) -> bool | None:
+        """For a clock stopped by a reply: whether the reply came within the target."""
+        if self.clock.stop_reason is StopReason.REPLY:
+            return not self.breached
+        return None
+
+    @property
+    def remaining(self) -> int:
+        """Business seconds left before the target (negative once breached)."""
+        return self.target - self.business_seconds
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConversationVerdict:
+    """A conversation's clocks under its policy, evaluated at one instant."""
+
+    policy: Policy
+    clocks: tuple[ClockVerdict, ...]
+
+    @property
+    def current(self) -> ClockVerdict | None:
+        """The running clock: the customer is awaiting a reply."""
+        if self.clocks and self.clocks[-1].running:
+            return self.clocks[-1]
+        return None
+
+
+def evaluate_clock(
+    clock: Clock, policy: Policy, calendar: BusinessCalendar, now: datetime
+) -> ClockVerdict:
+    """Measure one clock against its policy's target for its kind."""
+    target = policy.target(clock.kind.value)
+    threshold = policy.warning.threshold(target)
+    end = clock.stopped_at if clock.stopped_at is not None else now
+    end = max(end, clock.started_at)
+    waited = calendar.business_seconds_between(clock.started_at, end)
+    breached = waited > target
+    if clock.stop_reason is StopReason.REPLY:
+        state = ClockState.ANSWERED
+    elif clock.stop_reason is StopReason.CLOSED:
+        state = ClockState.CLOSED
+    elif breached:
+        state = ClockState.BREACHED
+    elif waited >= threshold:
+        state = ClockState.WARNING
+    else:
+        state = ClockState.OK
+    return ClockVerdict(
+        clock=clock,
+        target=target,
+        warning_threshold=threshold,
+        business_seconds=waited,
+        calendar_seconds=int((end - clock.started_at).total_seconds()),
+        state=state,
+        breached=breached,
+        calendar=calendar,
+    )
+
+
+def evaluate(
+    messages: Sequence[ClockMessage], policy: Policy, calendar: BusinessCalendar, now: datetime
+) -> ConversationVerdict:
+    """Cut a conversation into clocks and measure each against the policy at ``now``."""
+    now = require_utc("now", now)
+    clocks = segment_clocks(messages)
+    return ConversationVerdict(
+        policy=policy,
+        clocks=tuple(evaluate_clock(clock, policy, calendar, now) for clock in clocks),
+    )
