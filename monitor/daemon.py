@@ -1,4 +1,5 @@
-"""The long-running service: APScheduler runs one poll job per source at its interval."""
+"""The long-running service: APScheduler runs each source's poll, evaluation and housekeeping,
+and an HTTP endpoint serves /metrics, /healthz and /readyz."""
 
 from __future__ import annotations
 
@@ -14,73 +15,175 @@ from apscheduler.schedulers.blocking import BlockingScheduler
 from monitor.config.loader import LoadedConfig
 from monitor.config.rules import RuleBook
 from monitor.engine import Engine
+from monitor.errors import StoreError
 from monitor.logs import fields
+from monitor.metrics import PolicyInfo, ReplyclockCollector, build_registry
+from monitor.model import MetricsSnapshot
 from monitor.polling import poll_source
 from monitor.sources.base import Source
 from monitor.store import Store
-from monitor.store.sqlite import prune_closed
+from monitor.store.sqlite import metrics_snapshot, prune_closed
+from monitor.web import HttpServer, make_app, split_listen
 
 log = logging.getLogger("replyclock.daemon")
 
-
 EVALUATION_INTERVAL_S = 30
+HOUSEKEEPING_INTERVAL_S = 3600
+
+
+class StoreSnapshots:
+    """Read-only views of the store for scrapes: one connection per HTTP thread (WAL lets
+    them read while the daemon writes)."""
+
+    def __init__(self, store: Store) -> None:
+        self.path = store.path
+        self.local = threading.local()
+
+    def __call__(self) -> MetricsSnapshot:
+        reader: Store | None = getattr(self.local, "store", None)
+        if reader is None:
+            reader = self.local.store = Store.open(self.path, readonly=True)
+        return metrics_snapshot(reader)
+
+
+def policy_infos(rules: RuleBook) -> list[PolicyInfo]:
+    """What the metrics need of each policy: calendar, targets and histogram bounds."""
+    return [
+        PolicyInfo(
+            name=policy.name,
+            calendar=rules.calendar_for(policy),
+            targets={
+                "first_response": policy.target("first_response"),
+                "next_response": policy.target("next_response"),
+            },
+            buckets=rules.buckets_for(policy.name),
+        )
+        for policy in rules.policies.all
+    ]
+
+
+class Daemon:
+    """Polls, evaluates and serves metrics until stopped."""
+
+    def __init__(
+        self, loaded: LoadedConfig, store: Store, sources: Sequence[Source], rules: RuleBook
+    ) -> None:
+        self.loaded = loaded
+        self.store = store
+        self.sources = list(sources)
+        self.rules = rules
+        self.engine = Engine(store, rules)
+        self.scheduler = BlockingScheduler(timezone=UTC)
+        # One SQLite connection is shared by the jobs; this lock makes their writes take turns.
+        self.store_lock = threading.Lock()
+        self.succeeded: set[str] = set()
+        self.store_ok = True
+        collector = ReplyclockCollector(
+            snapshot=StoreSnapshots(store),
+            sources=[s.name for s in self.sources],
+            policies=policy_infos(rules),
+            clock=lambda: datetime.now(UTC),
+        )
+        host, port = split_listen(loaded.config.metrics.listen)
+        self.http = HttpServer(make_app(build_registry(collector), self.ready), host, port)
+
+    def ready(self) -> tuple[bool, str]:
+        """Ready once every source was read successfully since start and the store writes."""
+        missing = [s.name for s in self.sources if s.name not in self.succeeded]
+        if missing:
+            return False, f"not read successfully yet: {', '.join(missing)}"
+        if not self.store_ok:
+            return False, "the store rejected the last write"
+        return True, "ready"
+
+    def poll(self, source: Source) -> None:
+        """One source's poll job, followed by an evaluation."""
+        with self.store_lock:
+            try:
+                outcome = poll_source(source, self.store, datetime.now(UTC))
+                if outcome.ok:
+                    self.succeeded.add(source.name)
+                self.engine.evaluate(datetime.now(UTC))
+                self.store_ok = True
+            except StoreError as exc:
+                self.store_ok = False
+                log.error("store write failed", extra=fields(error=str(exc)))
+
+    def evaluate(self) -> None:
+        """The evaluation job: SLA states follow the clock even when no mail arrives."""
+        with self.store_lock:
+            try:
+                self.engine.evaluate(datetime.now(UTC))
+                self.store_ok = True
+            except StoreError as exc:
+                self.store_ok = False
+                log.error("store write failed", extra=fields(error=str(exc)))
+
+    def housekeeping(self) -> None:
+        """Hourly: erase what conversations quiet past retention said."""
+        with self.store_lock:
+            prune_closed(self.store, self.loaded.config.store.retention, datetime.now(UTC))
+
+    def schedule(self) -> None:
+        """One poll job per source at its interval, plus evaluation and housekeeping."""
+        intervals = {s.name: s.poll_interval for s in self.loaded.config.sources}
+        for source in self.sources:
+            self.scheduler.add_job(
+                self.poll,
+                "interval",
+                args=[source],
+                seconds=intervals[source.name],
+                id=f"poll:{source.name}",
+                next_run_time=datetime.now(UTC),
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=intervals[source.name],
+            )
+        for job, seconds in (
+            (self.evaluate, EVALUATION_INTERVAL_S),
+            (self.housekeeping, HOUSEKEEPING_INTERVAL_S),
+        ):
+            self.scheduler.add_job(
+                job,
+                "interval",
+                seconds=seconds,
+                id=job.__name__,
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=seconds,
+            )
+
+    def run(self) -> int:
+        """Serve and schedule until SIGINT or SIGTERM; return the exit code."""
+
+        def stop(signum: int, frame: FrameType | None) -> None:
+            del frame
+            log.info("stopping", extra=fields(signal=signal.Signals(signum).name))
+            self.scheduler.shutdown(wait=False)
+
+        signal.signal(signal.SIGTERM, stop)
+        signal.signal(signal.SIGINT, stop)
+        self.schedule()
+        self.http.start()
+        log.info(
+            "started",
+            extra=fields(
+                sources=len(self.sources),
+                store=str(self.store.path),
+                metrics=f"http://{self.loaded.config.metrics.listen}/metrics",
+            ),
+        )
+        try:
+            self.scheduler.start()
+        finally:
+            self.http.stop()
+            for source in self.sources:
+                source.close()
+        return 0
 
 
 def run_forever(
     loaded: LoadedConfig, store: Store, sources: Sequence[Source], rules: RuleBook
 ) -> int:
-    """Poll every source at its own interval and keep SLA states current until SIGINT or
-    SIGTERM; return the exit code."""
-    scheduler = BlockingScheduler(timezone=UTC)
-    # One SQLite connection is shared by the poll jobs; the lock makes their writes take turns.
-    store_lock = threading.Lock()
-    intervals = {source.name: source.poll_interval for source in loaded.config.sources}
-
-    engine = Engine(store, rules)
-
-    def poll(source: Source) -> None:
-        with store_lock:
-            poll_source(source, store, datetime.now(UTC))
-            engine.evaluate(datetime.now(UTC))
-
-    def evaluate() -> None:
-        with store_lock:
-            now = datetime.now(UTC)
-            engine.evaluate(now)
-            prune_closed(store, loaded.config.store.retention, now)
-
-    scheduler.add_job(
-        evaluate,
-        "interval",
-        seconds=EVALUATION_INTERVAL_S,
-        id="evaluate",
-        coalesce=True,
-        max_instances=1,
-        misfire_grace_time=EVALUATION_INTERVAL_S,
-    )
-
-    for source in sources:
-        scheduler.add_job(
-            poll,
-            "interval",
-            args=[source],
-            seconds=intervals[source.name],
-            id=f"poll:{source.name}",
-            next_run_time=datetime.now(UTC),
-            coalesce=True,
-            max_instances=1,
-            misfire_grace_time=intervals[source.name],
-        )
-
-    def stop(signum: int, frame: FrameType | None) -> None:
-        del frame
-        log.info("stopping", extra=fields(signal=signal.Signals(signum).name))
-        scheduler.shutdown(wait=False)
-
-    signal.signal(signal.SIGTERM, stop)
-    signal.signal(signal.SIGINT, stop)
-    log.info("started", extra=fields(sources=len(sources), store=str(store.path)))
-    scheduler.start()
-    for source in sources:
-        source.close()
-    return 0
+    """Run the daemon until stopped; return the exit code."""
+    return Daemon(loaded, store, sources, rules).run()

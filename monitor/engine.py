@@ -10,7 +10,7 @@ computed, even if the calendar or the policy changes later, until ``recompute`` 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TypeVar
@@ -20,7 +20,7 @@ from monitor.logs import fields
 from monitor.sla.clocks import Clock, ClockKind, ClockMessage
 from monitor.sla.evaluate import ClockState, ClockVerdict, evaluate, evaluate_clock
 from monitor.sla.policy import MatchFacts, Policy
-from monitor.store import Store, StoredConversation, StoredMessage
+from monitor.store import Store, StoredConversation, StoredMessage, totals
 from monitor.store.sqlite import candidate_waiting_conversations, from_epoch, to_epoch
 
 log = logging.getLogger("replyclock.engine")
@@ -90,6 +90,50 @@ class Engine:
     def __init__(self, store: Store, rules: RuleBook) -> None:
         self.store = store
         self.rules = rules
+        self._layout_checked = False
+
+    def _bounds(self, policy: str) -> Sequence[int]:
+        return self.rules.buckets_for(policy)
+
+    def _prepare_totals(self) -> None:
+        """Once per engine: recount the histograms if their bucket bounds changed."""
+        if self._layout_checked or self.store.readonly:
+            return
+        layout = {policy.name: self._bounds(policy.name) for policy in self.rules.policies.all}
+        with self.store.transaction() as conn:
+            if totals.ensure_layout(conn, layout, self._bounds):
+                log.info("histogram buckets changed; response-time histograms recounted")
+        self._layout_checked = True
+
+    def _forget_clocks(self, conversation_id: int, from_seq: int = 0) -> None:
+        """Delete stored clocks (from ``from_seq`` on), taking them out of the totals."""
+        conn = self.store.conn
+        rows = conn.execute(
+            f"SELECT {totals.CLOCK_ROW_COLUMNS} FROM clocks WHERE conversation_id = ? AND seq >= ?",
+            (conversation_id, from_seq),
+        ).fetchall()
+        for row in rows:
+            totals.adjust(conn, tuple(row), -1, self._bounds(row[1]))
+        conn.execute(
+            "DELETE FROM clocks WHERE conversation_id = ? AND seq >= ?",
+            (conversation_id, from_seq),
+        )
+
+    def _absorb_merges(self) -> None:
+        """Clocks of conversations merged into others leave the history (and the totals): the
+        surviving conversation's evaluation measures all of its messages again."""
+        merged = [
+            cid
+            for (cid,) in self.store.conn.execute(
+                "SELECT conversation_id FROM merged_conversations"
+            )
+        ]
+        if not merged:
+            return
+        with self.store.transaction() as conn:
+            for cid in merged:
+                self._forget_clocks(cid)
+                conn.execute("DELETE FROM merged_conversations WHERE conversation_id = ?", (cid,))
 
     # --- policy matching ---------------------------------------------------------------------
 
@@ -133,6 +177,8 @@ class Engine:
     def evaluate(self, now: datetime) -> EvaluationReport:
         """Bring every conversation's SLA state up to ``now``; report state changes."""
         report = EvaluationReport()
+        self._prepare_totals()
+        self._absorb_merges()
         changed = [
             cid
             for (cid,) in self.store.conn.execute(
@@ -223,10 +269,7 @@ class Engine:
                         previous=previous[4] if previous is not None else None,
                     )
                 )
-        conn.execute(
-            "DELETE FROM clocks WHERE conversation_id = ? AND seq >= ?",
-            (conversation.id, len(verdict.clocks)),
-        )
+        self._forget_clocks(conversation.id, len(verdict.clocks))
         self._write_current(conversation.id, verdict.clocks[-1] if verdict.clocks else None, now)
 
     def _remeasure(
@@ -242,10 +285,14 @@ class Engine:
         clock = Clock(kind=ClockKind(kind), started_at=from_epoch(started_at))
         verdict = evaluate_clock(clock, policy, self.rules.calendar_for(policy), now)
         report.remeasured += 1
-        seq = self.store.conn.execute(
+        conn = self.store.conn
+        seq = conn.execute(
             "SELECT MAX(seq) FROM clocks WHERE conversation_id = ?", (cid,)
         ).fetchone()[0]
-        self.store.conn.execute(
+        old = totals.stored_clock(conn, cid, seq) if seq is not None else None
+        if old is not None:
+            totals.adjust(conn, old, -1, self._bounds(old[1]))
+        conn.execute(
             "UPDATE clocks SET business_seconds = ?, calendar_seconds = ?, state = ?, "
             "breached = ? WHERE conversation_id = ? AND seq = ?",
             (
@@ -257,6 +304,9 @@ class Engine:
                 seq,
             ),
         )
+        new = totals.stored_clock(conn, cid, seq) if seq is not None else None
+        if new is not None:
+            totals.adjust(conn, new, 1, self._bounds(new[1]))
         self._write_current(cid, verdict, now)
         if verdict.state.value != previous:
             report.transitions.append(
@@ -274,7 +324,11 @@ class Engine:
         self, conversation: StoredConversation, policy: Policy, seq: int, clock: ClockVerdict
     ) -> None:
         c = clock.clock
-        self.store.conn.execute(
+        conn = self.store.conn
+        old = totals.stored_clock(conn, conversation.id, seq)
+        if old is not None:
+            totals.adjust(conn, old, -1, self._bounds(old[1]))
+        conn.execute(
             "INSERT OR REPLACE INTO clocks (conversation_id, seq, source, policy, kind, "
             "started_at, stopped_at, stop_reason, responder, target_seconds, business_seconds, "
             "calendar_seconds, state, breached, due_at) "
@@ -297,6 +351,9 @@ class Engine:
                 to_epoch(clock.due_at),
             ),
         )
+        new = totals.stored_clock(conn, conversation.id, seq)
+        assert new is not None
+        totals.adjust(conn, new, 1, self._bounds(policy.name))
 
     def _write_current(self, cid: int, clock: ClockVerdict | None, now: datetime) -> None:
         if clock is None:
@@ -333,6 +390,8 @@ class Engine:
             )
         ]
         report = EvaluationReport()
+        self._prepare_totals()
+        self._absorb_merges()
         done = 0
         for chunk in _chunks(ids):
             with self.store.transaction() as conn:
@@ -342,7 +401,8 @@ class Engine:
                     f"evaluated_at = NULL WHERE id IN ({marks})",
                     chunk,
                 )
-                conn.execute(f"DELETE FROM clocks WHERE conversation_id IN ({marks})", chunk)
+                for cid in chunk:
+                    self._forget_clocks(cid)
                 messages = self.store.messages_by_conversation(chunk)
                 for cid in chunk:
                     conversation = self.store.conversation(cid)

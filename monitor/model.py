@@ -113,3 +113,42 @@ class FolderCursor:
     last_uid: int = 0
     highest_modseq: int | None = None
     last_reconciled: datetime | None = None  # last full UID comparison (expunge detection)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ClockTotals:
+    """Running totals of one source, policy and clock kind's history (for counters)."""
+
+    source: str
+    policy: str
+    kind: str  # first_response | next_response
+    replies_within: int = 0
+    replies_late: int = 0
+    breaches: int = 0
+    closed: int = 0  # closed without reply
+    response_sum: int = 0  # business seconds, over all replies
+    buckets: tuple[tuple[int, int], ...] = ()  # (upper bound in seconds or -1 for +Inf, count)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class SourceHealth:
+    """How a source's last poll went."""
+
+    source: str
+    up: bool
+    last_attempt: datetime
+    last_success: datetime | None
+    last_duration: float  # seconds
+    last_error: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MetricsSnapshot:
+    """Everything a scrape reports, read from the store in one go."""
+
+    awaiting: tuple[tuple[str, str, str, int], ...] = ()  # source, policy, state, conversations
+    oldest: tuple[tuple[str, str, datetime], ...] = ()  # source, policy, longest clock's start
+    totals: tuple[ClockTotals, ...] = ()
+    sources: tuple[SourceHealth, ...] = ()
+    alerts_sent: tuple[tuple[str, str, int], ...] = ()  # channel, kind, count
+    delivery_failures: tuple[tuple[str, int], ...] = ()  # channel, count

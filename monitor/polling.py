@@ -11,6 +11,7 @@ from monitor.errors import SourceError, StoreError
 from monitor.logs import fields
 from monitor.sources.base import PollReport, Source
 from monitor.store import SourceSink, Store
+from monitor.store.sqlite import record_poll
 
 log = logging.getLogger("replyclock.poll")
 
@@ -38,10 +39,12 @@ def poll_source(source: Source, store: Store, now: datetime) -> PollOutcome:
     except SourceError as exc:
         duration = time.monotonic() - started
         log.error("source poll failed", extra=fields(source=source.name, error=exc.detail))
+        record_poll(store, source.name, ok=False, duration=duration, error=exc.detail, now=now)
         return PollOutcome(source.name, None, exc.detail, duration)
     except StoreError:
         raise
     duration = time.monotonic() - started
+    record_poll(store, source.name, ok=True, duration=duration, error=None, now=now)
     log.info(
         "source polled",
         extra=fields(

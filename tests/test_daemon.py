@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import shutil
 import signal
+import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from pathlib import Path
 
 from monitor.errors import StoreError
@@ -22,6 +25,22 @@ def wait_for(condition, timeout: float = 10.0) -> bool:  # type: ignore[no-untyp
             return True
         time.sleep(0.05)
     return False
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def http_get(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode()
+    except OSError:
+        return 0, ""
 
 
 def stored_messages(db: Path) -> int:
@@ -40,6 +59,8 @@ def test_run_polls_until_sigterm_and_exits_cleanly(tmp_path: Path) -> None:
     shutil.copytree(REPO / "examples", tmp_path / "examples")
     shutil.copytree(REPO / "rules", tmp_path / "rules")
     config = tmp_path / "examples" / "demo.yaml"
+    port = free_port()
+    config.write_text(config.read_text() + f"\nmetrics:\n  listen: 127.0.0.1:{port}\n")
     process = subprocess.Popen(
         [sys.executable, "-m", "monitor", "run", "-c", str(config)],
         stdout=subprocess.PIPE,
@@ -48,6 +69,11 @@ def test_run_polls_until_sigterm_and_exits_cleanly(tmp_path: Path) -> None:
     )
     try:
         assert wait_for(lambda: stored_messages(tmp_path / "var" / "demo.db") == 16)
+        assert wait_for(lambda: http_get(port, "/readyz") == (200, "ready\n"))
+        assert http_get(port, "/healthz") == (200, "ok\n")
+        status, body = http_get(port, "/metrics")
+        assert status == 200
+        assert 'replyclock_source_up{source="acme-support"} 1.0' in body
         second = subprocess.run(
             [sys.executable, "-m", "monitor", "run", "-c", str(config), "--once"],
             capture_output=True,

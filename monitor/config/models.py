@@ -351,6 +351,7 @@ class PolicyConfig(Strict):
     targets: TargetsConfig
     warning: Annotated[WarningConfig, BeforeValidator(_warning)] = WarningConfig(percent=75.0)
     escalation: list[EscalationStep] = []
+    buckets: list[PositiveSeconds] | None = None  # response-time histogram bounds for this policy
 
 
 class IgnoreConfig(Strict):

@@ -3,14 +3,21 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from monitor.config.calendars import build_calendar
 from monitor.config.loader import LoadedConfig
 from monitor.config.models import CalendarConfig, PolicyConfig
 from monitor.config.models import Condition as ConditionConfig
 from monitor.sla.calendar import BusinessCalendar
-from monitor.sla.policy import Condition, EscalationStep, Policy, PolicySet, WarningRule
+from monitor.sla.policy import (
+    DEFAULT_RESPONSE_BUCKETS,
+    Condition,
+    EscalationStep,
+    Policy,
+    PolicySet,
+    WarningRule,
+)
 
 ALWAYS_OPEN = "24x7"
 
@@ -22,6 +29,12 @@ class RuleBook:
     policies: PolicySet
     calendars: Mapping[str, BusinessCalendar]
     calendar_notes: Mapping[str, str]  # each calendar in words, for `explain`
+    buckets: Mapping[str, tuple[int, ...]] = field(default_factory=dict)  # by policy
+    default_buckets: tuple[int, ...] = DEFAULT_RESPONSE_BUCKETS
+
+    def buckets_for(self, policy: str) -> tuple[int, ...]:
+        """Histogram bucket bounds (business seconds) for a policy's response times."""
+        return self.buckets.get(policy, self.default_buckets)
 
     def calendar_for(self, policy: Policy) -> BusinessCalendar:
         """The business calendar a policy counts on."""
@@ -71,12 +84,21 @@ def build_rulebook(loaded: LoadedConfig) -> RuleBook:
     calendars: dict[str, BusinessCalendar] = {ALWAYS_OPEN: BusinessCalendar.always_open("UTC")}
     notes = {ALWAYS_OPEN: "UTC, open 24 hours a day, 7 days a week (built in)"}
     policies: list[Policy] = []
+    buckets: dict[str, tuple[int, ...]] = {}
     for _, rules in loaded.rules:
         for name, calendar in rules.calendars.items():
             calendars[name] = build_calendar(calendar)
             notes[name] = describe_calendar(calendar)
         policies.extend(build_policy(policy) for policy in rules.policies)
-    return RuleBook(policies=PolicySet(tuple(policies)), calendars=calendars, calendar_notes=notes)
+        buckets.update({p.name: tuple(sorted(set(p.buckets))) for p in rules.policies if p.buckets})
+    default = loaded.config.metrics.buckets
+    return RuleBook(
+        policies=PolicySet(tuple(policies)),
+        calendars=calendars,
+        calendar_notes=notes,
+        buckets=buckets,
+        default_buckets=tuple(sorted(set(default))) if default else DEFAULT_RESPONSE_BUCKETS,
+    )
 
 
 def describe_calendar(config: CalendarConfig) -> str:

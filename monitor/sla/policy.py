@@ -17,6 +17,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 DEFAULT_POLICY_NAME = "default"
+# Response-time histogram bounds in business seconds, unless the config sets others:
+# 5m 15m 30m 1h 2h 4h 8h 1d 2d 3d 7d, because support targets span minutes to days.
+DEFAULT_RESPONSE_BUCKETS: tuple[int, ...] = (
+    300, 900, 1800, 3600, 7200, 14400, 28800, 86400, 172800, 259200, 604800,
+)  # fmt: skip
 DEFAULT_TARGET_SECONDS = 24 * 3600
 
 

@@ -405,6 +405,10 @@ def _merge_conversation(conn: sqlite3.Connection, *, into: int, other: int) -> N
             (row[0], row[1], row[2], row[3], into),
         )
         conn.execute("DELETE FROM conversations WHERE id = ?", (other,))
+        # Its clock history is taken out of the totals by the next evaluation.
+        conn.execute(
+            "INSERT OR IGNORE INTO merged_conversations (conversation_id) VALUES (?)", (other,)
+        )
     first = conn.execute(
         "SELECT subject, customer, author_name FROM messages WHERE conversation_id = ? "
         "AND direction = 'inbound' ORDER BY timestamp, id LIMIT 1",

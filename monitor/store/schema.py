@@ -133,6 +133,45 @@ MIGRATIONS: tuple[str, ...] = (
     );
     CREATE INDEX clocks_totals ON clocks (source, policy, kind, state);
     """,
+    # 3: running totals behind the metrics' counters and histograms (kept in step with the
+    # clocks table, so a scrape reads a few rows and a restart neither resets nor recounts),
+    # each source's last poll, conversations merged away, and alert delivery failures.
+    """
+    CREATE TABLE clock_totals (
+        source TEXT NOT NULL,
+        policy TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        replies_within INTEGER NOT NULL DEFAULT 0,
+        replies_late INTEGER NOT NULL DEFAULT 0,
+        breaches INTEGER NOT NULL DEFAULT 0,
+        closed INTEGER NOT NULL DEFAULT 0,
+        response_sum INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (source, policy, kind)
+    );
+    CREATE TABLE response_buckets (
+        source TEXT NOT NULL,
+        policy TEXT NOT NULL,
+        kind TEXT NOT NULL,
+        le INTEGER NOT NULL,  -- upper bound in seconds, -1 for +Inf; counts are per bucket
+        count INTEGER NOT NULL DEFAULT 0,
+        PRIMARY KEY (source, policy, kind, le)
+    );
+    CREATE TABLE source_status (
+        source TEXT PRIMARY KEY,
+        up INTEGER NOT NULL,
+        last_attempt INTEGER NOT NULL,
+        last_success INTEGER,
+        last_duration REAL NOT NULL,
+        last_error TEXT
+    );
+    CREATE TABLE merged_conversations (
+        conversation_id INTEGER PRIMARY KEY
+    );
+    CREATE TABLE delivery_failures (
+        channel TEXT PRIMARY KEY,
+        count INTEGER NOT NULL DEFAULT 0
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from monitor.errors import StoreError, StoreLockedError
-from monitor.model import Direction, FolderCursor
+from monitor.model import Direction, FolderCursor, MetricsSnapshot, SourceHealth
 from monitor.store.schema import MIGRATIONS, SCHEMA_VERSION
+from monitor.store.totals import read_totals
 
 _BUSY_TIMEOUT_S = 10.0
 
@@ -182,6 +183,11 @@ class Store:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+    @property
+    def readonly(self) -> bool:
+        """Whether this is a reader (no lock, no writes)."""
+        return self._lock is None
 
     @property
     def schema_version(self) -> int:
@@ -436,3 +442,65 @@ def prune_closed(store: Store, retention_s: int, now: datetime) -> int:
                 [to_epoch(now), *chunk],
             )
     return erased
+
+
+def record_poll(
+    store: Store, source: str, *, ok: bool, duration: float, error: str | None, now: datetime
+) -> None:
+    """Remember how a source's poll went, for metrics and readiness across restarts."""
+    with store.transaction() as conn:
+        conn.execute(
+            "INSERT INTO source_status (source, up, last_attempt, last_success, last_duration, "
+            "last_error) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (source) DO UPDATE SET "
+            "up = excluded.up, last_attempt = excluded.last_attempt, "
+            "last_success = COALESCE(excluded.last_success, source_status.last_success), "
+            "last_duration = excluded.last_duration, last_error = excluded.last_error",
+            (source, int(ok), to_epoch(now), to_epoch(now) if ok else None, duration, error),
+        )
+
+
+def source_health(store: Store) -> list[SourceHealth]:
+    """How each source's last poll went."""
+    return [
+        SourceHealth(
+            source=row[0],
+            up=bool(row[1]),
+            last_attempt=from_epoch(row[2]),
+            last_success=from_epoch(row[3]) if row[3] is not None else None,
+            last_duration=row[4],
+            last_error=row[5],
+        )
+        for row in store.conn.execute(
+            "SELECT source, up, last_attempt, last_success, last_duration, last_error "
+            "FROM source_status ORDER BY source"
+        )
+    ]
+
+
+def metrics_snapshot(store: Store) -> MetricsSnapshot:
+    """Everything a scrape reports: a few indexed reads, however long the history."""
+    conn = store.conn
+    running = ("ok", "warning", "breached")
+    awaiting = conn.execute(
+        "SELECT source, policy, state, COUNT(*) FROM conversations WHERE state IN (?, ?, ?) "
+        "GROUP BY source, policy, state",
+        running,
+    ).fetchall()
+    oldest = conn.execute(
+        "SELECT source, policy, MIN(clock_started_at) FROM conversations "
+        "WHERE state IN (?, ?, ?) GROUP BY source, policy",
+        running,
+    ).fetchall()
+    sent = conn.execute(
+        "SELECT channel, kind, COUNT(*) FROM outbox WHERE sent_at IS NOT NULL "
+        "GROUP BY channel, kind"
+    ).fetchall()
+    failures = conn.execute("SELECT channel, count FROM delivery_failures").fetchall()
+    return MetricsSnapshot(
+        awaiting=tuple((s, p, st, n) for s, p, st, n in awaiting),
+        oldest=tuple((s, p, from_epoch(t)) for s, p, t in oldest),
+        totals=tuple(read_totals(conn)),
+        sources=tuple(source_health(store)),
+        alerts_sent=tuple((c, k, n) for c, k, n in sent),
+        delivery_failures=tuple((c, n) for c, n in failures),
+    )
