@@ -78,7 +78,11 @@ def clock_messages(messages: Iterable[StoredMessage]) -> list[ClockMessage]:
     """The part of stored messages the clock rules need."""
     return [
         ClockMessage(
-            timestamp=m.timestamp, direction=m.direction, removed_at=m.removed_at, author=m.author
+            timestamp=m.timestamp,
+            direction=m.direction,
+            removed_at=m.removed_at,
+            author=m.author,
+            status=m.status,
         )
         for m in messages
     ]
@@ -426,7 +430,7 @@ class Engine:
             policy, _ = self.choose_policy(conversation, messages)
             verdict = evaluate(
                 clock_messages(messages), policy, self.rules.calendar_for(policy), now
-            ).current
+            ).awaiting
             if verdict is not None:
                 rows.append(
                     WaitingConversation(conversation=conversation, policy=policy, verdict=verdict)

@@ -67,10 +67,16 @@ def _verdict_line(verdict: ClockVerdict) -> str:
         if verdict.breached:
             return f"answered late: target missed by {format_duration(over, days=False)}"
         return f"answered within target ({format_duration(-over, days=False)} to spare)"
-    if verdict.state is ClockState.CLOSED:
+    if verdict.state in (ClockState.CLOSED, ClockState.SOLVED):
+        how = "closed without reply" if verdict.state is ClockState.CLOSED else "solved"
         if verdict.breached:
-            return "closed without reply after the target had passed: the breach stands"
-        return "closed without reply before the target: counted, not a breach"
+            return f"{how} after the target had passed: the breach stands"
+        return f"{how} before the target: counted, not a breach"
+    if verdict.state is ClockState.PAUSED:
+        return (
+            f"paused while the ticket waits on the customer; "
+            f"{format_duration(-over, days=False)} of business time left"
+        )
     if verdict.state is ClockState.BREACHED:
         return f"BREACHED: over target by {format_duration(over, days=False)}"
     if verdict.state is ClockState.WARNING:
@@ -126,6 +132,9 @@ def explain(store: Store, rules: RuleBook, conversation_id: int, now: datetime) 
         elif c.stop_reason is StopReason.REPLY:
             stop = f"stopped {local(c.stopped_at, zone)} by the reply from {c.responder or '?'}"
             end = c.stopped_at
+        elif c.stop_reason is StopReason.SOLVED:
+            stop = f"stopped {local(c.stopped_at, zone)}: the ticket was solved or closed"
+            end = c.stopped_at
         else:
             stop = f"stopped {local(c.stopped_at, zone)}: the customer's messages left the folders"
             end = c.stopped_at
@@ -135,8 +144,13 @@ def explain(store: Store, rules: RuleBook, conversation_id: int, now: datetime) 
             if c.customer_messages > 1
             else ""
         )
+        pauses = "".join(
+            f"; paused {local(since, zone)} to "
+            f"{local(until, zone) if until else 'now'} (waiting on the customer)"
+            for since, until in c.pauses
+        )
         lines += [
-            f"  {number}. {kind}: started {local(c.started_at, zone)}{follow}, {stop}",
+            f"  {number}. {kind}: started {local(c.started_at, zone)}{follow}, {stop}{pauses}",
             f"     business time counted per day: {_per_day(clock, rules, policy, end)}",
             f"     waited {format_duration(clock.business_seconds, days=False)} in business time "
             f"({format_duration(clock.calendar_seconds)} on the wall clock)",

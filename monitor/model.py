@@ -87,6 +87,7 @@ class MessageEvent:
     priority: str | None = None
     tags: tuple[str, ...] = ()
     link: str | None = None  # where a person can open the conversation (helpdesk or Gmail URL)
+    status: str | None = None  # a ticket's new status (open, pending, on_hold, solved, closed)
     attributes: Mapping[str, str] = field(default_factory=dict)  # extra values rules may match
     location: MailLocation | None = None
 

@@ -303,6 +303,9 @@ class Condition(Strict):
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 
 
+TicketStatus = Literal["open", "pending", "on_hold", "solved", "closed"]
+
+
 class TargetsConfig(Strict):
     """Reply targets in business time."""
 
@@ -352,6 +355,8 @@ class PolicyConfig(Strict):
     warning: Annotated[WarningConfig, BeforeValidator(_warning)] = WarningConfig(percent=75.0)
     escalation: list[EscalationStep] = []
     buckets: list[PositiveSeconds] | None = None  # response-time histogram bounds for this policy
+    pause_on: list[TicketStatus] = []  # helpdesk statuses that pause the clock
+    stop_on: list[TicketStatus] = ["solved", "closed"]  # statuses that stop it (not a breach)
 
 
 class IgnoreConfig(Strict):

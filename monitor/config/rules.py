@@ -10,6 +10,7 @@ from monitor.config.loader import LoadedConfig
 from monitor.config.models import CalendarConfig, PolicyConfig
 from monitor.config.models import Condition as ConditionConfig
 from monitor.sla.calendar import BusinessCalendar
+from monitor.sla.clocks import StatusRules
 from monitor.sla.policy import (
     DEFAULT_RESPONSE_BUCKETS,
     Condition,
@@ -75,6 +76,9 @@ def build_policy(config: PolicyConfig) -> Policy:
         escalation=tuple(
             EscalationStep(after=step.after, mention=tuple(step.mention), channel=step.channel)
             for step in config.escalation
+        ),
+        status_rules=StatusRules(
+            pause_on=frozenset(config.pause_on), stop_on=frozenset(config.stop_on)
         ),
     )
 

@@ -10,6 +10,12 @@ The rules, as a support lead would state them:
 - When every customer message of a running clock has left the watched folders (archived or
   deleted without a reply), the clock stops as "closed without reply": counted, not a breach.
 - Ignored messages (auto-replies, bounces, lists) do nothing.
+- Helpdesk tickets also report status changes. A status the policy lists in ``stop_on``
+  (by default solved and closed) stops the running clock as "solved": counted, not a breach
+  unless the target had passed. A status in ``pause_on`` (none by default; typically pending
+  and on_hold, "waiting on the customer") pauses it: business time does not count until the
+  ticket leaves that status, a customer message arrives, or a reply stops the clock. Mail has
+  no statuses, so mail clocks never pause.
 
 A conversation the team started (an outbound message first) has no first-response clock: the
 customer's answer starts a next-response clock, because the team has already spoken.
@@ -37,6 +43,18 @@ class StopReason(StrEnum):
 
     REPLY = "reply"
     CLOSED = "closed_without_reply"
+    SOLVED = "solved"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StatusRules:
+    """Which ticket statuses pause a running clock, and which stop it."""
+
+    pause_on: frozenset[str] = frozenset()
+    stop_on: frozenset[str] = frozenset({"solved", "closed"})
+
+
+NO_STATUS_RULES = StatusRules()
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -47,6 +65,10 @@ class ClockMessage:
     direction: Direction
     removed_at: datetime | None = None
     author: str = ""
+    status: str | None = None  # a ticket's new status (helpdesk sources), else None
+
+
+Pause = tuple[datetime, datetime | None]  # from, until (None: still paused)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -59,11 +81,17 @@ class Clock:
     stop_reason: StopReason | None = None
     responder: str = ""  # who sent the reply that stopped it
     customer_messages: int = 1  # the message that started it plus follow-ups
+    pauses: tuple[Pause, ...] = ()  # while the ticket waited on the customer
 
     @property
     def running(self) -> bool:
-        """Whether the customer is still waiting on this clock."""
+        """Whether the clock has not stopped (it may be paused)."""
         return self.stopped_at is None
+
+    @property
+    def paused(self) -> bool:
+        """Whether the running clock is paused right now (the ticket waits on the customer)."""
+        return self.running and bool(self.pauses) and self.pauses[-1][1] is None
 
 
 _ORDER = {Direction.INBOUND: 0, Direction.OUTBOUND: 1, Direction.IGNORED: 2}
@@ -78,37 +106,62 @@ def _all_removed_by(inbound: list[ClockMessage], instant: datetime | None) -> da
     return last if instant is None or last <= instant else None
 
 
-def segment_clocks(messages: Sequence[ClockMessage]) -> list[Clock]:
+def segment_clocks(
+    messages: Sequence[ClockMessage], rules: StatusRules = NO_STATUS_RULES
+) -> list[Clock]:
     """Split a conversation's messages into its reply clocks, oldest first."""
     ordered = sorted(messages, key=_in_time_order) if len(messages) > 1 else messages
     clocks: list[Clock] = []
     team_has_spoken = False
     waiting: list[ClockMessage] = []  # customer messages of the running clock
+    pauses: list[Pause] = []
     kind = ClockKind.FIRST
+
+    def stop(at: datetime, reason: StopReason, responder: str = "") -> None:
+        nonlocal waiting, pauses
+        if pauses and pauses[-1][1] is None:
+            pauses[-1] = (pauses[-1][0], at)
+        clocks.append(
+            _stopped(kind, waiting, at=at, reason=reason, responder=responder, pauses=tuple(pauses))
+        )
+        waiting, pauses = [], []
+
     for message in ordered:
         if waiting:
             closed_at = _all_removed_by(waiting, message.timestamp)
             if closed_at is not None:
-                clocks.append(_stopped(kind, waiting, closed_at, StopReason.CLOSED, ""))
-                waiting = []
+                stop(closed_at, StopReason.CLOSED)
+        paused = bool(pauses) and pauses[-1][1] is None
         if message.direction is Direction.INBOUND:
             if not waiting:
                 kind = ClockKind.NEXT if team_has_spoken else ClockKind.FIRST
+            elif paused:  # the customer wrote back: the wait on the team resumes
+                pauses[-1] = (pauses[-1][0], message.timestamp)
             waiting.append(message)
         elif message.direction is Direction.OUTBOUND:
             team_has_spoken = True
             if waiting:
-                clocks.append(
-                    _stopped(kind, waiting, message.timestamp, StopReason.REPLY, message.author)
-                )
-                waiting = []
+                stop(message.timestamp, StopReason.REPLY, message.author)
+        elif message.status is not None and waiting:
+            if message.status in rules.stop_on:
+                stop(message.timestamp, StopReason.SOLVED)
+            elif message.status in rules.pause_on:
+                if not paused:
+                    pauses.append((message.timestamp, None))
+            elif paused:
+                pauses[-1] = (pauses[-1][0], message.timestamp)
     if waiting:
         closed_at = _all_removed_by(waiting, None)
         if closed_at is not None:
-            clocks.append(_stopped(kind, waiting, closed_at, StopReason.CLOSED, ""))
+            stop(closed_at, StopReason.CLOSED)
         else:
             clocks.append(
-                Clock(kind=kind, started_at=waiting[0].timestamp, customer_messages=len(waiting))
+                Clock(
+                    kind=kind,
+                    started_at=waiting[0].timestamp,
+                    customer_messages=len(waiting),
+                    pauses=tuple(pauses),
+                )
             )
     return clocks
 
@@ -118,7 +171,13 @@ def _in_time_order(message: ClockMessage) -> tuple[datetime, int]:
 
 
 def _stopped(
-    kind: ClockKind, waiting: list[ClockMessage], at: datetime, reason: StopReason, responder: str
+    kind: ClockKind,
+    waiting: list[ClockMessage],
+    *,
+    at: datetime,
+    reason: StopReason,
+    responder: str,
+    pauses: tuple[Pause, ...],
 ) -> Clock:
     return Clock(
         kind=kind,
@@ -127,4 +186,5 @@ def _stopped(
         stop_reason=reason,
         responder=responder,
         customer_messages=len(waiting),
+        pauses=pauses,
     )

@@ -12,7 +12,11 @@ Pure: no I/O and no wall clock. The rules, in one place:
   breach itself happens only when counting resumes (Monday 09:00): a reply over the weekend is
   still on time.
 - A clock stopped by a reply is ``answered`` and records whether it met its target; one closed
-  without reply is ``closed`` and is not a breach unless the target had already passed.
+  without reply is ``closed``, and one stopped by a solved ticket ``solved``: neither is a
+  breach unless the target had already passed.
+- While a helpdesk ticket waits on the customer (a ``pause_on`` status), the clock is
+  ``paused``: no business time counts and the customer is not awaiting a reply. Due times
+  skip the pauses; for a paused clock they assume the wait resumes now.
 """
 
 from __future__ import annotations
@@ -36,6 +40,11 @@ class ClockState(StrEnum):
     BREACHED = "breached"
     ANSWERED = "answered"
     CLOSED = "closed"
+    SOLVED = "solved"
+    PAUSED = "paused"
+
+
+AWAITING_STATES = frozenset({ClockState.OK, ClockState.WARNING, ClockState.BREACHED})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -50,21 +59,40 @@ class ClockVerdict:
     state: ClockState
     breached: bool  # the waited time exceeded the target while the clock ran
     calendar: BusinessCalendar  # the instants below are worked out on demand: few need them
+    evaluated_at: datetime
 
     @property
     def due_at(self) -> datetime:
         """The first instant at which the target is reached: the due time people read."""
-        return self.calendar.due_instant(self.clock.started_at, self.target)
+        return self._reaching(self.target, first=True)
 
     @property
     def warning_at(self) -> datetime:
         """The first instant at which the warning threshold is reached."""
-        return self.calendar.due_instant(self.clock.started_at, self.warning_threshold)
+        return self._reaching(self.warning_threshold, first=True)
 
     @property
     def breach_after(self) -> datetime:
         """The last instant still within the target; any later reply is late."""
-        return self.calendar.add_business_seconds(self.clock.started_at, self.target)
+        return self._reaching(self.target, first=False)
+
+    @property
+    def awaiting(self) -> bool:
+        """Whether the customer is waiting on the team now (running and not paused)."""
+        return self.state in AWAITING_STATES
+
+    def _reaching(self, seconds: int, *, first: bool) -> datetime:
+        """When ``seconds`` of counted business time are reached, pauses skipped."""
+        reach = self.calendar.due_instant if first else self.calendar.add_business_seconds
+        remaining = seconds
+        for segment_start, segment_end in _counting_segments(self.clock, self.evaluated_at):
+            if segment_end is None:
+                return reach(segment_start, remaining)
+            counted = self.calendar.business_seconds_between(segment_start, segment_end)
+            if counted >= remaining:
+                return reach(segment_start, remaining)
+            remaining -= counted
+        raise AssertionError("the last counting segment is open-ended")
 
     @property
     def running(self) -> bool:
@@ -93,10 +121,50 @@ class ConversationVerdict:
 
     @property
     def current(self) -> ClockVerdict | None:
-        """The running clock: the customer is awaiting a reply."""
+        """The running clock, if any (paused or not)."""
         if self.clocks and self.clocks[-1].running:
             return self.clocks[-1]
         return None
+
+    @property
+    def awaiting(self) -> ClockVerdict | None:
+        """The running clock when the customer awaits a reply (not paused)."""
+        current = self.current
+        return current if current is not None and current.awaiting else None
+
+
+def _counting_segments(clock: Clock, now: datetime) -> list[tuple[datetime, datetime | None]]:
+    """The stretches in which the clock counts, pauses cut out; the last one is open-ended
+    (a paused clock is taken to resume ``now``)."""
+    segments: list[tuple[datetime, datetime | None]] = []
+    cursor = clock.started_at
+    for paused_from, paused_until in clock.pauses:
+        if paused_from > cursor:
+            segments.append((cursor, paused_from))
+        cursor = max(cursor, paused_until if paused_until is not None else max(now, cursor))
+    segments.append((cursor, None))
+    return segments
+
+
+def _waited(clock: Clock, calendar: BusinessCalendar, end: datetime) -> int:
+    """Business seconds counted from the start to ``end``, pauses left out."""
+    if not clock.pauses:
+        return calendar.business_seconds_between(clock.started_at, end)
+    waited = 0
+    cursor = clock.started_at
+    for paused_from, paused_until in clock.pauses:
+        if paused_from >= end:
+            break
+        waited += calendar.business_seconds_between(cursor, min(paused_from, end))
+        cursor = max(cursor, paused_until if paused_until is not None else end)
+    return waited + calendar.business_seconds_between(cursor, end)
+
+
+_STOPPED_STATES = {
+    StopReason.REPLY: ClockState.ANSWERED,
+    StopReason.CLOSED: ClockState.CLOSED,
+    StopReason.SOLVED: ClockState.SOLVED,
+}
 
 
 def evaluate_clock(
@@ -107,12 +175,12 @@ def evaluate_clock(
     threshold = policy.warning.threshold(target)
     end = clock.stopped_at if clock.stopped_at is not None else now
     end = max(end, clock.started_at)
-    waited = calendar.business_seconds_between(clock.started_at, end)
+    waited = _waited(clock, calendar, end)
     breached = waited > target
-    if clock.stop_reason is StopReason.REPLY:
-        state = ClockState.ANSWERED
-    elif clock.stop_reason is StopReason.CLOSED:
-        state = ClockState.CLOSED
+    if clock.stop_reason is not None:
+        state = _STOPPED_STATES[clock.stop_reason]
+    elif clock.paused:
+        state = ClockState.PAUSED
     elif breached:
         state = ClockState.BREACHED
     elif waited >= threshold:
@@ -128,6 +196,7 @@ def evaluate_clock(
         state=state,
         breached=breached,
         calendar=calendar,
+        evaluated_at=now,
     )
 
 
@@ -136,7 +205,7 @@ def evaluate(
 ) -> ConversationVerdict:
     """Cut a conversation into clocks and measure each against the policy at ``now``."""
     now = require_utc("now", now)
-    clocks = segment_clocks(messages)
+    clocks = segment_clocks(messages, policy.status_rules)
     return ConversationVerdict(
         policy=policy,
         clocks=tuple(evaluate_clock(clock, policy, calendar, now) for clock in clocks),

@@ -16,6 +16,8 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from monitor.sla.clocks import NO_STATUS_RULES, StatusRules
+
 DEFAULT_POLICY_NAME = "default"
 # Response-time histogram bounds in business seconds, unless the config sets others:
 # 5m 15m 30m 1h 2h 4h 8h 1d 2d 3d 7d, because support targets span minutes to days.
@@ -190,6 +192,7 @@ class Policy:
     condition: Condition | None = None  # None: every conversation
     warning: WarningRule = field(default_factory=WarningRule)
     escalation: tuple[EscalationStep, ...] = ()
+    status_rules: StatusRules = NO_STATUS_RULES  # helpdesk statuses that pause or stop
 
     def target(self, kind: str) -> int:
         """The target in business seconds for a clock of ``kind`` (first/next response)."""

@@ -30,8 +30,17 @@ class MessageSink(Protocol):
     def cursor(self, folder: str) -> FolderCursor | None: ...
 
     def accept(
-        self, events: Sequence[MessageEvent], cursor: FolderCursor | None, now: datetime
+        self,
+        events: Sequence[MessageEvent],
+        cursor: FolderCursor | None,
+        now: datetime,
+        *,
+        checkpoint: tuple[str, str] | None = None,
     ) -> BatchResult: ...
+
+    def checkpoint(self, key: str) -> str | None: ...
+
+    def save_checkpoint(self, key: str, value: str, now: datetime) -> None: ...
 
     def save_cursor(self, cursor: FolderCursor, now: datetime) -> None: ...
 

@@ -85,14 +85,43 @@ class SourceSink:
         return self.store.cursor(self.source, folder)
 
     def accept(
-        self, events: Sequence[MessageEvent], cursor: FolderCursor | None, now: datetime
+        self,
+        events: Sequence[MessageEvent],
+        cursor: FolderCursor | None,
+        now: datetime,
+        *,
+        checkpoint: tuple[str, str] | None = None,
     ) -> IngestResult:
-        """Store a batch and, in the same transaction, the cursor that covers it."""
+        """Store a batch and, in the same transaction, the cursor or checkpoint covering it."""
         with self.store.transaction() as conn:
             result = _ingest(conn, self.source, events, now)
             if cursor is not None:
                 self.store.save_cursor(cursor, now)
+            if checkpoint is not None:
+                self._write_checkpoint(conn, checkpoint, now)
         return result
+
+    def checkpoint(self, key: str) -> str | None:
+        """An API source's saved position (an export cursor, an updated-since time)."""
+        row = self.store.conn.execute(
+            "SELECT value FROM checkpoints WHERE source = ? AND key = ?", (self.source, key)
+        ).fetchone()
+        return str(row[0]) if row else None
+
+    def save_checkpoint(self, key: str, value: str, now: datetime) -> None:
+        """Record a checkpoint on its own (a poll that found nothing new)."""
+        with self.store.transaction() as conn:
+            self._write_checkpoint(conn, (key, value), now)
+
+    def _write_checkpoint(
+        self, conn: sqlite3.Connection, checkpoint: tuple[str, str], now: datetime
+    ) -> None:
+        conn.execute(
+            "INSERT INTO checkpoints (source, key, value, updated_at) VALUES (?, ?, ?, ?) "
+            "ON CONFLICT (source, key) DO UPDATE SET value = excluded.value, "
+            "updated_at = excluded.updated_at",
+            (self.source, checkpoint[0], checkpoint[1], to_epoch(now)),
+        )
 
     def save_cursor(self, cursor: FolderCursor, now: datetime) -> None:
         """Record a cursor on its own (a poll that found nothing new, a reconciliation)."""
@@ -355,7 +384,7 @@ def _insert_message(
         "INSERT INTO messages (source, identity, conversation_id, timestamp, direction, reason, "
         "author, author_name, subject, recipients, message_id, in_reply_to, refs, gm_thread_id, "
         "subject_key, customer, folder, priority, tags, link, attributes, first_seen_at, "
-        f"location_kind) VALUES ({', '.join('?' * 23)})",
+        f"location_kind, status) VALUES ({', '.join('?' * 24)})",
         (
             source,
             event.identity,
@@ -380,6 +409,7 @@ def _insert_message(
             json.dumps(dict(event.attributes), sort_keys=True) if event.attributes else "{}",
             now_s,
             "mail" if event.location is not None else "api",
+            event.status,
         ),
     )
     return int(cur.lastrowid or 0)

@@ -172,6 +172,18 @@ MIGRATIONS: tuple[str, ...] = (
         count INTEGER NOT NULL DEFAULT 0
     );
     """,
+    # 4: helpdesk sources: ticket status changes, and each source's incremental checkpoints
+    # (export cursors, updated-since times) saved with the batch they cover.
+    """
+    ALTER TABLE messages ADD COLUMN status TEXT;
+    CREATE TABLE checkpoints (
+        source TEXT NOT NULL,
+        key TEXT NOT NULL,
+        value TEXT NOT NULL,
+        updated_at INTEGER NOT NULL,
+        PRIMARY KEY (source, key)
+    );
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

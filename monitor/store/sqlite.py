@@ -56,6 +56,7 @@ class StoredMessage:
     tags: tuple[str, ...]
     link: str | None
     removed_at: datetime | None
+    status: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -337,7 +338,7 @@ _CONVERSATION_COLUMNS = (
 )
 _MESSAGE_COLUMNS = (
     "id, conversation_id, source, identity, timestamp, direction, reason, author, author_name, "
-    "subject, recipients, folder, priority, tags, link, removed_at"
+    "subject, recipients, folder, priority, tags, link, removed_at, status"
 )
 
 
@@ -374,6 +375,7 @@ def _message(row: tuple[Any, ...]) -> StoredMessage:
         tags=tuple(t for t in row[13].split(",") if t),
         link=row[14],
         removed_at=from_epoch(row[15]) if row[15] is not None else None,
+        status=row[16],
     )
 
 

@@ -31,7 +31,8 @@ def adjust(conn: sqlite3.Connection, row: ClockRow, sign: int, bounds: Sequence[
     """Add (sign=1) or take out (sign=-1) one clock row's contribution to the totals."""
     source, policy, kind, stop_reason, breached, seconds = row
     replied = stop_reason == "reply"
-    if not (replied or breached or stop_reason == "closed_without_reply"):
+    closed = stop_reason in ("closed_without_reply", "solved")  # ended without a reply
+    if not (replied or breached or closed):
         return
     conn.execute(
         "INSERT INTO clock_totals (source, policy, kind) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
@@ -45,7 +46,7 @@ def adjust(conn: sqlite3.Connection, row: ClockRow, sign: int, bounds: Sequence[
             sign * int(replied and not breached),
             sign * int(replied and bool(breached)),
             sign * int(bool(breached)),
-            sign * int(stop_reason == "closed_without_reply"),
+            sign * int(closed),
             sign * seconds if replied else 0,
             source,
             policy,

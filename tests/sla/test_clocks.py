@@ -7,7 +7,17 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from monitor.model import Direction
-from monitor.sla.clocks import Clock, ClockKind, ClockMessage, StopReason, segment_clocks
+from monitor.sla.calendar import BusinessCalendar
+from monitor.sla.clocks import (
+    Clock,
+    ClockKind,
+    ClockMessage,
+    StatusRules,
+    StopReason,
+    segment_clocks,
+)
+from monitor.sla.evaluate import ClockState, evaluate
+from monitor.sla.policy import Policy
 
 T0 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
 IN, OUT, IGN = Direction.INBOUND, Direction.OUTBOUND, Direction.IGNORED
@@ -134,3 +144,92 @@ def test_order_of_input_does_not_matter() -> None:
     """Messages are put in time order before the clocks are cut."""
     messages = [msg(0, IN), msg(30, OUT), msg(90, IN)]
     assert segment_clocks(list(reversed(messages))) == segment_clocks(messages)
+
+
+HELPDESK = StatusRules(pause_on=frozenset({"pending", "on_hold"}))
+
+
+def status(minutes: int, value: str) -> ClockMessage:
+    return ClockMessage(timestamp=at(minutes), direction=IGN, status=value)
+
+
+@pytest.mark.parametrize(
+    ("messages", "expected"),
+    [
+        pytest.param(
+            [msg(0, IN), status(30, "solved")],
+            [Clock(kind=FIRST, started_at=at(0), stopped_at=at(30), stop_reason=StopReason.SOLVED)],
+            id="solved_stops",
+        ),
+        pytest.param(
+            [msg(0, IN), status(30, "pending"), status(90, "open")],
+            [Clock(kind=FIRST, started_at=at(0), pauses=((at(30), at(90)),))],
+            id="pending_pauses_until_open",
+        ),
+        pytest.param(
+            [msg(0, IN), status(30, "pending"), msg(50, IN)],
+            [Clock(kind=FIRST, started_at=at(0), customer_messages=2, pauses=((at(30), at(50)),))],
+            id="customer_reply_resumes",
+        ),
+        pytest.param(
+            [msg(0, IN), status(30, "pending")],
+            [Clock(kind=FIRST, started_at=at(0), pauses=((at(30), None),))],
+            id="still_paused",
+        ),
+        pytest.param(
+            [msg(0, IN), status(30, "on_hold"), msg(40, OUT)],
+            [
+                Clock(
+                    kind=FIRST,
+                    started_at=at(0),
+                    stopped_at=at(40),
+                    stop_reason=StopReason.REPLY,
+                    pauses=((at(30), at(40)),),
+                )
+            ],
+            id="reply_while_paused_stops",
+        ),
+        pytest.param(
+            [msg(0, IN), status(10, "solved"), msg(60, IN)],
+            [
+                Clock(
+                    kind=FIRST, started_at=at(0), stopped_at=at(10), stop_reason=StopReason.SOLVED
+                ),
+                Clock(kind=FIRST, started_at=at(60)),
+            ],
+            id="reopened_by_customer",
+        ),
+        pytest.param(
+            [status(5, "pending"), status(6, "solved")], [], id="status_alone_starts_nothing"
+        ),
+    ],
+)
+def test_ticket_statuses_pause_and_stop(
+    messages: list[ClockMessage], expected: list[Clock]
+) -> None:
+    """Helpdesk statuses pause (pending, on_hold when configured) and stop (solved) clocks."""
+    assert segment_clocks(messages, HELPDESK) == expected
+
+
+def test_mail_clocks_ignore_statuses_without_rules() -> None:
+    """With the default rules a pending status does nothing; solved still stops."""
+    assert segment_clocks([msg(0, IN), status(30, "pending")]) == [
+        Clock(kind=FIRST, started_at=at(0))
+    ]
+
+
+def test_pauses_are_not_counted_as_waiting() -> None:
+    """A 24x7 clock paused for an hour has waited an hour less, and its due time moves on."""
+    policy = Policy(name="p", calendar="c", first_response=2 * 3600, status_rules=HELPDESK)
+    calendar = BusinessCalendar.always_open()
+    messages = [msg(0, IN), status(30, "pending"), status(90, "open")]
+    verdict = evaluate(messages, policy, calendar, at(120)).clocks[0]
+    assert (verdict.business_seconds, verdict.state) == (60 * 60, ClockState.OK)
+    assert verdict.due_at == at(180)  # 2h of counting: 0-30 and 90-180
+    paused = evaluate([msg(0, IN), status(30, "pending")], policy, calendar, at(600)).clocks[0]
+    assert (paused.business_seconds, paused.state, paused.awaiting) == (
+        1800,
+        ClockState.PAUSED,
+        False,
+    )
+    assert paused.due_at == at(600 + 90)  # if the wait resumed now, 1h30m would remain
