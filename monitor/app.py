@@ -11,6 +11,7 @@ from monitor.config.models import (
     MaildirSourceConfig,
     MboxSourceConfig,
 )
+from monitor.errors import ReplyclockError
 from monitor.mail.classify import DEFAULT_IGNORE_SENDERS, MailboxIdentity
 from monitor.sources.base import Source
 from monitor.sources.files import MaildirSource, MboxSource
@@ -39,13 +40,17 @@ def build_sources(loaded: LoadedConfig, progress: Progress | None = None) -> lis
     """One source object per configured source, in config order."""
     sources: list[Source] = []
     for config in loaded.config.sources:
-        identity = mailbox_identity(loaded, config)
         if isinstance(config, ImapSourceConfig):
+            identity = mailbox_identity(loaded, config)
             sources.append(ImapSource(config, identity, progress=progress))
         elif isinstance(config, MaildirSourceConfig):
-            sources.append(MaildirSource(config, identity))
+            sources.append(MaildirSource(config, mailbox_identity(loaded, config)))
         elif isinstance(config, MboxSourceConfig):
-            sources.append(MboxSource(config, identity))
+            sources.append(MboxSource(config, mailbox_identity(loaded, config)))
+        else:
+            raise ReplyclockError(
+                f"source {config.name!r}: type {config.type!r} cannot be polled by this build"
+            )
     return sources
 
 

@@ -221,8 +221,148 @@ class MboxSourceConfig(MailClassificationConfig):
     _resolve = field_validator("path", "sent_path")(resolve_path)
 
 
+def _http_url(value: str) -> str:
+    if not value.startswith(("https://", "http://")):
+        raise ValueError(f"expected an http(s) URL like https://example.com, got: {value!r}")
+    return value.rstrip("/")
+
+
+HttpUrl = Annotated[str, AfterValidator(_http_url)]
+
+
+class ApiSourceConfig(Strict):
+    """Settings every helpdesk and issue-tracker source shares."""
+
+    name: Name
+    since: PositiveSeconds = 30 * 86400  # how far back the first sync reads
+    poll_interval: PositiveSeconds = 60
+    timeout: PositiveSeconds = 30
+    base_url: HttpUrl | None = None  # the API's address when not the vendor's default
+
+    @staticmethod
+    def _secret_given(model: BaseModel, *pairs: tuple[str, str]) -> None:
+        """Exactly one of each (value, file) pair of secrets that is required."""
+        for value_key, file_key in pairs:
+            given = [k for k in (value_key, file_key) if getattr(model, k) is not None]
+            if len(given) != 1:
+                raise ValueError(f"give exactly one of {value_key} or {file_key}")
+
+
+def _readable_file(value: Path | None) -> Path | None:
+    if value is not None and not value.is_file():
+        raise ValueError(f"cannot read file {value}: it does not exist or is not a file")
+    return value
+
+
+class ZendeskSourceConfig(ApiSourceConfig):
+    """A Zendesk Support account, read through the incremental ticket export and audits."""
+
+    type: Literal["zendesk"]
+    subdomain: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9-]*$")
+    email: Address  # the agent the API token belongs to
+    api_token: SecretStr | None = None
+    api_token_file: Path | None = None
+
+    _resolve = field_validator("api_token_file")(resolve_path)
+    _readable = field_validator("api_token_file")(_readable_file)
+
+    @model_validator(mode="after")
+    def _secrets(self) -> ZendeskSourceConfig:
+        self._secret_given(self, ("api_token", "api_token_file"))
+        return self
+
+    @property
+    def api_url(self) -> str:
+        """Where the API lives."""
+        return self.base_url or f"https://{self.subdomain}.zendesk.com"
+
+
+class FreshdeskSourceConfig(ApiSourceConfig):
+    """A Freshdesk account, read through tickets updated since a cursor and conversations."""
+
+    type: Literal["freshdesk"]
+    domain: str = Field(min_length=1, pattern=r"^[a-z0-9][a-z0-9-]*$")  # <domain>.freshdesk.com
+    api_key: SecretStr | None = None
+    api_key_file: Path | None = None
+
+    _resolve = field_validator("api_key_file")(resolve_path)
+    _readable = field_validator("api_key_file")(_readable_file)
+
+    @model_validator(mode="after")
+    def _secrets(self) -> FreshdeskSourceConfig:
+        self._secret_given(self, ("api_key", "api_key_file"))
+        return self
+
+    @property
+    def api_url(self) -> str:
+        """Where the API lives."""
+        return self.base_url or f"https://{self.domain}.freshdesk.com"
+
+
+class HelpScoutSourceConfig(ApiSourceConfig):
+    """Help Scout mailboxes, read through the Mailbox API 2.0 (OAuth2 client credentials)."""
+
+    type: Literal["helpscout"]
+    app_id: str = Field(min_length=1)
+    app_secret: SecretStr | None = None
+    app_secret_file: Path | None = None
+    mailboxes: list[int] = []  # mailbox ids; empty: every mailbox the app can read
+
+    _resolve = field_validator("app_secret_file")(resolve_path)
+    _readable = field_validator("app_secret_file")(_readable_file)
+
+    @model_validator(mode="after")
+    def _secrets(self) -> HelpScoutSourceConfig:
+        self._secret_given(self, ("app_secret", "app_secret_file"))
+        return self
+
+    @property
+    def api_url(self) -> str:
+        """Where the API lives."""
+        return self.base_url or "https://api.helpscout.net"
+
+
+class GitHubSourceConfig(ApiSourceConfig):
+    """Issues (and optionally pull requests) of GitHub repositories, read through REST."""
+
+    type: Literal["github"]
+    repositories: list[Annotated[str, Field(pattern=r"^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")]] = Field(
+        min_length=1
+    )
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    responders: list[Literal["OWNER", "MEMBER", "COLLABORATOR", "CONTRIBUTOR"]] = [
+        "OWNER",
+        "MEMBER",
+        "COLLABORATOR",
+    ]
+    mode: Literal["maintainers", "issue-metrics"] = "maintainers"
+    include_pull_requests: bool = False
+    ignore_users: list[str] = []  # logins whose comments never count (bots are always ignored)
+
+    _resolve = field_validator("token_file")(resolve_path)
+    _readable = field_validator("token_file")(_readable_file)
+
+    @model_validator(mode="after")
+    def _secrets(self) -> GitHubSourceConfig:
+        self._secret_given(self, ("token", "token_file"))
+        return self
+
+    @property
+    def api_url(self) -> str:
+        """Where the API lives (GitHub Enterprise: https://HOST/api/v3)."""
+        return self.base_url or "https://api.github.com"
+
+
 SourceConfig = Annotated[
-    ImapSourceConfig | MaildirSourceConfig | MboxSourceConfig, Field(discriminator="type")
+    ImapSourceConfig
+    | MaildirSourceConfig
+    | MboxSourceConfig
+    | ZendeskSourceConfig
+    | FreshdeskSourceConfig
+    | HelpScoutSourceConfig
+    | GitHubSourceConfig,
+    Field(discriminator="type"),
 ]
 
 
