@@ -274,7 +274,13 @@ class Engine:
                     )
                 )
         self._forget_clocks(conversation.id, len(verdict.clocks))
-        self._write_current(conversation.id, verdict.clocks[-1] if verdict.clocks else None, now)
+        last = len(verdict.clocks) - 1
+        if last in kept:  # the last clock is history: the conversation row shows it as stored
+            self._write_current_from_history(conversation.id, last, now)
+        else:
+            self._write_current(
+                conversation.id, verdict.clocks[-1] if verdict.clocks else None, now
+            )
 
     def _remeasure(
         self, row: tuple[int, str, str, str, int, str], now: datetime, report: EvaluationReport
@@ -285,6 +291,15 @@ class Engine:
             self.store.conn.execute(
                 "UPDATE conversations SET evaluated_at = NULL WHERE id = ?", (cid,)
             )
+            return
+        has_statuses = self.store.conn.execute(
+            "SELECT 1 FROM messages WHERE conversation_id = ? AND status IS NOT NULL LIMIT 1",
+            (cid,),
+        ).fetchone()
+        if has_statuses:  # pauses live in the messages: measure this one in full
+            conversation = self.store.conversation(cid)
+            if conversation is not None:
+                self._reevaluate(conversation, self.store.messages(cid), now, report)
             return
         clock = Clock(kind=ClockKind(kind), started_at=from_epoch(started_at))
         verdict = evaluate_clock(clock, policy, self.rules.calendar_for(policy), now)
@@ -358,6 +373,15 @@ class Engine:
         new = totals.stored_clock(conn, conversation.id, seq)
         assert new is not None
         totals.adjust(conn, new, 1, self._bounds(policy.name))
+
+    def _write_current_from_history(self, cid: int, seq: int, now: datetime) -> None:
+        self.store.conn.execute(
+            "UPDATE conversations SET (state, clock_kind, clock_started_at, waited_seconds, "
+            "target_seconds, due_at, evaluated_at) = (SELECT state, kind, started_at, "
+            "business_seconds, target_seconds, due_at, ? FROM clocks WHERE conversation_id = ? "
+            "AND seq = ?) WHERE id = ?",
+            (to_epoch(now), cid, seq, cid),
+        )
 
     def _write_current(self, cid: int, clock: ClockVerdict | None, now: datetime) -> None:
         if clock is None:

@@ -89,7 +89,9 @@ class ClockVerdict:
             if segment_end is None:
                 return reach(segment_start, remaining)
             counted = self.calendar.business_seconds_between(segment_start, segment_end)
-            if counted >= remaining:
+            # The first instant is reached inside this stretch even at its very end; the last
+            # instant still within the target is where counting resumes after it.
+            if counted > remaining or (first and counted == remaining):
                 return reach(segment_start, remaining)
             remaining -= counted
         raise AssertionError("the last counting segment is open-ended")

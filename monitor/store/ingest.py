@@ -237,6 +237,12 @@ def _ingest(
                 location_rows.append(_location_row(source, event, known[0]))
                 if known[1] is not None:
                     conn.execute("UPDATE messages SET removed_at = NULL WHERE id = ?", (known[0],))
+                    # Back in a watched folder: its conversation needs a new look.
+                    conn.execute(
+                        "UPDATE conversations SET updated_at = ? WHERE id = "
+                        "(SELECT conversation_id FROM messages WHERE id = ?)",
+                        (now_s, known[0]),
+                    )
             continue
         decision = decide_thread(event.thread, event.timestamp, lookup)
         if decision.conversation is None:

@@ -88,7 +88,8 @@ def test_check_command_accepts_the_shipped_example(capsys: pytest.CaptureFixture
         pytest.param(
             "sources:\n  - name: a\n    type: pop3\n",
             ":2: sources[0]: Input tag 'pop3' found using 'type' does not match any of the "
-            "expected tags: 'imap', 'maildir', 'mbox'",
+            "expected tags: 'imap', 'maildir', 'mbox', 'zendesk', 'freshdesk', 'helpscout', "
+            "'github'",
             id="unknown_source_type",
         ),
         pytest.param(

@@ -14,7 +14,7 @@ falls back on 2026-10-25; America/New_York on 2026-03-08 and 2026-11-01.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
@@ -28,7 +28,7 @@ from monitor.mail.classify import MailboxIdentity, classify
 from monitor.mail.headers import parse_headers
 from monitor.model import Direction, FolderRole
 from monitor.sla.calendar import BusinessCalendar, OpeningHours, parse_hours
-from monitor.sla.clocks import ClockMessage
+from monitor.sla.clocks import ClockMessage, StatusRules
 from monitor.sla.evaluate import ClockState, evaluate
 from monitor.sla.policy import Policy, WarningRule
 
@@ -112,6 +112,7 @@ def policy(
     *,
     percent: float | None = None,
     before: int | None = None,
+    pause_on: tuple[str, ...] = (),
 ) -> Policy:
     return Policy(
         name="table",
@@ -119,7 +120,19 @@ def policy(
         first_response=first,
         next_response=following,
         warning=WarningRule(percent=percent, before_due=before),
+        status_rules=StatusRules(pause_on=frozenset(pause_on)),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class Status:
+    """A helpdesk ticket's status change (mail has none): neither inbound nor outbound."""
+
+    name: str
+
+
+SOLVED, PENDING, OPEN = Status("solved"), Status("pending"), Status("open")
+Entry = tuple[str, Direction | Status] | tuple[str, Direction, str]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -140,7 +153,7 @@ class Expected:
 class Case:
     calendar: BusinessCalendar
     policy: Policy
-    messages: Sequence[tuple[str, Direction] | tuple[str, Direction, str]]
+    messages: Sequence[Entry]
     now: str
     clocks: Sequence[Expected] = field(default_factory=tuple)
 
@@ -148,7 +161,7 @@ class Case:
 def case(
     calendar: BusinessCalendar,
     target: Policy,
-    messages: Sequence[tuple[str, Direction] | tuple[str, Direction, str]],
+    messages: Sequence[Entry],
     now: str,
     *clocks: Expected,
     id: str,
@@ -165,6 +178,7 @@ P4H_WARN_30M = policy(4 * HOUR, before=30 * MINUTE)
 P4H_WARN_75 = policy(4 * HOUR, percent=75)
 P8H = policy(8 * HOUR)
 P24H = policy(24 * HOUR)
+P4H_PAUSE_PENDING = policy(4 * HOUR, pause_on=("pending",))
 
 CASES = [
     # --- the published worked examples --------------------------------------------------------
@@ -490,6 +504,79 @@ CASES = [
                  state="closed", met=None, due="2026-11-16 13:00", breached=True),
         id="closed_without_reply_after_the_target",
     ),
+    # Archived unanswered at 10:00 (1h), then the customer writes again at 14:00. The team has
+    # never replied, so the new clock is a first-response clock again: 14:00-15:00 = 1h < 3h
+    # -> ok; due 3h Monday + 1h Tuesday = Tue 10:00.
+    case(
+        OFFICE, P4H, [("2026-11-16 09:00", IN, "2026-11-16 10:00"), ("2026-11-16 14:00", IN)],
+        "2026-11-16 15:00",
+        Expected(kind=FIRST, start="2026-11-16 09:00", stop="2026-11-16 10:00", waited=HOUR,
+                 state="closed", met=None, due="2026-11-16 13:00"),
+        Expected(kind=FIRST, start="2026-11-16 14:00", stop=None, waited=HOUR, state="ok",
+                 met=None, due="2026-11-17 10:00"),
+        id="customer_writes_again_after_archive_starts_a_second_first_response_clock",
+    ),
+    # --- helpdesk ticket statuses -------------------------------------------------------------
+    # Solved at 10:00 without a reply: stopped after 1h, before the 13:00 due time.
+    case(
+        OFFICE, P4H, [("2026-11-16 09:00", IN), ("2026-11-16 10:00", SOLVED)], "2026-11-16 15:00",
+        Expected(kind=FIRST, start="2026-11-16 09:00", stop="2026-11-16 10:00", waited=HOUR,
+                 state="solved", met=None, due="2026-11-16 13:00"),
+        id="ticket_solved_before_the_target",
+    ),
+    # Solved at 14:00: 5h > 4h, the breach stands.
+    case(
+        OFFICE, P4H, [("2026-11-16 09:00", IN), ("2026-11-16 14:00", SOLVED)], "2026-11-16 15:00",
+        Expected(kind=FIRST, start="2026-11-16 09:00", stop="2026-11-16 14:00", waited=5 * HOUR,
+                 state="solved", met=None, due="2026-11-16 13:00", breached=True),
+        id="ticket_solved_after_the_target",
+    ),
+    # By default no status pauses: pending at 10:00 changes nothing, 09:00-12:00 = 3h -> warning.
+    case(
+        OFFICE, P4H, [("2026-11-16 09:00", IN), ("2026-11-16 10:00", PENDING)], "2026-11-16 12:00",
+        Expected(kind=FIRST, start="2026-11-16 09:00", stop=None, waited=3 * HOUR,
+                 state="warning", met=None, due="2026-11-16 13:00"),
+        id="pending_does_not_pause_unless_the_policy_says_so",
+    ),
+    # pause_on pending: 09:00-10:00 = 1h counted, then paused. Due assumes the wait resumes now
+    # (15:00): 3h left = 15:00-17:00 + Tue 09:00-10:00 -> Tue 10:00.
+    case(
+        OFFICE, P4H_PAUSE_PENDING, [("2026-11-16 09:00", IN), ("2026-11-16 10:00", PENDING)],
+        "2026-11-16 15:00",
+        Expected(kind=FIRST, start="2026-11-16 09:00", stop=None, waited=HOUR, state="paused",
+                 met=None, due="2026-11-17 10:00"),
+        id="pending_pauses_the_clock",
+    ),
+    # Paused 10:00-13:00 until the customer writes back: 1h + 13:00-15:00 2h = 3h -> warning;
+    # due: 3h left from 13:00 -> 16:00.
+    case(
+        OFFICE, P4H_PAUSE_PENDING,
+        [("2026-11-16 09:00", IN), ("2026-11-16 10:00", PENDING), ("2026-11-16 13:00", IN)],
+        "2026-11-16 15:00",
+        Expected(kind=FIRST, start="2026-11-16 09:00", stop=None, waited=3 * HOUR,
+                 state="warning", met=None, due="2026-11-16 16:00"),
+        id="customer_message_ends_the_pause",
+    ),
+    # Paused 10:00-11:00 until the ticket is reopened: 1h + 11:00-12:00 1h = 2h -> ok; due:
+    # 3h left from 11:00 -> 14:00.
+    case(
+        OFFICE, P4H_PAUSE_PENDING,
+        [("2026-11-16 09:00", IN), ("2026-11-16 10:00", PENDING), ("2026-11-16 11:00", OPEN)],
+        "2026-11-16 12:00",
+        Expected(kind=FIRST, start="2026-11-16 09:00", stop=None, waited=2 * HOUR, state="ok",
+                 met=None, due="2026-11-16 14:00"),
+        id="reopened_ticket_ends_the_pause",
+    ),
+    # Paused from 10:00 until the 14:00 reply: only 09:00-10:00 = 1h counts; due: 3h left
+    # from 14:00 is reached as Monday closes -> 17:00.
+    case(
+        OFFICE, P4H_PAUSE_PENDING,
+        [("2026-11-16 09:00", IN), ("2026-11-16 10:00", PENDING), ("2026-11-16 14:00", OUT)],
+        "2026-11-16 15:00",
+        Expected(kind=FIRST, start="2026-11-16 09:00", stop="2026-11-16 14:00", waited=HOUR,
+                 state="answered", met=True, due="2026-11-16 17:00"),
+        id="reply_during_a_pause_stops_the_clock",
+    ),
     # Only an ignored message and a reply: nobody waited, no clock.
     case(
         OFFICE, P4H, [("2026-11-16 09:00", IGN), ("2026-11-16 09:05", OUT)], "2026-11-16 15:00",
@@ -589,9 +676,12 @@ CASES = [
 ]  # fmt: skip
 
 
-def clock_message(entry: tuple[str, Direction] | tuple[str, Direction, str], zone: ZoneInfo):
+def clock_message(entry: Entry, zone: ZoneInfo) -> ClockMessage:
+    timestamp, what = local(entry[0], zone), entry[1]
+    if isinstance(what, Status):
+        return ClockMessage(timestamp=timestamp, direction=IGN, status=what.name)
     removed = local(entry[2], zone) if len(entry) == 3 else None
-    return ClockMessage(timestamp=local(entry[0], zone), direction=entry[1], removed_at=removed)
+    return ClockMessage(timestamp=timestamp, direction=what, removed_at=removed)
 
 
 @pytest.mark.parametrize("row", CASES)
@@ -693,17 +783,21 @@ def calendars(draw: st.DrawFn) -> BusinessCalendar:
 
 @st.composite
 def conversations(draw: st.DrawFn) -> list[ClockMessage]:
-    """Up to 8 messages a few seconds to 3 days apart, some inbound ones later removed."""
+    """Up to 8 messages a few seconds to 3 days apart: customer messages (some later removed),
+    replies, ignored mail and helpdesk status changes."""
     instant = START + timedelta(seconds=draw(st.integers(0, 300 * 86400)))
     messages: list[ClockMessage] = []
     for _ in range(draw(st.integers(0, 8))):
         instant += timedelta(seconds=draw(st.integers(0, 3 * 86400)))
-        direction = draw(st.sampled_from([IN, IN, OUT, IGN]))
+        what = draw(st.sampled_from([IN, IN, OUT, IGN, PENDING, PENDING, OPEN, SOLVED]))
+        if isinstance(what, Status):
+            messages.append(ClockMessage(timestamp=instant, direction=IGN, status=what.name))
+            continue
         removed = draw(st.none() | st.integers(0, 3 * 86400))
         messages.append(
             ClockMessage(
                 timestamp=instant,
-                direction=direction,
+                direction=what,
                 removed_at=instant + timedelta(seconds=removed) if removed is not None else None,
             )
         )
@@ -720,7 +814,9 @@ policies = st.builds(
     first_response=st.integers(1, 3 * 86400),
     next_response=st.none() | st.integers(1, 3 * 86400),
     warning=warning_rules,
+    status_rules=st.sampled_from([StatusRules(), StatusRules(pause_on=frozenset({"pending"}))]),
 )
+AWAITING = {ClockState.OK, ClockState.WARNING, ClockState.BREACHED}
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -734,11 +830,14 @@ def test_business_time_never_exceeds_real_time_and_breach_means_over_target(
     calendar: BusinessCalendar, messages: list[ClockMessage], target: Policy, later: int
 ) -> None:
     """On any calendar and any conversation, no clock counts more business seconds than real
-    seconds, clocks never overlap so their stopped sum fits in real time too, and a clock is
-    breached exactly when it waited longer than its target."""
+    seconds, clocks never overlap so their stopped sum fits in real time too, a clock is
+    breached exactly when it waited longer than its target, pauses only ever take time away,
+    and a reply meets the target exactly when it comes no later than breach_after."""
     now = (messages[-1].timestamp if messages else START) + timedelta(seconds=later)
+    never_paused = replace(target, status_rules=replace(target.status_rules, pause_on=frozenset()))
 
     verdict = evaluate(messages, target, calendar, now)
+    unpaused = evaluate(messages, never_paused, calendar, now)
 
     previous_stop = None
     for clock in verdict.clocks:
@@ -747,11 +846,14 @@ def test_business_time_never_exceeds_real_time_and_breach_means_over_target(
         assert clock.calendar_seconds == int((end - clock.clock.started_at).total_seconds())
         assert clock.breached == (clock.business_seconds > clock.target)
         assert clock.target == target.target(clock.clock.kind.value)
-        if clock.running:
+        assert (clock.state is ClockState.PAUSED) == clock.clock.paused
+        if clock.state in AWAITING:
             assert (clock.state is ClockState.BREACHED) == (clock.business_seconds > clock.target)
             assert (clock.state is ClockState.WARNING) == (
                 clock.warning_threshold <= clock.business_seconds <= clock.target
             )
+        if clock.met_target is not None and not clock.clock.pauses:
+            assert clock.met_target == (clock.clock.stopped_at <= clock.breach_after)
         if previous_stop is not None:
             assert clock.clock.started_at >= previous_stop
         previous_stop = end
@@ -760,6 +862,14 @@ def test_business_time_never_exceeds_real_time_and_breach_means_over_target(
         span = stopped[-1].clock.stopped_at - stopped[0].clock.started_at
         assert sum(c.business_seconds for c in stopped) <= sum(c.calendar_seconds for c in stopped)
         assert sum(c.calendar_seconds for c in stopped) <= span.total_seconds()
+    assert [v.clock.started_at for v in unpaused.clocks] == [
+        v.clock.started_at for v in verdict.clocks
+    ]
+    assert [v.clock.stopped_at for v in unpaused.clocks] == [
+        v.clock.stopped_at for v in verdict.clocks
+    ]
+    for paused, counted in zip(verdict.clocks, unpaused.clocks, strict=True):
+        assert paused.business_seconds <= counted.business_seconds
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -789,3 +899,23 @@ def test_reply_at_last_instant_within_target_meets_it_and_one_second_later_does_
     assert answered_at(last) == (target, True)
     assert calendar.is_open(last)
     assert answered_at(last + timedelta(seconds=1)) == (target + 1, False)
+
+
+def test_breach_after_skips_a_pause_that_begins_as_the_target_is_reached() -> None:
+    """With a 1h target reached exactly as the ticket goes pending at 10:00 and reopened at
+    11:00, replies at 10:30 and 11:00 are on time, so the last instant within the target
+    (breach_after) is 11:00, when counting resumes."""
+    zone = OFFICE.zone
+    rules = policy(HOUR, pause_on=("pending",))
+    asked = [("2026-11-16 09:00", IN), ("2026-11-16 10:00", PENDING), ("2026-11-16 11:00", OPEN)]
+
+    def answered_at(reply: str) -> tuple[bool | None, datetime]:
+        messages = [clock_message(entry, zone) for entry in [*asked, (reply, OUT)]]
+        [clock] = evaluate(messages, rules, OFFICE, local("2026-11-16 15:00", zone)).clocks
+        return clock.met_target, clock.breach_after
+
+    assert [answered_at(reply)[0] for reply in ("2026-11-16 10:30", "2026-11-16 11:00")] == [
+        True,
+        True,
+    ]
+    assert answered_at("2026-11-16 11:00")[1] == local("2026-11-16 11:00", zone)
