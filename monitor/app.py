@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from pathlib import Path
 
+from pydantic import SecretStr
+
+from monitor.alerts.base import Notifier
+from monitor.alerts.console import ConsoleNotifier
+from monitor.alerts.slack import SlackNotifier, WebhookNotifier
 from monitor.config.loader import LoadedConfig
 from monitor.config.models import (
     ImapSourceConfig,
@@ -62,3 +68,24 @@ def open_store(loaded: LoadedConfig, *, readonly: bool = False) -> Store:
 def source_names(loaded: LoadedConfig) -> Sequence[str]:
     """Configured source names, in order."""
     return [source.name for source in loaded.config.sources]
+
+
+def read_secret(value: SecretStr | None, path: Path | None) -> str:
+    """A secret given inline (usually ``${ENV}``) or in a file (trailing newline dropped)."""
+    if value is not None:
+        return value.get_secret_value()
+    assert path is not None  # the config allows exactly one of the two
+    return path.read_text(encoding="utf-8").strip()
+
+
+def build_notifier(loaded: LoadedConfig, *, dry_run: bool = False) -> Notifier:
+    """Slack, a webhook, or the console (no alerts section, or ``--dry-run``)."""
+    alerts = loaded.config.alerts
+    if dry_run or alerts is None:
+        return ConsoleNotifier()
+    if alerts.slack is not None:
+        token = read_secret(alerts.slack.token, alerts.slack.token_file)
+        return SlackNotifier(token, alerts.slack.base_url)
+    if alerts.webhook is not None:
+        return WebhookNotifier(read_secret(alerts.webhook.url, alerts.webhook.url_file))
+    return ConsoleNotifier()

@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -14,7 +15,8 @@ from typing import TextIO
 from zoneinfo import ZoneInfo
 
 from monitor import __version__
-from monitor.app import build_sources, open_store
+from monitor.alerting import AlertPlanner, AlertSettings, Dispatcher
+from monitor.app import build_notifier, build_sources, open_store
 from monitor.config.loader import LoadedConfig, load_config
 from monitor.config.rules import RuleBook, build_rulebook
 from monitor.daemon import run_forever
@@ -89,6 +91,11 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument(
         "--once", action="store_true", help="poll every source once, print a summary and exit"
     )
+    run.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="write alerts to the log instead of sending them to Slack",
+    )
     status = command(
         "status",
         "List conversations awaiting a reply with business time waited, due time and state, "
@@ -130,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         loaded = load_config(args.config)
         configure_logging(loaded.config.log.format, loaded.config.log.level)
         if args.command == "run":
-            return cmd_run(loaded, once=args.once, out=sys.stdout)
+            return cmd_run(loaded, once=args.once, dry_run=args.dry_run, out=sys.stdout)
         if args.command == "status":
             return cmd_status(loaded, source=args.source, as_json=args.json, out=sys.stdout)
         if args.command == "explain":
@@ -195,20 +202,25 @@ class _Progress:
             self.stream.flush()
 
 
-def cmd_run(loaded: LoadedConfig, *, once: bool, out: TextIO) -> int:
-    """Poll sources into the store and evaluate: once with a summary, or until interrupted."""
+def cmd_run(loaded: LoadedConfig, *, once: bool, dry_run: bool, out: TextIO) -> int:
+    """Poll sources into the store, evaluate and alert: once with a summary, or until
+    interrupted."""
     sources = build_sources(loaded, progress=_Progress(sys.stderr))
     rules = build_rulebook(loaded)
+    notifier = build_notifier(loaded, dry_run=dry_run)
     store = open_store(loaded)
     try:
         if not once:
-            return run_forever(loaded, store, sources, rules)
+            return run_forever(loaded, store, sources, rules, notifier)
         now = datetime.now(UTC)
         outcomes = [poll_source(source, store, now) for source in sources]
         for source in sources:
             source.close()
         engine = Engine(store, rules)
         engine.evaluate(now)
+        settings = AlertSettings.from_config(loaded, threads=notifier.threads)
+        AlertPlanner(store, rules, settings).plan(now)
+        Dispatcher(store, notifier, threading.Lock(), burst=settings.burst).deliver(now)
         prune_closed(store, loaded.config.store.retention, now)
         counts = store.source_counts()
         waiting = engine.waiting(now)

@@ -11,7 +11,10 @@ from datetime import UTC, datetime
 from types import FrameType
 
 from apscheduler.schedulers.blocking import BlockingScheduler
+from apscheduler.triggers.cron import CronTrigger
 
+from monitor.alerting import AlertPlanner, AlertSettings, Dispatcher
+from monitor.alerts.base import Notifier
 from monitor.config.loader import LoadedConfig
 from monitor.config.rules import RuleBook
 from monitor.engine import Engine
@@ -28,6 +31,7 @@ from monitor.web import HttpServer, make_app, split_listen
 log = logging.getLogger("replyclock.daemon")
 
 EVALUATION_INTERVAL_S = 30
+DELIVERY_INTERVAL_S = 2
 HOUSEKEEPING_INTERVAL_S = 3600
 
 
@@ -66,7 +70,12 @@ class Daemon:
     """Polls, evaluates and serves metrics until stopped."""
 
     def __init__(
-        self, loaded: LoadedConfig, store: Store, sources: Sequence[Source], rules: RuleBook
+        self,
+        loaded: LoadedConfig,
+        store: Store,
+        sources: Sequence[Source],
+        rules: RuleBook,
+        notifier: Notifier,
     ) -> None:
         self.loaded = loaded
         self.store = store
@@ -76,12 +85,18 @@ class Daemon:
         self.scheduler = BlockingScheduler(timezone=UTC)
         # One SQLite connection is shared by the jobs; this lock makes their writes take turns.
         self.store_lock = threading.Lock()
+        self.alert_settings = AlertSettings.from_config(loaded, threads=notifier.threads)
+        self.planner = AlertPlanner(store, rules, self.alert_settings)
+        self.dispatcher = Dispatcher(
+            store, notifier, self.store_lock, burst=self.alert_settings.burst
+        )
         self.succeeded: set[str] = set()
         self.store_ok = True
         collector = ReplyclockCollector(
             snapshot=StoreSnapshots(store),
             sources=[s.name for s in self.sources],
             policies=policy_infos(rules),
+            channels=alert_channels(rules, self.alert_settings),
             clock=lambda: datetime.now(UTC),
         )
         host, port = split_listen(loaded.config.metrics.listen)
@@ -103,7 +118,9 @@ class Daemon:
                 outcome = poll_source(source, self.store, datetime.now(UTC))
                 if outcome.ok:
                     self.succeeded.add(source.name)
-                self.engine.evaluate(datetime.now(UTC))
+                now = datetime.now(UTC)
+                self.engine.evaluate(now)
+                self.planner.plan(now)
                 self.store_ok = True
             except StoreError as exc:
                 self.store_ok = False
@@ -113,11 +130,27 @@ class Daemon:
         """The evaluation job: SLA states follow the clock even when no mail arrives."""
         with self.store_lock:
             try:
-                self.engine.evaluate(datetime.now(UTC))
+                now = datetime.now(UTC)
+                self.engine.evaluate(now)
+                self.planner.plan(now)
                 self.store_ok = True
             except StoreError as exc:
                 self.store_ok = False
                 log.error("store write failed", extra=fields(error=str(exc)))
+
+    def deliver(self) -> None:
+        """The delivery job: send due alerts (on its own thread: Slack never slows a poll)."""
+        try:
+            self.dispatcher.deliver(datetime.now(UTC))
+        except StoreError as exc:
+            self.store_ok = False
+            log.error("store write failed", extra=fields(error=str(exc)))
+
+    def digest(self) -> None:
+        """The daily digest job, at the configured local time."""
+        with self.store_lock:
+            self.planner.plan_digest(datetime.now(UTC))
+        self.deliver()
 
     def housekeeping(self) -> None:
         """Hourly: erase what conversations quiet past retention said."""
@@ -139,8 +172,23 @@ class Daemon:
                 max_instances=1,
                 misfire_grace_time=intervals[source.name],
             )
+        settings = self.alert_settings
+        if settings.digest_time is not None:
+            self.scheduler.add_job(
+                self.digest,
+                CronTrigger(
+                    hour=settings.digest_time.hour,
+                    minute=settings.digest_time.minute,
+                    timezone=settings.zone,
+                ),
+                id="digest",
+                coalesce=True,
+                max_instances=1,
+                misfire_grace_time=3600,
+            )
         for job, seconds in (
             (self.evaluate, EVALUATION_INTERVAL_S),
+            (self.deliver, DELIVERY_INTERVAL_S),
             (self.housekeeping, HOUSEKEEPING_INTERVAL_S),
         ):
             self.scheduler.add_job(
@@ -182,8 +230,22 @@ class Daemon:
         return 0
 
 
+def alert_channels(rules: RuleBook, settings: AlertSettings) -> list[str]:
+    """Every channel alerts can go to, so their failure counters start at 0."""
+    channels = {settings.channel, *settings.digest_channels}
+    for policy in rules.policies.all:
+        if policy.alerts.channel:
+            channels.add(policy.alerts.channel)
+        channels.update(step.channel for step in policy.escalation if step.channel)
+    return sorted(channels)
+
+
 def run_forever(
-    loaded: LoadedConfig, store: Store, sources: Sequence[Source], rules: RuleBook
+    loaded: LoadedConfig,
+    store: Store,
+    sources: Sequence[Source],
+    rules: RuleBook,
+    notifier: Notifier,
 ) -> int:
     """Run the daemon until stopped; return the exit code."""
-    return Daemon(loaded, store, sources, rules).run()
+    return Daemon(loaded, store, sources, rules, notifier).run()

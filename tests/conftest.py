@@ -9,6 +9,7 @@ import pytest
 
 # tests/ is not a package: pytest puts it on sys.path, so its helper packages import by name.
 from servers.dovecot import DovecotServer, ImapUser, find_dovecot
+from servers.prometheus import find_prometheus, find_promtool
 
 IN_CI = os.environ.get("CI") == "true"
 
@@ -43,3 +44,23 @@ def dovecot() -> Iterator[DovecotServer]:
 def imap_user(dovecot: DovecotServer) -> ImapUser:
     """A new user on the session's Dovecot, so each test starts with an empty mailbox."""
     return dovecot.create_user()
+
+
+@pytest.fixture(scope="session")
+def prometheus_binary() -> str:
+    """The path of Debian's ``prometheus`` server binary (skips, or fails under CI, without)."""
+    found = find_prometheus()
+    if found is None:
+        require_server("prometheus is not installed", "apt-get install -y prometheus")
+    assert found is not None  # require_server does not return
+    return found
+
+
+@pytest.fixture(scope="session")
+def promtool() -> str:
+    """The path of Debian's ``promtool`` (skips, or fails under CI, without)."""
+    found = find_promtool()
+    if found is None:
+        require_server("promtool is not installed", "apt-get install -y prometheus")
+    assert found is not None  # require_server does not return
+    return found

@@ -9,9 +9,10 @@ passes in the validation context as ``base_dir``.
 from __future__ import annotations
 
 import re
-from datetime import date
+from datetime import date, time
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AfterValidator,
@@ -366,6 +367,100 @@ SourceConfig = Annotated[
 ]
 
 
+def _hhmm_range(value: str) -> str:
+    start, sep, end = value.partition("-")
+    try:
+        if not sep:
+            raise ValueError
+        time.fromisoformat(start.strip())
+        time.fromisoformat(end.strip())
+    except ValueError:
+        raise ValueError(f'expected a time range like "20:00-08:00", got: {value!r}') from None
+    return value
+
+
+def _hhmm(value: str) -> str:
+    try:
+        time.fromisoformat(value.strip())
+    except ValueError:
+        raise ValueError(f'expected a time of day like "09:00", got: {value!r}') from None
+    return value.strip()
+
+
+def _timezone(value: str) -> str:
+    try:
+        ZoneInfo(value)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ValueError(
+            f'unknown time zone {value!r}; expected an IANA name such as "Europe/Berlin"'
+        ) from None
+    return value
+
+
+TimeRange = Annotated[str, AfterValidator(_hhmm_range)]
+TimeOfDay = Annotated[str, AfterValidator(_hhmm)]
+TimeZoneName = Annotated[str, AfterValidator(_timezone)]
+
+
+class SlackConfig(Strict):
+    """Slack through a bot token (chat.postMessage, threads, chat.update)."""
+
+    token: SecretStr | None = None
+    token_file: Path | None = None
+    channel: str = Field(min_length=1)  # default channel, "#support-alerts" or an id "C0123"
+    base_url: HttpUrl = "https://slack.com/api"
+
+    _resolve = field_validator("token_file")(resolve_path)
+    _readable = field_validator("token_file")(_readable_file)
+
+    @model_validator(mode="after")
+    def _secrets(self) -> SlackConfig:
+        ApiSourceConfig._secret_given(self, ("token", "token_file"))
+        return self
+
+
+class WebhookConfig(Strict):
+    """A Slack incoming webhook: simpler, one channel, no threads and no updates."""
+
+    url: SecretStr | None = None  # the webhook URL is a secret: anyone holding it can post
+    url_file: Path | None = None
+
+    _resolve = field_validator("url_file")(resolve_path)
+    _readable = field_validator("url_file")(_readable_file)
+
+    @model_validator(mode="after")
+    def _secrets(self) -> WebhookConfig:
+        ApiSourceConfig._secret_given(self, ("url", "url_file"))
+        return self
+
+
+class DigestConfig(Strict):
+    """A daily summary per channel at a local time."""
+
+    time: TimeOfDay = "09:00"
+    channels: list[str] = []  # default: the default channel
+
+
+class AlertsConfig(Strict):
+    """Where and how alerts are delivered."""
+
+    slack: SlackConfig | None = None
+    webhook: WebhookConfig | None = None
+    include_sender: bool = False  # show the customer's address (name and domain always)
+    include_subject: bool = False  # show the subject (alerts may go to wide channels)
+    timezone: TimeZoneName = "UTC"  # for quiet hours and the digest time
+    quiet_hours: TimeRange | None = None
+    quiet: Literal["hold", "drop"] = "hold"  # held alerts are sent when quiet hours end
+    burst: int = Field(default=20, ge=2)  # more alerts than this at once -> one summary
+    digest: DigestConfig | None = None
+
+    @model_validator(mode="after")
+    def _one_way(self) -> AlertsConfig:
+        if self.slack is not None and self.webhook is not None:
+            raise ValueError("configure either slack or webhook, not both")
+        return self
+
+
 class Config(Strict):
     """The whole replyclock.yaml."""
 
@@ -373,6 +468,7 @@ class Config(Strict):
     metrics: MetricsConfig = MetricsConfig()
     log: LogConfig = LogConfig()
     team: TeamConfig = TeamConfig()
+    alerts: AlertsConfig | None = None  # no section: alerts are only logged (console)
     rules: list[Path] = []
     sources: list[SourceConfig] = Field(min_length=1)
 
@@ -485,6 +581,16 @@ class EscalationStep(Strict):
     channel: str | None = None
 
 
+class PolicyAlertsConfig(Strict):
+    """A policy's alerting: on or off, where, whom to mention, and its own quiet hours."""
+
+    enabled: bool = True
+    channel: str | None = None  # default: the alerts' default channel
+    mention: list[str] = []  # on breach: "<@U0123>", "<!subteam^S0123>"
+    quiet_hours: TimeRange | None = None
+    quiet: Literal["hold", "drop"] | None = None
+
+
 class PolicyConfig(Strict):
     """An SLA policy: which conversations it covers, on which calendar, with which targets."""
 
@@ -495,6 +601,7 @@ class PolicyConfig(Strict):
     warning: Annotated[WarningConfig, BeforeValidator(_warning)] = WarningConfig(percent=75.0)
     escalation: list[EscalationStep] = []
     buckets: list[PositiveSeconds] | None = None  # response-time histogram bounds for this policy
+    alerts: PolicyAlertsConfig = PolicyAlertsConfig()
     pause_on: list[TicketStatus] = []  # helpdesk statuses that pause the clock
     stop_on: list[TicketStatus] = ["solved", "closed"]  # statuses that stop it (not a breach)
 

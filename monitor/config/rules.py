@@ -16,9 +16,11 @@ from monitor.sla.policy import (
     Condition,
     EscalationStep,
     Policy,
+    PolicyAlerts,
     PolicySet,
     WarningRule,
 )
+from monitor.sla.stages import parse_quiet_hours
 
 ALWAYS_OPEN = "24x7"
 
@@ -79,6 +81,15 @@ def build_policy(config: PolicyConfig) -> Policy:
         ),
         status_rules=StatusRules(
             pause_on=frozenset(config.pause_on), stop_on=frozenset(config.stop_on)
+        ),
+        alerts=PolicyAlerts(
+            enabled=config.alerts.enabled,
+            channel=config.alerts.channel,
+            mention=tuple(config.alerts.mention),
+            quiet_hours=(
+                parse_quiet_hours(config.alerts.quiet_hours) if config.alerts.quiet_hours else None
+            ),
+            quiet=config.alerts.quiet,
         ),
     )
 

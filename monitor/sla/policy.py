@@ -15,6 +15,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import time
 
 from monitor.sla.clocks import NO_STATUS_RULES, StatusRules
 
@@ -182,6 +183,17 @@ class EscalationStep:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class PolicyAlerts:
+    """A policy's alerting: on or off, the channel, who to mention on breach, quiet hours."""
+
+    enabled: bool = True
+    channel: str | None = None  # None: the default channel
+    mention: tuple[str, ...] = ()
+    quiet_hours: tuple[time, time] | None = None  # None: the global quiet hours apply
+    quiet: str | None = None  # hold | drop; None: the global choice
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Policy:
     """Reply targets on a business calendar for the conversations a condition selects."""
 
@@ -193,6 +205,7 @@ class Policy:
     warning: WarningRule = field(default_factory=WarningRule)
     escalation: tuple[EscalationStep, ...] = ()
     status_rules: StatusRules = NO_STATUS_RULES  # helpdesk statuses that pause or stop
+    alerts: PolicyAlerts = field(default_factory=PolicyAlerts)
 
     def target(self, kind: str) -> int:
         """The target in business seconds for a clock of ``kind`` (first/next response)."""

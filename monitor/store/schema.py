@@ -184,6 +184,16 @@ MIGRATIONS: tuple[str, ...] = (
         PRIMARY KEY (source, key)
     );
     """,
+    # 5: alert delivery: each outbox row's state, the clock it belongs to (for Slack threads),
+    # and the channel id Slack answered with (chat.update needs it).
+    """
+    ALTER TABLE outbox ADD COLUMN state TEXT NOT NULL DEFAULT 'pending';
+    ALTER TABLE outbox ADD COLUMN thread_key TEXT;
+    ALTER TABLE outbox ADD COLUMN stage TEXT NOT NULL DEFAULT '';
+    ALTER TABLE outbox ADD COLUMN remote_channel TEXT;
+    CREATE INDEX outbox_due ON outbox (state, send_after);
+    CREATE INDEX outbox_thread ON outbox (thread_key);
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

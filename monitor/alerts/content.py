@@ -1,0 +1,231 @@
+"""What an alert says, in plain data: rendered once, stored in the outbox, sent as is.
+
+Pure (standard library only). The Slack adapter turns an ``AlertContent`` into Block Kit and
+the console notifier into a log line; both say the same. By default an alert names the
+customer by display name and domain only: no address and no subject, because alert channels
+are often wide. ``include_sender`` and ``include_subject`` turn those on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from monitor.durations import format_duration
+
+ICONS = {
+    "warning": ":warning:",
+    "breach": ":rotating_light:",
+    "escalation": ":sos:",
+    "answered": ":white_check_mark:",
+    "summary": ":bell:",
+    "digest": ":bar_chart:",
+}
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Privacy:
+    """What an alert may show of the customer and the conversation."""
+
+    include_sender: bool = False  # the customer's address
+    include_subject: bool = False
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Waiting:
+    """A waiting conversation as an alert describes it."""
+
+    customer_name: str
+    customer_address: str
+    subject: str
+    source: str
+    mailbox: str  # folder, mailbox or repository: where it arrived
+    policy: str
+    link: str | None = None
+
+    def who(self, privacy: Privacy) -> str:
+        """The customer as the alert may name them: name and domain, or the address too."""
+        domain = self.customer_address.rpartition("@")[2] if "@" in self.customer_address else ""
+        name = self.customer_name or (domain and f"someone at {domain}") or "a customer"
+        if privacy.include_sender and self.customer_address:
+            return f"{name} <{self.customer_address}>"
+        return f"{name} ({domain})" if domain and self.customer_name else name
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlertContent:
+    """One alert's words: a title, labelled facts, mentions and a link; plus a fallback text."""
+
+    kind: str
+    title: str
+    fallback: str
+    facts: tuple[tuple[str, str], ...] = ()
+    mention: tuple[str, ...] = ()
+    link: str | None = None
+    lines: tuple[str, ...] = ()  # free lines (summary and digest lists)
+    note: str = ""
+
+    def to_json(self) -> dict[str, Any]:
+        """A JSON-ready dict, for the outbox."""
+        return asdict(self)
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> AlertContent:
+        """Back from the outbox."""
+        return cls(
+            kind=data["kind"],
+            title=data["title"],
+            fallback=data["fallback"],
+            facts=tuple((str(a), str(b)) for a, b in data.get("facts", ())),
+            mention=tuple(data.get("mention", ())),
+            link=data.get("link"),
+            lines=tuple(data.get("lines", ())),
+            note=data.get("note", ""),
+        )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StageFacts:
+    """The numbers of a clock at the moment an alert is made."""
+
+    kind: str  # warning, breach, escalation
+    step: int
+    waited: int  # business seconds
+    target: int
+    due_at: datetime
+    zone: ZoneInfo
+    clock: str  # first_response | next_response
+    mention: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _due(facts: StageFacts) -> str:
+    return facts.due_at.astimezone(facts.zone).strftime("%a %d %b %H:%M %Z")
+
+
+def render_stage(waiting: Waiting, facts: StageFacts, privacy: Privacy) -> AlertContent:
+    """A warning, breach or escalation alert."""
+    who = waiting.who(privacy)
+    waited = format_duration(facts.waited, days=False)
+    target = format_duration(facts.target, days=False)
+    reply = "first reply" if facts.clock == "first_response" else "next reply"
+    if facts.kind == "warning":
+        left = format_duration(max(facts.target - facts.waited, 0), days=False)
+        title = f"{ICONS['warning']} {who} has waited {waited} for a {reply}: due in {left}"
+    elif facts.kind == "breach":
+        title = f"{ICONS['breach']} SLA breached: {who} has waited {waited} for a {reply}"
+    else:
+        title = f"{ICONS['escalation']} Escalation {facts.step}: {who} still waiting after {waited}"
+    fact_rows = [
+        ("Policy", waiting.policy),
+        ("Waited (business time)", f"{waited} of {target}"),
+        ("Due", _due(facts)),
+        ("Mailbox", f"{waiting.source} / {waiting.mailbox}" if waiting.mailbox else waiting.source),
+    ]
+    if privacy.include_subject and waiting.subject:
+        fact_rows.append(("Subject", waiting.subject))
+    mention = " ".join(facts.mention)
+    fallback = (
+        f"{title.split(' ', 1)[1]} (policy {waiting.policy}, target {target}, due {_due(facts)})"
+    )
+    if mention:
+        fallback = f"{mention} {fallback}"
+    return AlertContent(
+        kind=facts.kind,
+        title=title,
+        fallback=fallback,
+        facts=tuple(fact_rows),
+        mention=facts.mention,
+        link=waiting.link,
+    )
+
+
+def render_answered(
+    original: AlertContent, *, how: str, responder: str, waited: int, within: bool
+) -> AlertContent:
+    """The root alert, edited in place once the wait is over: answered, solved or closed."""
+    verdict = "within target" if within else "late"
+    after = format_duration(waited, days=False)
+    if how == "reply":
+        answered = f"Answered by {responder or 'the team'} after {after} ({verdict})"
+    elif how == "solved":
+        answered = f"Ticket solved without a reply after {after}"
+    else:
+        answered = f"Closed without a reply after {after} (archived or deleted)"
+    title = f"{ICONS['answered']} {answered}"
+    return AlertContent(
+        kind="answered",
+        title=title,
+        fallback=f"{answered}. Was: {original.fallback}",
+        facts=original.facts,
+        link=original.link,
+        note=f"was: {original.title}",
+    )
+
+
+def render_summary(channel: str, alerts: Sequence[AlertContent], shown: int = 10) -> AlertContent:
+    """One message standing for a burst of alerts to the same channel."""
+    counts: dict[str, int] = {}
+    for alert in alerts:
+        counts[alert.kind] = counts.get(alert.kind, 0) + 1
+    order = ("escalation", "breach", "warning", "answered")
+    parts = [f"{counts[k]} {k}{'s' if counts[k] != 1 else ''}" for k in order if k in counts]
+    title = f"{ICONS['summary']} {len(alerts)} alerts at once: {', '.join(parts)}"
+    ranked = sorted(alerts, key=lambda a: order.index(a.kind) if a.kind in order else 9)
+    lines = tuple(a.title for a in ranked[:shown])
+    more = len(alerts) - len(lines)
+    return AlertContent(
+        kind="summary",
+        title=title,
+        fallback=f"{title.split(' ', 1)[1]} in {channel}",
+        lines=lines + ((f"... and {more} more",) if more > 0 else ()),
+        note="Sent as one message so the channel is not flooded; `replyclock status` lists all.",
+    )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DigestFacts:
+    """The numbers of a daily digest."""
+
+    day: str  # the day summarized, e.g. "Mon 23 Nov"
+    backlog: tuple[tuple[str, int, int, int], ...]  # policy, ok, warning, breached
+    breaches_yesterday: int
+    replies_yesterday: int
+    p50: int | None  # first-response business seconds
+    p90: int | None
+    longest: tuple[tuple[str, str, int], ...]  # who, policy, waited business seconds
+
+
+def render_digest(facts: DigestFacts) -> AlertContent:
+    """The daily digest for a channel."""
+    waiting = sum(ok + warn + breached for _, ok, warn, breached in facts.backlog)
+    title = (
+        f"{ICONS['digest']} Support SLA digest: {waiting} waiting, "
+        f"{facts.breaches_yesterday} breaches {facts.day}"
+    )
+    rows: list[tuple[str, str]] = [
+        (policy, f"{ok} ok, {warn} warning, {breached} breached")
+        for policy, ok, warn, breached in facts.backlog
+    ]
+    percentiles = "no replies"
+    if facts.p50 is not None and facts.p90 is not None:
+        percentiles = (
+            f"p50 {format_duration(facts.p50, days=False)}, "
+            f"p90 {format_duration(facts.p90, days=False)}"
+        )
+    rows.append(
+        (f"First response {facts.day}", f"{percentiles} ({facts.replies_yesterday} replies)")
+    )
+    lines = tuple(
+        f"{who}: {format_duration(waited, days=False)} ({policy})"
+        for who, policy, waited in facts.longest
+    )
+    return AlertContent(
+        kind="digest",
+        title=title,
+        fallback=f"{title.split(' ', 1)[1]}",
+        facts=tuple(rows),
+        lines=("Longest waiting:", *lines) if lines else ("Nobody is waiting.",),
+    )

@@ -1,0 +1,1 @@
+"""Prometheus rules, Grafana dashboards and their queries against a real Prometheus."""
