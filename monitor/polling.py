@@ -1,19 +1,88 @@
-"""One poll of one source, with the logging and error handling every caller wants."""
+"""One poll of one source, with the logging, locking and error handling every caller wants."""
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import threading
 import time
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from monitor.errors import SourceError, StoreError
+from monitor.errors import ReplyclockError, SourceError
 from monitor.logs import fields
-from monitor.sources.base import PollReport, Source
+from monitor.model import FolderCursor, MessageEvent
+from monitor.sources.base import BatchResult, PollReport, Source
 from monitor.store import SourceSink, Store
 from monitor.store.sqlite import record_poll
 
 log = logging.getLogger("replyclock.poll")
+
+
+class Stopping(ReplyclockError):
+    """The daemon is shutting down: the poll ends between two batches, nothing half-written."""
+
+
+class GuardedSink:
+    """A source's view of the store for the daemon: each write takes the store lock (so a
+    slow server never holds it while waiting on the network) and refuses to start once the
+    daemon is stopping."""
+
+    def __init__(self, sink: SourceSink, lock: threading.Lock, stopping: threading.Event) -> None:
+        self.sink = sink
+        self.lock = lock
+        self.stopping = stopping
+
+    @contextlib.contextmanager
+    def _turn(self) -> Iterator[None]:
+        if self.stopping.is_set():
+            raise Stopping("stopping")
+        with self.lock:
+            yield
+
+    def cursor(self, folder: str) -> FolderCursor | None:
+        with self._turn():
+            return self.sink.cursor(folder)
+
+    def accept(
+        self,
+        events: Sequence[MessageEvent],
+        cursor: FolderCursor | None,
+        now: datetime,
+        *,
+        checkpoint: tuple[str, str] | None = None,
+    ) -> BatchResult:
+        with self._turn():
+            return self.sink.accept(events, cursor, now, checkpoint=checkpoint)
+
+    def save_cursor(self, cursor: FolderCursor, now: datetime) -> None:
+        with self._turn():
+            self.sink.save_cursor(cursor, now)
+
+    def checkpoint(self, key: str) -> str | None:
+        with self._turn():
+            return self.sink.checkpoint(key)
+
+    def save_checkpoint(self, key: str, value: str, now: datetime) -> None:
+        with self._turn():
+            self.sink.save_checkpoint(key, value, now)
+
+    def folder_uids(self, folder: str, uidvalidity: int) -> set[int]:
+        with self._turn():
+            return self.sink.folder_uids(folder, uidvalidity)
+
+    def forget_uids(self, folder: str, uidvalidity: int, uids: Iterable[int], now: datetime) -> int:
+        with self._turn():
+            return self.sink.forget_uids(folder, uidvalidity, uids, now)
+
+    def reset_folder(self, folder: str, now: datetime) -> None:
+        with self._turn():
+            self.sink.reset_folder(folder, now)
+
+    def oldest_open_message(self) -> datetime | None:
+        with self._turn():
+            return self.sink.oldest_open_message()
 
 
 @dataclass(frozen=True, slots=True)
@@ -31,20 +100,30 @@ class PollOutcome:
         return self.error is None
 
 
-def poll_source(source: Source, store: Store, now: datetime) -> PollOutcome:
-    """Poll ``source`` into ``store``; a failure is logged once and returned, never raised."""
+def poll_source(
+    source: Source,
+    store: Store,
+    now: datetime,
+    *,
+    lock: threading.Lock | None = None,
+    stopping: threading.Event | None = None,
+) -> PollOutcome:
+    """Poll ``source`` into ``store`` and record how it went; a source failure is logged once
+    and returned, never raised. With ``lock``, the store is only held while writing."""
+    lock = lock or threading.Lock()
+    sink = GuardedSink(SourceSink(store, source.name), lock, stopping or threading.Event())
     started = time.monotonic()
     try:
-        report = source.poll(SourceSink(store, source.name), now)
+        report = source.poll(sink, now)
     except SourceError as exc:
         duration = time.monotonic() - started
         log.error("source poll failed", extra=fields(source=source.name, error=exc.detail))
-        record_poll(store, source.name, ok=False, duration=duration, error=exc.detail, now=now)
+        with lock:
+            record_poll(store, source.name, ok=False, duration=duration, error=exc.detail, now=now)
         return PollOutcome(source.name, None, exc.detail, duration)
-    except StoreError:
-        raise
     duration = time.monotonic() - started
-    record_poll(store, source.name, ok=True, duration=duration, error=None, now=now)
+    with lock:
+        record_poll(store, source.name, ok=True, duration=duration, error=None, now=now)
     log.info(
         "source polled",
         extra=fields(
