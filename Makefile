@@ -14,9 +14,11 @@ $(STAMP): pyproject.toml
 	rm -f $(VENV)/.installed-*
 	touch $@
 
+# The live demo runs for two minutes (`replyclock demo` alone runs until Ctrl-C).
+DEMO_SECONDS ?= 120
+
 demo: $(STAMP)
-	$(BIN)/replyclock run -c examples/demo.yaml --once
-	$(BIN)/replyclock status -c examples/demo.yaml
+	$(BIN)/replyclock demo --duration $(DEMO_SECONDS)
 
 servers:
 	@sh .ci/install-servers

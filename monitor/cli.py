@@ -9,17 +9,18 @@ import os
 import sys
 import threading
 from collections.abc import Sequence
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TextIO
 from zoneinfo import ZoneInfo
 
-from monitor import __version__
+from monitor import __version__, demo
 from monitor.alerting import AlertPlanner, AlertSettings, Dispatcher
+from monitor.alerts.console import ConsoleNotifier
 from monitor.app import build_notifier, build_sources, open_store
 from monitor.config.loader import LoadedConfig, load_config
 from monitor.config.rules import RuleBook, build_rulebook
-from monitor.daemon import run_forever
+from monitor.daemon import Daemon, run_forever
 from monitor.durations import format_duration
 from monitor.engine import Engine
 from monitor.errors import ConfigError, ReplyclockError
@@ -38,6 +39,7 @@ commands:
   status     list the conversations awaiting a reply, soonest breach first
   explain    show one conversation's timeline: messages, policy, clocks, business time
   recompute  re-match policies and rebuild every clock under the current rules
+  demo       run on a live demo inbox in ./var/demo, with alerts on the console
 
 examples:
   replyclock check -c replyclock.yaml
@@ -46,6 +48,7 @@ examples:
   replyclock status -c replyclock.yaml --source support-inbox
   replyclock explain -c replyclock.yaml 42
   replyclock recompute -c replyclock.yaml
+  replyclock demo
 """
 
 
@@ -121,6 +124,20 @@ def _parser() -> argparse.ArgumentParser:
         "numbers should follow. Needs the store to itself (stop the daemon first).",
         "replyclock recompute -c replyclock.yaml",
     )
+    demo = commands.add_parser(
+        "demo",
+        help="run on a live demo inbox in ./var/demo, with alerts on the console",
+        description="Write a demo mailbox of realistic conversations dated relative to now into "
+        "./var/demo, and run the daemon on it: alerts go to the console, metrics to "
+        "127.0.0.1:9465, and new customer mail arrives every few seconds so warnings and "
+        "breaches happen live. Nothing outside ./var/demo is written.",
+        epilog="example:\n  replyclock demo --duration 120",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demo.add_argument(
+        "--duration", type=int, metavar="SECONDS", help="stop after this long (default: Ctrl-C)"
+    )
+    demo.add_argument("--listen", default="127.0.0.1:9465", help="metrics address")
     return parser
 
 
@@ -134,6 +151,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "check":
             return cmd_check(args.config, sys.stdout)
+        if args.command == "demo":
+            return cmd_demo(duration=args.duration, listen=args.listen)
         loaded = load_config(args.config)
         configure_logging(loaded.config.log.format, loaded.config.log.level)
         if args.command == "run":
@@ -211,7 +230,7 @@ def cmd_run(loaded: LoadedConfig, *, once: bool, dry_run: bool, out: TextIO) -> 
     store = open_store(loaded)
     try:
         if not once:
-            return run_forever(loaded, store, sources, rules, notifier)
+            return run_forever(loaded, store, sources, rules, notifier, dry_run=dry_run)
         now = datetime.now(UTC)
         outcomes = [poll_source(source, store, now) for source in sources]
         for source in sources:
@@ -368,6 +387,43 @@ def cmd_recompute(loaded: LoadedConfig, *, out: TextIO) -> int:
         file=out,
     )
     return 0
+
+
+def cmd_demo(*, duration: int | None, listen: str) -> int:
+    """Run the daemon on a freshly written demo inbox until stopped (or ``duration``)."""
+    now = datetime.now(UTC)
+    config, box = demo.prepare(demo.default_directory(), listen, now)
+    loaded = load_config(config)
+    configure_logging(loaded.config.log.format, loaded.config.log.level)
+    rules = build_rulebook(loaded)
+    store = open_store(loaded)
+    try:
+        daemon = Daemon(
+            loaded, store, build_sources(loaded), rules, ConsoleNotifier(), dry_run=True
+        )
+    except OSError as exc:
+        store.close()
+        print(
+            f"replyclock: cannot serve metrics on {listen} ({exc.strerror}); try "
+            "--listen 127.0.0.1:9466",
+            file=sys.stderr,
+        )
+        return 1
+    feeder = demo.DemoFeeder(box)
+    daemon.scheduler.add_job(feeder.tick, "interval", seconds=5, id="demo-feed")
+    if duration:
+        daemon.scheduler.add_job(
+            daemon.stop,
+            "date",
+            args=["demo duration over"],
+            id="demo-end",
+            run_date=now + timedelta(seconds=duration),
+        )
+    demo.banner(config, listen, demo.stderr())
+    try:
+        return daemon.run()
+    finally:
+        store.close()
 
 
 def _print_table(

@@ -1,13 +1,25 @@
-"""The long-running service: APScheduler runs each source's poll, evaluation and housekeeping,
-and an HTTP endpoint serves /metrics, /healthz and /readyz."""
+"""The long-running service: APScheduler runs each source's poll, evaluation, alert delivery
+and housekeeping; an HTTP endpoint serves /metrics, /healthz and /readyz.
+
+Lifecycle: SIGTERM or SIGINT stop taking new work, let the jobs under way end at their next
+store write (each batch is written whole, so nothing is half-stored), close the store and exit
+0 within 10 seconds. SIGHUP reloads the config and rules; an invalid new config is logged in
+full and the running one kept. Under systemd (``NOTIFY_SOCKET``) the daemon reports READY=1,
+WATCHDOG=1 while its scheduler runs, and STOPPING=1.
+"""
 
 from __future__ import annotations
 
+import functools
 import logging
+import random
 import signal
 import threading
-from collections.abc import Sequence
-from datetime import UTC, datetime
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from types import FrameType
 
 from apscheduler.schedulers.blocking import BlockingScheduler
@@ -15,24 +27,31 @@ from apscheduler.triggers.cron import CronTrigger
 
 from monitor.alerting import AlertPlanner, AlertSettings, Dispatcher
 from monitor.alerts.base import Notifier
-from monitor.config.loader import LoadedConfig
-from monitor.config.rules import RuleBook
+from monitor.app import build_notifier, build_sources, read_secret
+from monitor.config.loader import LoadedConfig, load_config
+from monitor.config.models import ImapSourceConfig
+from monitor.config.rules import RuleBook, build_rulebook
 from monitor.engine import Engine
-from monitor.errors import StoreError
+from monitor.errors import ConfigError, ReplyclockError, StoreError
 from monitor.logs import fields
 from monitor.metrics import PolicyInfo, ReplyclockCollector, build_registry
 from monitor.model import MetricsSnapshot
-from monitor.polling import poll_source
+from monitor.polling import Stopping, poll_source
+from monitor.sdnotify import notify, watchdog_interval
 from monitor.sources.base import Source
+from monitor.sources.imap import ImapSource
+from monitor.sources.imap_idle import ImapIdleWatcher
 from monitor.store import Store
 from monitor.store.sqlite import metrics_snapshot, prune_closed
-from monitor.web import HttpServer, make_app, split_listen
+from monitor.web import Credentials, HttpServer, make_app, split_listen, tls_context
 
 log = logging.getLogger("replyclock.daemon")
 
 EVALUATION_INTERVAL_S = 30
 DELIVERY_INTERVAL_S = 2
 HOUSEKEEPING_INTERVAL_S = 3600
+MAX_BACKOFF_S = 900
+STOP_BUDGET_S = 8.0  # SIGTERM to exit stays under 10 s
 
 
 class StoreSnapshots:
@@ -66,8 +85,38 @@ def policy_infos(rules: RuleBook) -> list[PolicyInfo]:
     ]
 
 
+def alert_channels(rules: RuleBook, settings: AlertSettings) -> list[str]:
+    """Every channel alerts can go to, so their failure counters start at 0."""
+    channels = {settings.channel, *settings.digest_channels}
+    for policy in rules.policies.all:
+        if policy.alerts.channel:
+            channels.add(policy.alerts.channel)
+        channels.update(step.channel for step in policy.escalation if step.channel)
+    return sorted(channels)
+
+
+def backoff_seconds(interval: int, failures: int) -> float:
+    """Wait before the next try of a failing source: doubling, capped, with 10% jitter."""
+    base = float(min(interval * 2 ** max(failures - 1, 0), MAX_BACKOFF_S))
+    return base * random.uniform(0.9, 1.1)  # noqa: S311 - jitter, not cryptography
+
+
+@dataclass
+class Generation:
+    """What a config load produces; SIGHUP swaps it whole."""
+
+    loaded: LoadedConfig
+    sources: list[Source]
+    rules: RuleBook
+    engine: Engine
+    planner: AlertPlanner
+    dispatcher: Dispatcher
+    settings: AlertSettings
+    watchers: list[ImapIdleWatcher]
+
+
 class Daemon:
-    """Polls, evaluates and serves metrics until stopped."""
+    """Polls, evaluates, alerts and serves metrics until stopped."""
 
     def __init__(
         self,
@@ -76,103 +125,222 @@ class Daemon:
         sources: Sequence[Source],
         rules: RuleBook,
         notifier: Notifier,
+        *,
+        dry_run: bool = False,
     ) -> None:
-        self.loaded = loaded
         self.store = store
-        self.sources = list(sources)
-        self.rules = rules
-        self.engine = Engine(store, rules)
+        self.dry_run = dry_run
         self.scheduler = BlockingScheduler(timezone=UTC)
         # One SQLite connection is shared by the jobs; this lock makes their writes take turns.
         self.store_lock = threading.Lock()
-        self.alert_settings = AlertSettings.from_config(loaded, threads=notifier.threads)
-        self.planner = AlertPlanner(store, rules, self.alert_settings)
-        self.dispatcher = Dispatcher(
-            store, notifier, self.store_lock, burst=self.alert_settings.burst
-        )
+        self.stopping = threading.Event()
+        self.idle_stop = threading.Event()
+        self.inflight = 0
+        self.inflight_changed = threading.Condition()
         self.succeeded: set[str] = set()
+        self.failures: dict[str, int] = {}
+        self.poll_requested: set[str] = set()
         self.store_ok = True
-        collector = ReplyclockCollector(
+        self.gen = self._generation(loaded, list(sources), rules, notifier)
+        self.collector = ReplyclockCollector(
             snapshot=StoreSnapshots(store),
-            sources=[s.name for s in self.sources],
+            sources=[s.name for s in self.gen.sources],
             policies=policy_infos(rules),
-            channels=alert_channels(rules, self.alert_settings),
+            channels=alert_channels(rules, self.gen.settings),
             clock=lambda: datetime.now(UTC),
         )
-        host, port = split_listen(loaded.config.metrics.listen)
-        self.http = HttpServer(make_app(build_registry(collector), self.ready), host, port)
+        metrics = loaded.config.metrics
+        host, port = split_listen(metrics.listen)
+        tls = (
+            tls_context(str(metrics.tls.cert_file), str(metrics.tls.key_file))
+            if metrics.tls
+            else None
+        )
+        self.http = HttpServer(
+            make_app(build_registry(self.collector), self.ready, _credentials(loaded)),
+            host,
+            port,
+            tls,
+        )
+
+    def _generation(
+        self, loaded: LoadedConfig, sources: list[Source], rules: RuleBook, notifier: Notifier
+    ) -> Generation:
+        settings = AlertSettings.from_config(loaded, threads=notifier.threads)
+        return Generation(
+            loaded=loaded,
+            sources=sources,
+            rules=rules,
+            engine=Engine(self.store, rules),
+            planner=AlertPlanner(self.store, rules, settings),
+            dispatcher=Dispatcher(self.store, notifier, self.store_lock, burst=settings.burst),
+            settings=settings,
+            watchers=[],
+        )
+
+    # --- health ------------------------------------------------------------------------------
 
     def ready(self) -> tuple[bool, str]:
         """Ready once every source was read successfully since start and the store writes."""
-        missing = [s.name for s in self.sources if s.name not in self.succeeded]
+        missing = [s.name for s in self.gen.sources if s.name not in self.succeeded]
         if missing:
             return False, f"not read successfully yet: {', '.join(missing)}"
         if not self.store_ok:
             return False, "the store rejected the last write"
         return True, "ready"
 
+    @contextmanager
+    def _job(self) -> Iterator[bool]:
+        """Count a job as under way (shutdown waits for it); yields False when stopping."""
+        with self.inflight_changed:
+            self.inflight += 1
+        try:
+            yield not self.stopping.is_set()
+        finally:
+            with self.inflight_changed:
+                self.inflight -= 1
+                self.inflight_changed.notify_all()
+
+    # --- jobs --------------------------------------------------------------------------------
+
     def poll(self, source: Source) -> None:
-        """One source's poll job, followed by an evaluation."""
-        with self.store_lock:
-            try:
-                outcome = poll_source(source, self.store, datetime.now(UTC))
-                if outcome.ok:
-                    self.succeeded.add(source.name)
+        """One source's poll, its evaluation and alert planning; again if mail was signalled
+        meanwhile (IMAP IDLE)."""
+        with self._job() as go:
+            while go and not self.stopping.is_set():
+                self.poll_requested.discard(source.name)
+                self._poll_once(source)
+                if source.name not in self.poll_requested:
+                    break
+
+    def _poll_once(self, source: Source) -> None:
+        interval = self._interval(source.name)
+        try:
+            outcome = poll_source(
+                source,
+                self.store,
+                datetime.now(UTC),
+                lock=self.store_lock,
+                stopping=self.stopping,
+            )
+        except Stopping:
+            return
+        except StoreError as exc:
+            self._store_failed(exc)
+            return
+        if outcome.ok:
+            self.succeeded.add(source.name)
+            if self.failures.pop(source.name, 0):
+                log.info("source recovered", extra=fields(source=source.name))
+        else:
+            failures = self.failures[source.name] = self.failures.get(source.name, 0) + 1
+            delay = backoff_seconds(interval, failures)
+            log.warning(
+                "source down",
+                extra=fields(source=source.name, failures=failures, next_try_s=round(delay)),
+            )
+            self._reschedule(source.name, delay)
+        self._evaluate_and_plan()
+
+    def _interval(self, name: str) -> int:
+        for config in self.gen.loaded.config.sources:
+            if config.name == name:
+                return config.poll_interval
+        return 60
+
+    def _reschedule(self, name: str, delay: float) -> None:
+        job = self.scheduler.get_job(f"poll:{name}")
+        if job is not None:
+            job.modify(next_run_time=datetime.now(UTC) + timedelta(seconds=delay))
+
+    def request_poll(self, name: str) -> None:
+        """New mail was signalled (IMAP IDLE): poll that source now."""
+        self.poll_requested.add(name)
+        self._reschedule(name, 0)
+
+    def _evaluate_and_plan(self) -> None:
+        gen = self.gen
+        try:
+            with self.store_lock:
                 now = datetime.now(UTC)
-                self.engine.evaluate(now)
-                self.planner.plan(now)
-                self.store_ok = True
-            except StoreError as exc:
-                self.store_ok = False
-                log.error("store write failed", extra=fields(error=str(exc)))
+                gen.engine.evaluate(now)
+                gen.planner.plan(now)
+            self.store_ok = True
+        except StoreError as exc:
+            self._store_failed(exc)
+
+    def _store_failed(self, exc: StoreError) -> None:
+        self.store_ok = False
+        log.error("store write failed", extra=fields(error=str(exc)))
 
     def evaluate(self) -> None:
         """The evaluation job: SLA states follow the clock even when no mail arrives."""
-        with self.store_lock:
-            try:
-                now = datetime.now(UTC)
-                self.engine.evaluate(now)
-                self.planner.plan(now)
-                self.store_ok = True
-            except StoreError as exc:
-                self.store_ok = False
-                log.error("store write failed", extra=fields(error=str(exc)))
+        with self._job() as go:
+            if go:
+                self._evaluate_and_plan()
 
     def deliver(self) -> None:
         """The delivery job: send due alerts (on its own thread: Slack never slows a poll)."""
-        try:
-            self.dispatcher.deliver(datetime.now(UTC))
-        except StoreError as exc:
-            self.store_ok = False
-            log.error("store write failed", extra=fields(error=str(exc)))
+        with self._job() as go:
+            if not go:
+                return
+            try:
+                self.gen.dispatcher.deliver(datetime.now(UTC))
+            except StoreError as exc:
+                self._store_failed(exc)
 
     def digest(self) -> None:
         """The daily digest job, at the configured local time."""
-        with self.store_lock:
-            self.planner.plan_digest(datetime.now(UTC))
+        with self._job() as go:
+            if go:
+                with self.store_lock:
+                    self.gen.planner.plan_digest(datetime.now(UTC))
         self.deliver()
 
     def housekeeping(self) -> None:
         """Hourly: erase what conversations quiet past retention said."""
-        with self.store_lock:
-            prune_closed(self.store, self.loaded.config.store.retention, datetime.now(UTC))
+        with self._job() as go, self.store_lock:
+            if go:
+                prune_closed(self.store, self.gen.loaded.config.store.retention, datetime.now(UTC))
 
-    def schedule(self) -> None:
-        """One poll job per source at its interval, plus evaluation and housekeeping."""
-        intervals = {s.name: s.poll_interval for s in self.loaded.config.sources}
-        for source in self.sources:
+    def watchdog(self) -> None:
+        """Tell systemd the scheduler is alive."""
+        notify("WATCHDOG=1")
+
+    # --- scheduling ----------------------------------------------------------------------------
+
+    def schedule_sources(self) -> None:
+        """One poll job per source at its interval; IDLE watchers for IMAP sources."""
+        gen = self.gen
+        for source in gen.sources:
+            interval = self._interval(source.name)
             self.scheduler.add_job(
                 self.poll,
                 "interval",
                 args=[source],
-                seconds=intervals[source.name],
+                seconds=interval,
                 id=f"poll:{source.name}",
                 next_run_time=datetime.now(UTC),
                 coalesce=True,
                 max_instances=1,
-                misfire_grace_time=intervals[source.name],
+                misfire_grace_time=interval,
+                replace_existing=True,
             )
-        settings = self.alert_settings
+        self.idle_stop = threading.Event()
+        for source in gen.sources:
+            if isinstance(source, ImapSource) and isinstance(source.config, ImapSourceConfig):
+                if not source.config.idle:
+                    continue
+                watcher = ImapIdleWatcher(
+                    source, functools.partial(self.request_poll, source.name), self.idle_stop
+                )
+                watcher.start()
+                gen.watchers.append(watcher)
+
+    def schedule(self) -> None:
+        """Every job: polls, evaluation, delivery, digest, housekeeping, watchdog."""
+        self.schedule_sources()
+        settings = self.gen.settings
         if settings.digest_time is not None:
             self.scheduler.add_job(
                 self.digest,
@@ -185,59 +353,136 @@ class Daemon:
                 coalesce=True,
                 max_instances=1,
                 misfire_grace_time=3600,
+                replace_existing=True,
             )
-        for job, seconds in (
+        jobs: list[tuple[object, float]] = [
             (self.evaluate, EVALUATION_INTERVAL_S),
             (self.deliver, DELIVERY_INTERVAL_S),
             (self.housekeeping, HOUSEKEEPING_INTERVAL_S),
-        ):
+        ]
+        interval = watchdog_interval()
+        if interval is not None:
+            jobs.append((self.watchdog, interval))
+        for job, seconds in jobs:
             self.scheduler.add_job(
                 job,
                 "interval",
                 seconds=seconds,
-                id=job.__name__,
+                id=getattr(job, "__name__", "job"),
                 coalesce=True,
                 max_instances=1,
-                misfire_grace_time=seconds,
+                misfire_grace_time=max(int(seconds), 1),
+                replace_existing=True,
             )
+
+    # --- reload and stop ---------------------------------------------------------------------
+
+    def reload(self) -> None:
+        """SIGHUP: load the config again; keep the running one if the new one is invalid."""
+        path = self.gen.loaded.path
+        try:
+            loaded = load_config(path)
+            rules = build_rulebook(loaded)
+            sources = build_sources(loaded)
+            notifier = build_notifier(loaded, dry_run=self.dry_run)
+        except ConfigError as exc:
+            for problem in exc.problems:
+                log.error("reload refused", extra=fields(problem=str(problem)))
+            log.error("config not reloaded; the running config stays", extra=fields(path=str(path)))
+            return
+        except (ReplyclockError, OSError) as exc:
+            log.error("config not reloaded; the running config stays", extra=fields(error=str(exc)))
+            return
+        old = self.gen
+        if loaded.config.metrics.listen != old.loaded.config.metrics.listen:
+            log.warning("metrics.listen changed: it takes effect at the next restart")
+        if loaded.config.store.path != old.loaded.config.store.path:
+            log.warning("store.path changed: it takes effect at the next restart")
+        self.idle_stop.set()
+        for watcher in old.watchers:
+            watcher.join(2)
+        with self.store_lock:
+            for job in self.scheduler.get_jobs():
+                if job.id.startswith("poll:"):
+                    job.remove()
+            for source in old.sources:
+                source.close()
+            self.gen = self._generation(loaded, sources, rules, notifier)
+            self.collector.sources = [s.name for s in sources]
+            self.collector.policies = {p.name: p for p in policy_infos(rules)}
+            self.collector.channels = alert_channels(rules, self.gen.settings)
+            self.succeeded &= {s.name for s in sources}
+        self.schedule_sources()
+        log.info("config reloaded", extra=fields(path=str(path), sources=len(sources)))
+
+    def stop(self, reason: str) -> None:
+        """Stop taking work; the scheduler loop returns and `run` finishes the shutdown."""
+        if self.stopping.is_set():
+            return
+        log.info("stopping", extra=fields(signal=reason))
+        notify("STOPPING=1")
+        self.stopping.set()
+        self.idle_stop.set()
+        self.scheduler.shutdown(wait=False)
 
     def run(self) -> int:
         """Serve and schedule until SIGINT or SIGTERM; return the exit code."""
 
-        def stop(signum: int, frame: FrameType | None) -> None:
+        def on_stop(signum: int, frame: FrameType | None) -> None:
             del frame
-            log.info("stopping", extra=fields(signal=signal.Signals(signum).name))
-            self.scheduler.shutdown(wait=False)
+            self.stop(signal.Signals(signum).name)
 
-        signal.signal(signal.SIGTERM, stop)
-        signal.signal(signal.SIGINT, stop)
+        def on_hup(signum: int, frame: FrameType | None) -> None:
+            del signum, frame
+            log.info("SIGHUP: reloading the config")
+            self.scheduler.add_job(self.reload, id="reload", replace_existing=True)
+
+        signal.signal(signal.SIGTERM, on_stop)
+        signal.signal(signal.SIGINT, on_stop)
+        signal.signal(signal.SIGHUP, on_hup)
         self.schedule()
         self.http.start()
         log.info(
             "started",
             extra=fields(
-                sources=len(self.sources),
+                sources=len(self.gen.sources),
                 store=str(self.store.path),
-                metrics=f"http://{self.loaded.config.metrics.listen}/metrics",
+                metrics=f"http://{self.gen.loaded.config.metrics.listen}/metrics",
             ),
         )
+        notify("READY=1")
+        started = time.monotonic()
         try:
             self.scheduler.start()
         finally:
-            self.http.stop()
-            for source in self.sources:
-                source.close()
+            self._finish(started)
         return 0
 
+    def _finish(self, started: float) -> None:
+        deadline = time.monotonic() + STOP_BUDGET_S
+        with self.inflight_changed:
+            while self.inflight and time.monotonic() < deadline:
+                self.inflight_changed.wait(deadline - time.monotonic())
+        if self.inflight:
+            log.warning("jobs still running at exit", extra=fields(jobs=self.inflight))
+        for watcher in self.gen.watchers:
+            watcher.join(max(deadline - time.monotonic(), 0.1))
+        self.http.stop()
+        for source in self.gen.sources:
+            source.close()
+        log.info("stopped", extra=fields(uptime_s=round(time.monotonic() - started)))
 
-def alert_channels(rules: RuleBook, settings: AlertSettings) -> list[str]:
-    """Every channel alerts can go to, so their failure counters start at 0."""
-    channels = {settings.channel, *settings.digest_channels}
-    for policy in rules.policies.all:
-        if policy.alerts.channel:
-            channels.add(policy.alerts.channel)
-        channels.update(step.channel for step in policy.escalation if step.channel)
-    return sorted(channels)
+
+def _credentials(loaded: LoadedConfig) -> Credentials | None:
+    metrics = loaded.config.metrics
+    if metrics.basic_auth is not None:
+        auth = metrics.basic_auth
+        return Credentials(
+            username=auth.username, password=read_secret(auth.password, auth.password_file)
+        )
+    if metrics.bearer_token is not None or metrics.bearer_token_file is not None:
+        return Credentials(bearer=read_secret(metrics.bearer_token, metrics.bearer_token_file))
+    return None
 
 
 def run_forever(
@@ -246,6 +491,8 @@ def run_forever(
     sources: Sequence[Source],
     rules: RuleBook,
     notifier: Notifier,
+    *,
+    dry_run: bool = False,
 ) -> int:
     """Run the daemon until stopped; return the exit code."""
-    return Daemon(loaded, store, sources, rules, notifier).run()
+    return Daemon(loaded, store, sources, rules, notifier, dry_run=dry_run).run()

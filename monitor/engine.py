@@ -208,7 +208,7 @@ class Engine:
             with self.store.transaction():
                 for row in chunk:
                     self._remeasure(row, now, report)
-        if report.matched or report.reevaluated or report.transitions:
+        if report.matched or report.transitions:
             log.info(
                 "evaluated",
                 extra=fields(

@@ -76,3 +76,8 @@ def configure_logging(
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     root.propagate = False
+    # APScheduler reports skipped runs of a still-running job as warnings: routine here.
+    scheduler = logging.getLogger("apscheduler")
+    scheduler.handlers[:] = [handler]
+    scheduler.setLevel(logging.ERROR)
+    scheduler.propagate = False

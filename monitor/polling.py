@@ -124,7 +124,9 @@ def poll_source(
     duration = time.monotonic() - started
     with lock:
         record_poll(store, source.name, ok=True, duration=duration, error=None, now=now)
-    log.info(
+    quiet = report.new == 0 and report.removed == 0
+    log.log(
+        logging.DEBUG if quiet else logging.INFO,
         "source polled",
         extra=fields(
             source=source.name,

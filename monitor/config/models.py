@@ -84,6 +84,12 @@ def resolve_path(value: Path | None, info: ValidationInfo) -> Path | None:
     return Path(base) / value
 
 
+def _readable_file(value: Path | None) -> Path | None:
+    if value is not None and not value.is_file():
+        raise ValueError(f"cannot read file {value}: it does not exist or is not a file")
+    return value
+
+
 class Strict(BaseModel):
     """Base for every config section: unknown keys are errors; values are immutable."""
 
@@ -99,11 +105,56 @@ class StoreConfig(Strict):
     _resolve = field_validator("path")(resolve_path)
 
 
+class BasicAuthConfig(Strict):
+    """HTTP basic authentication for /metrics (Prometheus' basic_auth)."""
+
+    username: str = Field(min_length=1)
+    password: SecretStr | None = None
+    password_file: Path | None = None
+
+    _resolve = field_validator("password_file")(resolve_path)
+    _readable = field_validator("password_file")(_readable_file)
+
+    @model_validator(mode="after")
+    def _one(self) -> BasicAuthConfig:
+        if (self.password is None) == (self.password_file is None):
+            raise ValueError("give exactly one of password or password_file")
+        return self
+
+
+class TlsConfig(Strict):
+    """HTTPS for the endpoint, like Prometheus' web.config tls_server_config."""
+
+    cert_file: Path
+    key_file: Path
+
+    _resolve = field_validator("cert_file", "key_file")(resolve_path)
+    _readable = field_validator("cert_file", "key_file")(_readable_file)
+
+
 class MetricsConfig(Strict):
     """The HTTP endpoint Prometheus scrapes."""
 
     listen: str = "127.0.0.1:9465"
     buckets: list[PositiveSeconds] | None = None  # histogram bounds; default suits support targets
+    basic_auth: BasicAuthConfig | None = None  # protects /metrics (not /healthz, /readyz)
+    bearer_token: SecretStr | None = None  # or a bearer token (Prometheus' authorization)
+    bearer_token_file: Path | None = None
+    tls: TlsConfig | None = None
+
+    _resolve = field_validator("bearer_token_file")(resolve_path)
+    _readable = field_validator("bearer_token_file")(_readable_file)
+
+    @model_validator(mode="after")
+    def _one_auth(self) -> MetricsConfig:
+        chosen = [
+            name
+            for name in ("basic_auth", "bearer_token", "bearer_token_file")
+            if getattr(self, name) is not None
+        ]
+        if len(chosen) > 1:
+            raise ValueError(f"choose one way to protect /metrics, got: {', '.join(chosen)}")
+        return self
 
     @field_validator("listen")
     @classmethod
@@ -247,12 +298,6 @@ class ApiSourceConfig(Strict):
             given = [k for k in (value_key, file_key) if getattr(model, k) is not None]
             if len(given) != 1:
                 raise ValueError(f"give exactly one of {value_key} or {file_key}")
-
-
-def _readable_file(value: Path | None) -> Path | None:
-    if value is not None and not value.is_file():
-        raise ValueError(f"cannot read file {value}: it does not exist or is not a file")
-    return value
 
 
 class ZendeskSourceConfig(ApiSourceConfig):

@@ -106,7 +106,8 @@ class ImapSource:
         assert cfg.password is not None
         return "password", cfg.password.get_secret_value()
 
-    def _connect(self) -> imapclient.IMAPClient:
+    def connect(self) -> imapclient.IMAPClient:
+        """A new logged-in connection (CONDSTORE enabled, folders found); raises SourceError."""
         cfg = self.config
         where = f"{cfg.host}:{cfg.effective_port}"
         try:
@@ -152,17 +153,17 @@ class ImapSource:
                 client.enable("CONDSTORE")  # must precede any SELECT/EXAMINE
             self._folders = self._discover_folders(client)
         except LoginError as exc:
-            _quietly_close(client)
+            quietly_close(client)
             raise SourceAuthError(
                 self.name,
                 f"login as {cfg.username!r} was rejected by {cfg.host} ({_server_text(exc)}); "
                 "check username and password (or the OAuth2 token)",
             ) from exc
         except ssl.SSLCertVerificationError as exc:
-            _quietly_close(client)
+            quietly_close(client)
             raise SourceError(self.name, _tls_verify_hint(where, exc)) from exc
         except (IMAPClientError, OSError) as exc:
-            _quietly_close(client)
+            quietly_close(client)
             raise SourceError(self.name, f"IMAP session with {where} failed: {exc}") from exc
         log.info(
             "connected",
@@ -217,7 +218,7 @@ class ImapSource:
     def close(self) -> None:
         """Log out; the next poll reconnects."""
         if self._client is not None:
-            _quietly_close(self._client)
+            quietly_close(self._client)
             self._client = None
 
     # --- polling -----------------------------------------------------------------------------
@@ -226,7 +227,7 @@ class ImapSource:
         """Read every watched and sent folder from where the last poll stopped."""
         report = PollReport(source=self.name)
         if self._client is None:
-            self._client = self._connect()
+            self._client = self.connect()
         client = self._client
         try:
             for folder, role in self._folders.items():
@@ -474,7 +475,7 @@ def _tls_verify_hint(where: str, exc: ssl.SSLCertVerificationError) -> str:
     )
 
 
-def _quietly_close(client: imapclient.IMAPClient) -> None:
+def quietly_close(client: imapclient.IMAPClient) -> None:
     try:
         client.logout()
     except (IMAPClientError, OSError):
