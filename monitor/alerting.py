@@ -403,7 +403,7 @@ class Dispatcher:
         lock: threading.Lock,
         *,
         burst: int = 20,
-        pace_s: float = 1.0,
+        pace_s: float | None = None,
         sleep: Callable[[float], None] = time_module.sleep,
         monotonic: Callable[[], float] = time_module.monotonic,
     ) -> None:
@@ -411,7 +411,7 @@ class Dispatcher:
         self.notifier = notifier
         self.lock = lock
         self.burst = burst
-        self.pace_s = pace_s
+        self.pace_s = notifier.pace_s if pace_s is None else pace_s
         self.sleep = sleep
         self.monotonic = monotonic
         self.last_post: dict[str, float] = {}

@@ -36,6 +36,7 @@ class Notifier(Protocol):
 
     name: str
     threads: bool  # can reply in a thread and edit its messages
+    pace_s: float  # least time between two messages to one channel (Slack: 1 per second)
 
     def post(self, channel: str, content: AlertContent, thread: Posted | None) -> Posted:
         """Send one message; raise Permanent- or TemporaryDeliveryError."""

@@ -18,6 +18,7 @@ class ConsoleNotifier:
 
     name = "console"
     threads = True
+    pace_s = 0.0
 
     def __init__(self) -> None:
         self._counter = itertools.count(1)

@@ -119,6 +119,7 @@ class SlackNotifier:
 
     name = "slack"
     threads = True
+    pace_s = 1.0  # Slack allows about one message per second per channel
 
     def __init__(self, token: str, base_url: str, timeout: int = 30) -> None:
         self.client = WebClient(
@@ -183,6 +184,7 @@ class WebhookNotifier:
 
     name = "webhook"
     threads = False
+    pace_s = 1.0
 
     def __init__(self, url: str, timeout: int = 30) -> None:
         self.client = WebhookClient(
