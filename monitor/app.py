@@ -12,16 +12,20 @@ from monitor.alerts.console import ConsoleNotifier
 from monitor.alerts.slack import SlackNotifier, WebhookNotifier
 from monitor.config.loader import LoadedConfig
 from monitor.config.models import (
+    FreshdeskSourceConfig,
     ImapSourceConfig,
     MailClassificationConfig,
     MaildirSourceConfig,
     MboxSourceConfig,
+    ZendeskSourceConfig,
 )
 from monitor.errors import ReplyclockError
 from monitor.mail.classify import DEFAULT_IGNORE_SENDERS, MailboxIdentity
 from monitor.sources.base import Source
 from monitor.sources.files import MaildirSource, MboxSource
+from monitor.sources.freshdesk import FreshdeskSource
 from monitor.sources.imap import ImapSource, Progress
+from monitor.sources.zendesk import ZendeskSource
 from monitor.store import Store
 
 
@@ -53,6 +57,10 @@ def build_sources(loaded: LoadedConfig, progress: Progress | None = None) -> lis
             sources.append(MaildirSource(config, mailbox_identity(loaded, config)))
         elif isinstance(config, MboxSourceConfig):
             sources.append(MboxSource(config, mailbox_identity(loaded, config)))
+        elif isinstance(config, ZendeskSourceConfig):
+            sources.append(ZendeskSource(config))
+        elif isinstance(config, FreshdeskSourceConfig):
+            sources.append(FreshdeskSource(config))
         else:
             raise ReplyclockError(
                 f"source {config.name!r}: type {config.type!r} cannot be polled by this build"

@@ -71,6 +71,7 @@ def match_facts(conversation: StoredConversation, first: StoredMessage) -> Match
         subject=first.subject,
         priority=first.priority,
         tags=first.tags,
+        attributes=first.attributes,
     )
 
 

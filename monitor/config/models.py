@@ -580,6 +580,7 @@ class Condition(Strict):
     subject_regex: Regex | None = None
     priority: list[str] | None = None
     tags: list[str] | None = None
+    attributes: dict[str, list[str]] | None = None  # helpdesk fields: {group: [...], brand: [...]}
 
     model_config = ConfigDict(extra="forbid", frozen=True, populate_by_name=True)
 

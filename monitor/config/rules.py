@@ -63,6 +63,11 @@ def build_condition(config: ConditionConfig) -> Condition:
         subject_regex=config.subject_regex,
         priorities=_tuple(config.priority),
         tags=_tuple(config.tags),
+        attributes=(
+            tuple((name, tuple(values)) for name, values in config.attributes.items())
+            if config.attributes is not None
+            else None
+        ),
     )
 
 

@@ -13,7 +13,7 @@ import fnmatch
 import functools
 import math
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import time
 
@@ -39,6 +39,7 @@ class MatchFacts:
     subject: str = ""
     priority: str | None = None
     tags: tuple[str, ...] = ()
+    attributes: Mapping[str, str] = field(default_factory=dict)  # group, brand, mailbox, ...
 
     @property
     def sender_domain(self) -> str:
@@ -66,6 +67,7 @@ class Condition:
     subject_regex: str | None = None
     priorities: tuple[str, ...] | None = None
     tags: tuple[str, ...] | None = None
+    attributes: tuple[tuple[str, tuple[str, ...]], ...] | None = None  # (name, accepted values)
 
     def explain(self, facts: MatchFacts) -> str | None:
         """Why the condition holds for ``facts`` in words, or None when it does not hold."""
@@ -123,6 +125,11 @@ class Condition:
             if hit is None:
                 return None
             reasons.append(f"{label} {hit}")
+        for name, accepted in self.attributes or ():
+            hit = _first_hit(accepted, [facts.attributes.get(name, "")], glob=False)
+            if hit is None:
+                return None
+            reasons.append(f"{name} {hit}")
         for regex, value, label in (
             (self.sender_regex, facts.sender, "sender"),
             (self.subject_regex, facts.subject, "subject"),

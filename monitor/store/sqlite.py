@@ -10,10 +10,11 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import json
 import os
 import sqlite3
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
@@ -57,6 +58,7 @@ class StoredMessage:
     link: str | None
     removed_at: datetime | None
     status: str | None = None
+    attributes: Mapping[str, str] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -338,7 +340,7 @@ _CONVERSATION_COLUMNS = (
 )
 _MESSAGE_COLUMNS = (
     "id, conversation_id, source, identity, timestamp, direction, reason, author, author_name, "
-    "subject, recipients, folder, priority, tags, link, removed_at, status"
+    "subject, recipients, folder, priority, tags, link, removed_at, status, attributes"
 )
 
 
@@ -376,6 +378,7 @@ def _message(row: tuple[Any, ...]) -> StoredMessage:
         link=row[14],
         removed_at=from_epoch(row[15]) if row[15] is not None else None,
         status=row[16],
+        attributes=json.loads(row[17]) if row[17] and row[17] != "{}" else {},
     )
 
 

@@ -100,7 +100,10 @@ class FakeApi:
                 """Quiet: tests read ``requests`` instead."""
 
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        # A short poll interval: stop() returns at once instead of after half a second.
+        threading.Thread(
+            target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+        ).start()
         return self
 
     def answer(self, request: FakeRequest) -> Answer:

@@ -1,0 +1,425 @@
+"""The Freshdesk source: tickets updated since a checkpoint, and each ticket's conversations.
+
+Read-only: only GET requests. Each poll lists the tickets updated since the saved instant
+(``updated_since``, oldest first, 100 a page), and for each one reads its conversations. A page's
+events are stored together with the new checkpoint in one transaction: the ``updated_at`` of the
+last ticket stored and the ids of the tickets stored at exactly that instant (``updated_since``
+is inclusive, so those come back and are skipped). A poll with nothing new is one request.
+
+Freshdesk keeps no status history: the ticket's current status is stored as one status event,
+timed by ``stats.status_updated_at``, so a status seen again is stored once.
+"""
+
+from __future__ import annotations
+
+import base64
+import email.utils
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from monitor.config.models import FreshdeskSourceConfig
+from monitor.errors import SourceError
+from monitor.logs import fields
+from monitor.model import Direction, MessageEvent, ThreadRef
+from monitor.sources.base import MessageSink, PollReport
+from monitor.sources.http import JsonApi
+
+log = logging.getLogger("replyclock.sources.freshdesk")
+
+CHECKPOINT = "updated_since"
+TICKETS_PATH = "/api/v2/tickets"
+PER_PAGE = 100
+MAX_PAGES = 300  # Freshdesk answers no page past 300: continue from the last updated_at
+FOLDER = "tickets"
+
+PRIORITIES = {1: "low", 2: "medium", 3: "high", 4: "urgent"}
+STATUSES = {2: "open", 3: "pending", 4: "solved", 5: "closed"}
+TICKET_SOURCES = {
+    1: "email",
+    2: "portal",
+    3: "phone",
+    7: "chat",
+    9: "feedback widget",
+    10: "outbound email",
+}
+OUTBOUND_EMAIL = 10
+NOTE = 2  # conversation source of notes (public or private)
+
+Json = Mapping[str, Any]
+
+
+def status_from_name(name: str) -> str:
+    """A custom status, by its name: waiting on the customer is pending, on a third party is
+    on hold, resolved and closed are themselves; anything else means the team is working."""
+    text = name.lower()
+    if "closed" in text:
+        return "closed"
+    if "resolved" in text or "solved" in text:
+        return "solved"
+    if "hold" in text or "third party" in text or "third-party" in text:
+        return "on_hold"
+    if "pending" in text or ("customer" in text and "wait" in text):
+        return "pending"
+    return "open"
+
+
+def parse_time(value: object) -> datetime | None:
+    """An ISO 8601 instant from the API as aware UTC, or None when absent or malformed."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed.astimezone(UTC) if parsed.tzinfo is not None else None
+
+
+def iso(instant: datetime) -> str:
+    """The instant as Freshdesk writes it: ``2016-05-18T04:36:04Z``."""
+    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass(frozen=True, slots=True)
+class Boundary:
+    """How far the ticket list has been stored: the last ``updated_at``, and the tickets
+    already stored at exactly that instant."""
+
+    at: datetime
+    ids: frozenset[int] = frozenset()
+
+    def covers(self, ticket_id: int, updated: datetime) -> bool:
+        """Whether this version of a ticket is already stored."""
+        return updated < self.at or (updated == self.at and ticket_id in self.ids)
+
+    def advance(self, ticket_id: int, updated: datetime) -> Boundary:
+        """The boundary once this ticket version is stored too."""
+        if updated > self.at:
+            return Boundary(updated, frozenset({ticket_id}))
+        return Boundary(self.at, self.ids | {ticket_id})
+
+    def dump(self) -> str:
+        """The checkpoint text."""
+        return json.dumps({"updated_since": iso(self.at), "ids": sorted(self.ids)})
+
+    @classmethod
+    def load(cls, text: str | None) -> Boundary | None:
+        """A saved checkpoint, or None when there is none (or it cannot be read)."""
+        if not text:
+            return None
+        try:
+            data = json.loads(text)
+            at = parse_time(data["updated_since"])
+            ids = frozenset(int(i) for i in data.get("ids", ()))
+        except (ValueError, KeyError, TypeError):
+            return None
+        return cls(at, ids) if at is not None else None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Requester:
+    """The ticket's requester, from ``include=requester``."""
+
+    id: int | None
+    email: str = ""
+    name: str = ""
+
+    @property
+    def author(self) -> str:
+        """The requester's lowercase email, else ``user:<id>``."""
+        return self.email or f"user:{self.id}"
+
+
+def _requester(ticket: Json) -> Requester:
+    embedded = ticket.get("requester") or {}
+    mail = embedded.get("email")
+    return Requester(
+        id=ticket.get("requester_id") if isinstance(ticket.get("requester_id"), int) else None,
+        email=mail.strip().lower() if isinstance(mail, str) else "",
+        name=str(embedded.get("name") or ""),
+    )
+
+
+def classify_conversation(conversation: Json) -> tuple[Direction, str]:
+    """Whether a conversation is a customer message, a reply, or neither, and why in words."""
+    if conversation.get("private"):
+        return Direction.IGNORED, "private note (not a reply)"
+    if conversation.get("incoming"):
+        return Direction.INBOUND, "customer comment"
+    if conversation.get("source") == NOTE:
+        return Direction.OUTBOUND, "public note by an agent (Freshdesk counts it as a response)"
+    return Direction.OUTBOUND, "public reply by an agent"
+
+
+def _sender(conversation: Json, requester: Requester) -> tuple[str, str]:
+    """(author, author_name) of a conversation."""
+    user_id = conversation.get("user_id")
+    if requester.id is not None and user_id == requester.id:
+        return requester.author, requester.name
+    if conversation.get("incoming") and isinstance(conversation.get("from_email"), str):
+        name, address = email.utils.parseaddr(conversation["from_email"])
+        if address:
+            return address.lower(), name
+    return f"user:{user_id}", ""
+
+
+class FreshdeskSource:
+    """One Freshdesk account, read through its API v2 with an agent's API key."""
+
+    max_pages = MAX_PAGES
+
+    def __init__(
+        self,
+        config: FreshdeskSourceConfig,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.name = config.name
+        self.config = config
+        self._authorization: str | None = None
+        self._status_names: dict[int, str] | None = None  # custom statuses, by code
+        self._status_names_fresh = False  # read during this poll: do not ask again
+        key = "api_key_file" if config.api_key_file is not None else "api_key"
+        self.api = JsonApi(
+            source=config.name,
+            base_url=config.api_url,
+            headers=self._headers,
+            timeout=config.timeout,
+            what_to_fix=(
+                f"check domain and {key} (the API key of a Freshdesk agent who can view every "
+                "ticket to monitor)"
+            ),
+            sleep=sleep,
+            clock=clock,
+        )
+
+    def _api_key(self) -> str:
+        """The key, read fresh so a rotated ``api_key_file`` is picked up."""
+        if self.config.api_key_file is not None:
+            return _read_secret_file(self.name, self.config.api_key_file)
+        assert self.config.api_key is not None  # the config requires one of the two
+        return self.config.api_key.get_secret_value()
+
+    def _headers(self) -> Mapping[str, str]:
+        if self._authorization is None:
+            pair = f"{self._api_key()}:X".encode()
+            self._authorization = "Basic " + base64.b64encode(pair).decode("ascii")
+        return {"Authorization": self._authorization}
+
+    def close(self) -> None:
+        """Forget the credentials and status names; the next poll reads them again."""
+        self._authorization = None
+        self._status_names = None
+
+    # --- polling -----------------------------------------------------------------------------
+
+    def poll(self, sink: MessageSink, now: datetime) -> PollReport:
+        """List the tickets updated since the checkpoint, page by page, storing each page."""
+        self._authorization = None  # read the secret once per poll, fresh
+        self._status_names_fresh = False
+        report = PollReport(source=self.name)
+        requests_before = self.api.requests
+        boundary = Boundary.load(sink.checkpoint(CHECKPOINT)) or Boundary(
+            now - timedelta(seconds=self.config.since)
+        )
+        since, page = boundary.at, 1
+        try:
+            while True:
+                answer = self.api.get(TICKETS_PATH, self._list_params(since, page))
+                tickets = _list(answer.data, self.name, TICKETS_PATH)
+                stored_before = boundary
+                events: list[MessageEvent] = []
+                for ticket in tickets:
+                    updated = parse_time(ticket.get("updated_at"))
+                    ticket_id = ticket.get("id")
+                    if updated is None or not isinstance(ticket_id, int):
+                        log.warning(
+                            "ticket without id or updated_at skipped",
+                            extra=fields(source=self.name, ticket=ticket_id),
+                        )
+                        continue
+                    if boundary.covers(ticket_id, updated):
+                        continue
+                    events.extend(self._ticket_events(ticket))
+                    boundary = boundary.advance(ticket_id, updated)
+                if boundary != stored_before:
+                    result = sink.accept(
+                        events, None, now, checkpoint=(CHECKPOINT, boundary.dump())
+                    )
+                    report.add(FOLDER, result.new, result.duplicates)
+                if answer.link("next") is None and len(tickets) < PER_PAGE:
+                    break
+                if page < self.max_pages:
+                    page += 1
+                    continue
+                if boundary.at <= since:
+                    raise SourceError(
+                        self.name,
+                        f"more than {self.max_pages * PER_PAGE} tickets share the updated_at "
+                        f"{iso(since)}; Freshdesk cannot list past them",
+                    )
+                since, page = boundary.at, 1  # past Freshdesk's last page: restart from here
+        finally:
+            report.round_trips = self.api.requests - requests_before
+        return report
+
+    @staticmethod
+    def _list_params(since: datetime, page: int) -> dict[str, Any]:
+        return {
+            "updated_since": iso(since),
+            "order_by": "updated_at",
+            "order_type": "asc",
+            "per_page": PER_PAGE,
+            "page": page,
+            "include": "requester,stats",
+        }
+
+    def _ticket_events(self, ticket: Json) -> list[MessageEvent]:
+        ticket_id = int(ticket["id"])
+        requester = _requester(ticket)
+        attributes = {
+            name: str(ticket[key])
+            for name, key in (("group", "group_id"), ("type", "type"))
+            if ticket.get(key) is not None
+        }
+        common: dict[str, Any] = {
+            "source": self.name,
+            "subject": str(ticket.get("subject") or ""),
+            "thread": ThreadRef(conversation=str(ticket_id), customer=requester.author),
+            "priority": PRIORITIES.get(_int(ticket.get("priority")) or 0),
+            "tags": tuple(str(tag) for tag in ticket.get("tags") or ()),
+            "attributes": attributes,
+            "link": f"https://{self.config.domain}.freshdesk.com/a/tickets/{ticket_id}",
+        }
+        events: list[MessageEvent] = []
+        created = parse_time(ticket.get("created_at"))
+        if created is not None:
+            events.append(self._opening(ticket, requester, created, common))
+        for conversation in self._conversations(ticket_id):
+            at = parse_time(conversation.get("created_at"))
+            if at is None or not isinstance(conversation.get("id"), int):
+                continue
+            direction, reason = classify_conversation(conversation)
+            author, name = _sender(conversation, requester)
+            events.append(
+                MessageEvent(
+                    identity=f"ticket:{ticket_id}:conversation:{conversation['id']}",
+                    timestamp=at,
+                    direction=direction,
+                    reason=reason,
+                    author=author,
+                    author_name=name,
+                    **common,
+                )
+            )
+        status = self._status_event(ticket, common)
+        if status is not None:
+            events.append(status)
+        return events
+
+    def _opening(
+        self, ticket: Json, requester: Requester, created: datetime, common: dict[str, Any]
+    ) -> MessageEvent:
+        """The ticket's creation: the customer's first message, unless an agent sent it out."""
+        ticket_id = int(ticket["id"])
+        channel = TICKET_SOURCES.get(_int(ticket.get("source")) or 0, "an unknown channel")
+        if ticket.get("source") == OUTBOUND_EMAIL:
+            responder = ticket.get("responder_id")
+            return MessageEvent(
+                identity=f"ticket:{ticket_id}:created",
+                timestamp=created,
+                direction=Direction.OUTBOUND,
+                reason="ticket created by an agent as an outbound email (the team spoke first)",
+                author=f"user:{responder}" if responder is not None else "",
+                **common,
+            )
+        return MessageEvent(
+            identity=f"ticket:{ticket_id}:created",
+            timestamp=created,
+            direction=Direction.INBOUND,
+            reason=f"customer comment (opened the ticket via {channel})",
+            author=requester.author,
+            author_name=requester.name,
+            **common,
+        )
+
+    def _status_event(self, ticket: Json, common: dict[str, Any]) -> MessageEvent | None:
+        code = ticket.get("status")
+        if not isinstance(code, int):
+            return None
+        stats = ticket.get("stats") or {}
+        at = parse_time(stats.get("status_updated_at")) or parse_time(ticket.get("updated_at"))
+        if at is None:
+            return None
+        status = STATUSES.get(code)
+        reason = f"ticket status set to {status}"
+        if status is None:
+            name = self._status_name(code)
+            status = status_from_name(name)
+            reason = f"ticket status set to {status} (Freshdesk: {name})"
+        return MessageEvent(
+            identity=f"ticket:{ticket['id']}:status:{code}:{iso(at)}",
+            timestamp=at,
+            direction=Direction.IGNORED,
+            reason=reason,
+            status=status,
+            **common,
+        )
+
+    def _status_name(self, code: int) -> str:
+        """A custom status's name, from the ticket fields: read when first needed, and again
+        (once a poll) when a status appears that the last reading did not name."""
+        names = self._status_names
+        if names is None or (code not in names and not self._status_names_fresh):
+            path = "/api/v2/ticket_fields"
+            names = {}
+            for item in _list(self.api.get(path, {"type": "default_status"}).data, self.name, path):
+                if item.get("name") != "status":
+                    continue
+                for key, labels in (item.get("choices") or {}).items():
+                    label = labels[0] if isinstance(labels, list) and labels else labels
+                    if str(key).isdigit() and isinstance(label, str):
+                        names[int(key)] = label
+            self._status_names, self._status_names_fresh = names, True
+        return names.get(code, f"status {code}")
+
+    def _conversations(self, ticket_id: int) -> list[Json]:
+        """Every conversation of a ticket (replies, notes, customer messages), page by page."""
+        path = f"/api/v2/tickets/{ticket_id}/conversations"
+        found: list[Json] = []
+        page = 1
+        while True:
+            answer = self.api.get(path, {"per_page": PER_PAGE, "page": page})
+            items = _list(answer.data, self.name, path)
+            found.extend(items)
+            if answer.link("next") is None and len(items) < PER_PAGE:
+                return found
+            page += 1
+
+
+def _int(value: object) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
+def _list(data: object, source: str, path: str) -> list[Json]:
+    if not isinstance(data, list):
+        raise SourceError(
+            source, f"{path} answered {type(data).__name__}, not a JSON list; check base_url"
+        )
+    return [item for item in data if isinstance(item, Mapping)]
+
+
+def _read_secret_file(source: str, path: Path) -> str:
+    try:
+        secret = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise SourceError(source, f"cannot read secret file {path}: {exc.strerror}") from exc
+    if not secret:
+        raise SourceError(source, f"secret file {path} is empty; put the API key in it")
+    return secret

@@ -1,0 +1,406 @@
+"""The Zendesk source: tickets from the cursor-based incremental export, comments from audits.
+
+Read-only: only GET requests. Each poll asks the incremental ticket export for the tickets that
+changed since the saved cursor (the first poll starts ``since`` ago), and for each changed ticket
+reads its audits, which hold every comment (public or private, with its author) and every status
+change. Each export page's events are stored together with the page's ``after_cursor`` in one
+transaction, so a poll that fails half-way resumes at the first page it did not store.
+
+Zendesk's own rules are followed: a reply is a public comment by an agent (role ``agent`` or
+``admin``); comments made by triggers and automations, by bots, by the Zendesk system user or
+through ticket sharing are neither customer messages nor replies.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from monitor.config.models import ZendeskSourceConfig
+from monitor.errors import SourceError
+from monitor.logs import fields
+from monitor.model import Direction, MessageEvent, ThreadRef
+from monitor.sources.base import MessageSink, PollReport
+from monitor.sources.http import JsonApi
+
+log = logging.getLogger("replyclock.sources.zendesk")
+
+CHECKPOINT = "export_cursor"  # the export's after_cursor, saved with each page's events
+EXPORT_PATH = "/api/v2/incremental/tickets/cursor.json"
+AUDIT_PAGE_SIZE = 100
+FOLDER = "tickets"  # the PollReport bucket; an API source has no folders
+
+TEAM_ROLES = frozenset({"agent", "admin"})
+STATUSES = {
+    "new": "open",
+    "open": "open",
+    "pending": "pending",
+    "hold": "on_hold",
+    "solved": "solved",
+    "closed": "closed",
+    "deleted": "closed",  # a deleted ticket will get no reply: its clock stops, not a breach
+}
+COMMENT_TYPES = frozenset({"Comment", "VoiceComment"})
+SHARING_CHANNELS = frozenset({"ticket_sharing"})
+RULE_CHANNELS = frozenset({"rule", "automation"})
+BOT_CHANNEL_PREFIXES = ("answer_bot", "ai_agent")
+
+Json = Mapping[str, Any]
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ZendeskUser:
+    """A user as the ``include=users`` sideload describes them."""
+
+    id: int
+    name: str = ""
+    email: str | None = None
+    role: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class TicketFacts:
+    """What every event of one ticket carries: the ticket's key, subject and rule attributes."""
+
+    id: int
+    requester_id: int | None
+    subject: str = ""
+    priority: str | None = None
+    tags: tuple[str, ...] = ()
+    attributes: Mapping[str, str] = field(default_factory=dict)
+    link: str | None = None
+
+
+def normalize_status(value: object) -> str | None:
+    """Zendesk's ticket status as replyclock's (``hold`` -> ``on_hold``); None if unknown."""
+    return STATUSES.get(str(value).lower()) if value is not None else None
+
+
+def parse_time(value: object) -> datetime | None:
+    """An ISO 8601 instant from the API as aware UTC, or None when absent or malformed."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed.astimezone(UTC) if parsed.tzinfo is not None else None
+
+
+def parse_users(items: object) -> dict[int, ZendeskUser]:
+    """The sideloaded users by id."""
+    users: dict[int, ZendeskUser] = {}
+    for item in items if isinstance(items, list) else ():
+        if isinstance(item, Mapping) and isinstance(item.get("id"), int):
+            email = item.get("email")
+            users[item["id"]] = ZendeskUser(
+                id=item["id"],
+                name=str(item.get("name") or ""),
+                email=email.strip().lower() if isinstance(email, str) and email.strip() else None,
+                role=str(item.get("role") or ""),
+            )
+    return users
+
+
+def ticket_facts(ticket: Json, subdomain: str) -> TicketFacts:
+    """The facts of an exported ticket that policies match on and people click."""
+    ticket_id = int(ticket["id"])
+    attributes = {
+        name: str(ticket[key])
+        for name, key in (("group", "group_id"), ("brand", "brand_id"))
+        if ticket.get(key) is not None
+    }
+    priority = ticket.get("priority")
+    requester = ticket.get("requester_id")
+    return TicketFacts(
+        id=ticket_id,
+        requester_id=requester if isinstance(requester, int) else None,
+        subject=str(ticket.get("subject") or ticket.get("raw_subject") or ""),
+        priority=str(priority).lower() if priority else None,
+        tags=tuple(str(tag) for tag in ticket.get("tags") or ()),
+        attributes=attributes,
+        link=f"https://{subdomain}.zendesk.com/agent/tickets/{ticket_id}",
+    )
+
+
+def _who(user_id: object, users: Mapping[int, ZendeskUser]) -> tuple[str, str]:
+    """(author, author_name): the user's lowercase email when known, else ``user:<id>``."""
+    user = users.get(user_id) if isinstance(user_id, int) else None
+    if user is None:
+        return f"user:{user_id}", ""
+    return user.email or f"user:{user.id}", user.name
+
+
+def classify_comment(
+    comment: Json,
+    audit: Json,
+    facts: TicketFacts,
+    users: Mapping[int, ZendeskUser],
+    *,
+    opening: bool,
+) -> tuple[Direction, str]:
+    """Whether a comment is a customer message, a reply, or neither, and why in words."""
+    via = comment.get("via") or audit.get("via") or {}
+    channel = str(via.get("channel") or "")
+    source = via.get("source") or {}
+    rel = str(source.get("rel") or "")
+    if channel in RULE_CHANNELS or rel in ("trigger", "automation"):
+        kind = "automation" if "automation" in (channel, rel) else "trigger"
+        title = (source.get("from") or {}).get("title")
+        named = f"{kind} {title!r}" if title else f"a {kind}"
+        return Direction.IGNORED, f"comment made by {named} (not a reply)"
+    if channel in SHARING_CHANNELS:
+        return Direction.IGNORED, "comment from a ticket-sharing partner account (not a reply)"
+    if channel.startswith(BOT_CHANNEL_PREFIXES):
+        return Direction.IGNORED, f"comment made by a bot (via {channel}; not a reply)"
+    author_id = comment.get("author_id", audit.get("author_id"))
+    if not isinstance(author_id, int) or author_id <= 0:
+        return Direction.IGNORED, "comment made by the Zendesk system user (not a reply)"
+    if comment.get("public") is False:
+        return Direction.IGNORED, "private note (not a reply)"
+    user = users.get(author_id)
+    if user is None:
+        if author_id == facts.requester_id:
+            return Direction.INBOUND, "customer comment"
+        return Direction.IGNORED, (
+            f"comment by user {author_id}, whose role Zendesk did not send (not counted)"
+        )
+    if user.role in TEAM_ROLES:
+        if opening:
+            return Direction.OUTBOUND, "ticket created by an agent (the team spoke first)"
+        return Direction.OUTBOUND, "public reply by an agent"
+    return Direction.INBOUND, "customer comment"
+
+
+def _ticket_fields(source: str, facts: TicketFacts, customer: str) -> dict[str, Any]:
+    """The MessageEvent fields every event of one ticket shares."""
+    return {
+        "source": source,
+        "subject": facts.subject,
+        "thread": ThreadRef(conversation=str(facts.id), customer=customer),
+        "priority": facts.priority,
+        "tags": facts.tags,
+        "attributes": facts.attributes,
+        "link": facts.link,
+    }
+
+
+def events_from_audits(
+    source: str,
+    facts: TicketFacts,
+    audits: Sequence[Json],
+    users: Mapping[int, ZendeskUser],
+) -> list[MessageEvent]:
+    """A ticket's comments and status changes as message events, oldest first."""
+    customer = _who(facts.requester_id, users)[0] if facts.requester_id is not None else ""
+    common = _ticket_fields(source, facts, customer)
+    events: list[MessageEvent] = []
+    for audit in sorted(audits, key=lambda a: (str(a.get("created_at")), a.get("id") or 0)):
+        at = parse_time(audit.get("created_at"))
+        if at is None or not isinstance(audit.get("id"), int):
+            log.warning(
+                "audit without id or created_at skipped",
+                extra=fields(source=source, ticket=facts.id, audit=audit.get("id")),
+            )
+            continue
+        items = [e for e in audit.get("events") or () if isinstance(e, Mapping)]
+        opening = any(e.get("type") == "Create" for e in items)
+        for item in items:
+            kind = item.get("type")
+            if kind in COMMENT_TYPES and isinstance(item.get("id"), int):
+                direction, reason = classify_comment(item, audit, facts, users, opening=opening)
+                author, name = _who(item.get("author_id", audit.get("author_id")), users)
+                events.append(
+                    MessageEvent(
+                        identity=f"ticket:{facts.id}:comment:{item['id']}",
+                        timestamp=at,
+                        direction=direction,
+                        reason=reason,
+                        author=author,
+                        author_name=name,
+                        **common,
+                    )
+                )
+            elif kind in ("Create", "Change") and item.get("field_name") == "status":
+                status = normalize_status(item.get("value"))
+                if status is None:
+                    continue
+                raw = str(item.get("value"))
+                author, name = _who(audit.get("author_id"), users)
+                events.append(
+                    MessageEvent(
+                        identity=f"ticket:{facts.id}:audit:{audit['id']}:status",
+                        timestamp=at,
+                        direction=Direction.IGNORED,
+                        reason=f"ticket status set to {status}"
+                        + (f" (Zendesk: {raw})" if raw != status else ""),
+                        author=author,
+                        author_name=name,
+                        status=status,
+                        **common,
+                    )
+                )
+    return events
+
+
+class ZendeskSource:
+    """One Zendesk Support account, read through its API with an admin's API token."""
+
+    def __init__(
+        self,
+        config: ZendeskSourceConfig,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.name = config.name
+        self.config = config
+        self._authorization: str | None = None
+        key = "api_token_file" if config.api_token_file is not None else "api_token"
+        self.api = JsonApi(
+            source=config.name,
+            base_url=config.api_url,
+            headers=self._headers,
+            timeout=config.timeout,
+            what_to_fix=(
+                f"check email and {key} (the API token of a Zendesk admin: the incremental "
+                "ticket export is admin-only, and the admin must see every ticket to monitor)"
+            ),
+            sleep=sleep,
+            clock=clock,
+        )
+
+    # --- credentials -------------------------------------------------------------------------
+
+    def _api_token(self) -> str:
+        """The token, read fresh so a rotated ``api_token_file`` is picked up."""
+        if self.config.api_token_file is not None:
+            return _read_secret_file(self.name, self.config.api_token_file)
+        assert self.config.api_token is not None  # the config requires one of the two
+        return self.config.api_token.get_secret_value()
+
+    def _headers(self) -> Mapping[str, str]:
+        if self._authorization is None:
+            pair = f"{self.config.email}/token:{self._api_token()}".encode()
+            self._authorization = "Basic " + base64.b64encode(pair).decode("ascii")
+        return {"Authorization": self._authorization}
+
+    def close(self) -> None:
+        """Forget the credentials; the next poll reads them again (there is no connection)."""
+        self._authorization = None
+
+    # --- polling -----------------------------------------------------------------------------
+
+    def poll(self, sink: MessageSink, now: datetime) -> PollReport:
+        """Read every export page from the saved cursor, storing each with its cursor."""
+        self._authorization = None  # read the secret once per poll, fresh
+        report = PollReport(source=self.name)
+        requests_before = self.api.requests
+        cursor = sink.checkpoint(CHECKPOINT)
+        params: dict[str, Any]
+        if cursor:
+            params = {"cursor": cursor}
+        else:
+            start = now - timedelta(seconds=self.config.since)
+            params = {"start_time": int(start.timestamp())}
+        try:
+            while True:
+                page = _mapping(self.api.get(EXPORT_PATH, params).data, self.name, EXPORT_PATH)
+                tickets = _latest_per_id(page.get("tickets"))
+                events = [e for ticket in tickets for e in self._ticket_events(ticket)]
+                after = page.get("after_cursor")
+                end = bool(page.get("end_of_stream", True))
+                if not isinstance(after, str) or not after:
+                    if not end:
+                        raise SourceError(
+                            self.name,
+                            "the incremental export answered a page without after_cursor; "
+                            "the next poll starts again from the saved cursor",
+                        )
+                    after = cursor
+                if events or (after and after != cursor):
+                    result = sink.accept(
+                        events, None, now, checkpoint=(CHECKPOINT, after) if after else None
+                    )
+                    report.add(FOLDER, result.new, result.duplicates)
+                    log.debug(
+                        "export page stored",
+                        extra=fields(source=self.name, tickets=len(tickets), new=result.new),
+                    )
+                cursor = after
+                if end:
+                    break
+                params = {"cursor": after}
+        finally:
+            report.round_trips = self.api.requests - requests_before
+        return report
+
+    def _ticket_events(self, ticket: Json) -> list[MessageEvent]:
+        facts = ticket_facts(ticket, self.config.subdomain)
+        if str(ticket.get("status")) == "deleted":
+            # A deleted ticket's audits are gone from the API; its deletion closes any wait.
+            at = parse_time(ticket.get("updated_at"))
+            if at is None:
+                return []
+            return [
+                MessageEvent(
+                    identity=f"ticket:{facts.id}:deleted",
+                    timestamp=at,
+                    direction=Direction.IGNORED,
+                    reason="ticket deleted (counted as closed)",
+                    status="closed",
+                    **_ticket_fields(self.name, facts, ""),
+                )
+            ]
+        audits, users = self._audits(facts.id)
+        return events_from_audits(self.name, facts, audits, users)
+
+    def _audits(self, ticket_id: int) -> tuple[list[Json], dict[int, ZendeskUser]]:
+        """Every audit of a ticket (cursor pagination) and the users they name."""
+        path = f"/api/v2/tickets/{ticket_id}/audits.json"
+        params: dict[str, Any] = {"include": "users", "page[size]": AUDIT_PAGE_SIZE}
+        audits: list[Json] = []
+        users: dict[int, ZendeskUser] = {}
+        while True:
+            page = _mapping(self.api.get(path, params).data, self.name, path)
+            audits.extend(a for a in page.get("audits") or () if isinstance(a, Mapping))
+            users.update(parse_users(page.get("users")))
+            meta = page.get("meta") or {}
+            after = meta.get("after_cursor")
+            if not meta.get("has_more") or not after:
+                return audits, users
+            params = {**params, "page[after]": after}
+
+
+def _latest_per_id(items: object) -> list[Json]:
+    """Exported tickets, one per id: the last listing of a ticket wins and sets its place."""
+    latest: dict[int, Json] = {}
+    for item in items if isinstance(items, list) else ():
+        if isinstance(item, Mapping) and isinstance(item.get("id"), int):
+            latest.pop(item["id"], None)  # re-insert so order follows the latest update
+            latest[item["id"]] = item
+    return list(latest.values())
+
+
+def _mapping(data: object, source: str, path: str) -> Json:
+    if not isinstance(data, Mapping):
+        raise SourceError(
+            source, f"{path} answered {type(data).__name__}, not a JSON object; check base_url"
+        )
+    return data
+
+
+def _read_secret_file(source: str, path: Path) -> str:
+    try:
+        secret = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise SourceError(source, f"cannot read secret file {path}: {exc.strerror}") from exc
+    if not secret:
+        raise SourceError(source, f"secret file {path} is empty; put the API token in it")
+    return secret
