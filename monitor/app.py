@@ -13,17 +13,20 @@ from monitor.alerts.slack import SlackNotifier, WebhookNotifier
 from monitor.config.loader import LoadedConfig
 from monitor.config.models import (
     FreshdeskSourceConfig,
+    GitHubSourceConfig,
+    HelpScoutSourceConfig,
     ImapSourceConfig,
     MailClassificationConfig,
     MaildirSourceConfig,
     MboxSourceConfig,
     ZendeskSourceConfig,
 )
-from monitor.errors import ReplyclockError
 from monitor.mail.classify import DEFAULT_IGNORE_SENDERS, MailboxIdentity
 from monitor.sources.base import Source
 from monitor.sources.files import MaildirSource, MboxSource
 from monitor.sources.freshdesk import FreshdeskSource
+from monitor.sources.github import GitHubSource
+from monitor.sources.helpscout import HelpScoutSource
 from monitor.sources.imap import ImapSource, Progress
 from monitor.sources.zendesk import ZendeskSource
 from monitor.store import Store
@@ -61,10 +64,10 @@ def build_sources(loaded: LoadedConfig, progress: Progress | None = None) -> lis
             sources.append(ZendeskSource(config))
         elif isinstance(config, FreshdeskSourceConfig):
             sources.append(FreshdeskSource(config))
-        else:
-            raise ReplyclockError(
-                f"source {config.name!r}: type {config.type!r} cannot be polled by this build"
-            )
+        elif isinstance(config, HelpScoutSourceConfig):
+            sources.append(HelpScoutSource(config))
+        elif isinstance(config, GitHubSourceConfig):
+            sources.append(GitHubSource(config))
     return sources
 
 

@@ -104,11 +104,23 @@ class JsonApi:
 
     def get(self, path: str, params: Mapping[str, Any] | None = None) -> Response:
         """GET and decode JSON, retrying what is worth retrying."""
-        url = self.url(path, params)
+        return self._request(self.url(path, params))
+
+    def post_form(self, path: str, form: Mapping[str, str]) -> Response:
+        """POST a form (an OAuth2 token request) and decode the JSON answer, like ``get``.
+
+        The form travels in the body, never in the URL, so error messages cannot show it.
+        """
+        body = urllib.parse.urlencode(list(form.items())).encode()
+        return self._request(self.url(path), body=body)
+
+    def _request(self, url: str, body: bytes | None = None) -> Response:
         backoff = 1.0
+        form = body is not None
         for attempt in range(1, self.max_attempts + 1):
+            extra = {"Content-Type": "application/x-www-form-urlencoded"} if form else {}
             request = urllib.request.Request(  # noqa: S310 - url() only builds http(s) URLs
-                url, headers={"Accept": "application/json", **self.headers()}
+                url, data=body, headers={"Accept": "application/json", **extra, **self.headers()}
             )
             self.requests += 1
             try:

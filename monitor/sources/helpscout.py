@@ -1,0 +1,437 @@
+"""The Help Scout source: conversations and their threads, through the Mailbox API 2.0.
+
+Read-only: one POST for an OAuth2 access token (client credentials, cached until shortly
+before it expires), otherwise only GET requests. Each poll lists the conversations modified
+since the saved time, oldest first, with their threads embedded (``embed=threads``), and stores
+each page's events together with the page's latest modification time in one transaction.
+
+What a thread is, by its ``type``: ``customer`` is a customer message; ``reply`` (and a
+user's ``message``) is the team's reply; ``chat`` and ``phone`` threads count by who created
+them; ``note``, forwards and ``lineitem`` (the activity log) are neither. Drafts and threads
+held by collision detection are not stored until they are sent. A status change is read from
+the thread's ``status`` (documented as ``nochange`` unless the thread changed the status),
+else from a line item's text ("Marked as Pending"); a conversation whose status no thread
+recorded gets one status event at ``closedAt`` or ``userUpdatedAt``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import re
+import time
+import urllib.error
+from collections.abc import Callable, Mapping, Sequence
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from monitor.config.models import HelpScoutSourceConfig
+from monitor.errors import SourceAuthError, SourceError
+from monitor.logs import fields
+from monitor.model import Direction, MessageEvent, ThreadRef
+from monitor.sources.base import MessageSink, PollReport
+from monitor.sources.http import JsonApi
+
+log = logging.getLogger("replyclock.sources.helpscout")
+
+TOKEN_PATH = "/v2/oauth2/token"  # noqa: S105 - a URL path, not a password
+CONVERSATIONS_PATH = "/v2/conversations"
+FOLDER = "conversations"  # the PollReport bucket; an API source has no folders
+TOKEN_MARGIN_S = 300.0  # a cached token is renewed this long before it expires
+STATUSES = {
+    "active": "open",
+    "open": "open",
+    "pending": "pending",
+    "closed": "closed",
+    "spam": "closed",  # nobody will answer spam: its clock stops, not a breach
+}
+UNSENT_STATES = frozenset({"draft", "underreview"})  # not sent yet: stored once published
+_STATUS_TEXT = re.compile(
+    r"\b(?:marked\s+as|status\b[^.]*?\bto)\s+(active|open|pending|closed|spam)\b", re.IGNORECASE
+)
+
+Json = Mapping[str, Any]
+
+
+def checkpoint_key(mailboxes: Sequence[int]) -> str:
+    """The store key of the position: per set of mailboxes, so adding one reads it from the
+    start instead of only from the old position."""
+    return "modified_since:" + (",".join(str(m) for m in sorted(mailboxes)) or "all")
+
+
+def iso(instant: datetime) -> str:
+    """An instant the way Help Scout reads them (``2024-06-03T09:00:00Z``)."""
+    return instant.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def parse_instant(value: object, what: str) -> datetime:
+    """An aware UTC datetime from Help Scout's ISO 8601 text, or ValueError naming ``what``."""
+    if not isinstance(value, str):
+        raise ValueError(f"{what} is missing or not a time: {value!r}")
+    instant = datetime.fromisoformat(value)
+    if instant.tzinfo is None:
+        raise ValueError(f"{what} has no time zone: {value!r}")
+    return instant.astimezone(UTC)
+
+
+def _optional_instant(value: object) -> datetime | None:
+    try:
+        return parse_instant(value, "time")
+    except ValueError:
+        return None
+
+
+def classify_thread(thread: Json) -> tuple[Direction, str]:
+    """What a thread means for the reply clock, and why."""
+    kind = str(thread.get("type") or "")
+    by_customer = (thread.get("createdBy") or {}).get("type") == "customer"
+    if kind == "customer":
+        return Direction.INBOUND, "customer message"
+    if kind == "reply":
+        return Direction.OUTBOUND, "reply by a Help Scout user"
+    if kind == "message":
+        return Direction.OUTBOUND, "message by a Help Scout user (the team wrote first)"
+    if kind in ("chat", "beaconchat"):
+        if by_customer:
+            return Direction.INBOUND, "customer chat message"
+        return Direction.OUTBOUND, "chat reply by a Help Scout user"
+    if kind == "phone":
+        if by_customer:
+            return Direction.INBOUND, "customer phone call"
+        return Direction.OUTBOUND, "phone call logged by a Help Scout user"
+    if kind == "note":
+        return Direction.IGNORED, "note (not a reply)"
+    if kind in ("forwardparent", "forwardchild"):
+        return Direction.IGNORED, "forward (a note, not a reply)"
+    if kind == "lineitem":
+        text = str((thread.get("action") or {}).get("text") or "").strip()
+        return Direction.IGNORED, f"line item: {text}" if text else "line item"
+    return Direction.IGNORED, f"{kind or 'untyped'} thread (neither a message nor a reply)"
+
+
+def thread_status(thread: Json) -> str | None:
+    """The conversation status a thread set (open, pending, closed), or None if it set none."""
+    raw = str(thread.get("status") or "").lower()
+    if raw in STATUSES:
+        return STATUSES[raw]
+    if thread.get("type") == "lineitem":
+        found = _STATUS_TEXT.search(str((thread.get("action") or {}).get("text") or ""))
+        if found:
+            return STATUSES[found.group(1).lower()]
+    return None
+
+
+def modified_at(conversation: Json, threads: Sequence[Json]) -> datetime:
+    """When the conversation last changed, as far as its body shows.
+
+    The documented conversation object carries no ``modifiedAt`` (the field ``modifiedSince``
+    filters on), so the latest time it does show is used: never later than the real one, so a
+    checkpoint built from it can only make the next poll read a conversation again, never skip
+    one.
+    """
+    times = [
+        _optional_instant(conversation.get(name))
+        for name in ("modifiedAt", "updatedAt", "userUpdatedAt", "closedAt", "createdAt")
+    ]
+    times.extend(_optional_instant(t.get("createdAt")) for t in threads)
+    known = [t for t in times if t is not None]
+    if not known:
+        raise ValueError(f"conversation {conversation.get('id')} shows no time at all")
+    return max(known)
+
+
+def _email(person: object) -> str:
+    return str(person.get("email") or "").lower() if isinstance(person, Mapping) else ""
+
+
+def _name(person: object) -> str:
+    if not isinstance(person, Mapping):
+        return ""
+    return " ".join(str(person.get(k) or "") for k in ("first", "last")).strip()
+
+
+def conversation_events(
+    source: str, conversation: Json, threads: Sequence[Json]
+) -> list[MessageEvent]:
+    """The events of one conversation and its threads (pure: no I/O)."""
+    cid = int(conversation["id"])
+    customer = conversation.get("primaryCustomer")
+
+    def event(
+        identity: str,
+        when: datetime,
+        verdict: tuple[Direction, str],
+        person: object,
+        *,
+        status: str | None = None,
+        recipients: Sequence[str] = (),
+    ) -> MessageEvent:
+        return MessageEvent(
+            source=source,
+            identity=f"conversation:{cid}:{identity}",
+            timestamp=when,
+            direction=verdict[0],
+            reason=verdict[1],
+            author=_email(person),
+            author_name=_name(person),
+            subject=str(conversation.get("subject") or ""),
+            recipients=tuple(str(r).lower() for r in recipients),
+            thread=ThreadRef(conversation=str(cid), customer=_email(customer)),
+            tags=tuple(str(t["tag"]) for t in conversation.get("tags") or () if t.get("tag")),
+            link=f"https://secure.helpscout.net/conversation/{cid}",
+            status=status,
+            attributes={"mailbox": str(conversation.get("mailboxId", ""))},
+        )
+
+    if conversation.get("state") == "draft":
+        return []  # a new conversation a user has not sent yet
+    events: list[MessageEvent] = []
+    said: str | None = None  # the last status a thread recorded
+    published = [t for t in threads if str(t.get("state") or "published") not in UNSENT_STATES]
+    for thread in sorted(published, key=lambda t: (str(t.get("createdAt")), int(t["id"]))):
+        when = parse_instant(thread.get("createdAt"), f"thread {thread.get('id')} createdAt")
+        verdict = classify_thread(thread)
+        status = thread_status(thread)
+        said = status or said
+        person = thread.get("createdBy")
+        if verdict[0] is Direction.INBOUND and not _email(person):
+            person = thread.get("customer") or customer
+        events.append(
+            event(
+                f"thread:{thread['id']}",
+                when,
+                verdict,
+                person,
+                status=status if verdict[0] is Direction.IGNORED else None,
+                recipients=thread.get("to") or (),
+            )
+        )
+    raw = str(conversation.get("status") or "").lower()
+    deleted = conversation.get("state") == "deleted"  # nobody will answer: like closed
+    current = "closed" if deleted else STATUSES.get(raw)
+    if current is not None and current != said and (said, current) != (None, "open"):
+        closed = current == "closed" and not deleted
+        names = ("closedAt", "userUpdatedAt") if closed else ("userUpdatedAt",)
+        found = [_optional_instant(conversation.get(n)) for n in names]
+        when_known = next((t for t in found if t is not None), None)
+        if when_known is not None:
+            reason = (
+                "conversation was deleted"
+                if deleted
+                else f"conversation is {raw} (no thread recorded the change)"
+            )
+            events.append(
+                event(
+                    f"status:{current}:{iso(when_known)}",
+                    when_known,
+                    (Direction.IGNORED, reason),
+                    conversation.get("closedByUser") if current == "closed" else None,
+                    status=current,
+                )
+            )
+    return events
+
+
+class _HelpScoutApi(JsonApi):
+    """``JsonApi`` that also honours Help Scout's 429 header, ``X-RateLimit-Retry-After``."""
+
+    def _wait_for(
+        self, status: int, headers: Mapping[str, str], backoff: float, url: str
+    ) -> float | None:
+        if status == 429 and "retry-after" not in headers:
+            vendor = headers.get("x-ratelimit-retry-after")
+            if vendor is not None:
+                headers = {**headers, "retry-after": vendor}
+        return super()._wait_for(status, headers, backoff, url)
+
+
+class HelpScoutSource:
+    """The mailboxes of one Help Scout account, read by an OAuth2 app (client credentials)."""
+
+    def __init__(
+        self,
+        config: HelpScoutSourceConfig,
+        *,
+        sleep: Callable[[float], None] = time.sleep,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
+        self.name = config.name
+        self.config = config
+        self.clock = clock
+        self._token: str | None = None
+        self._token_until = datetime.min.replace(tzinfo=UTC)
+        self._secret_digest = b""  # of the secret the cached token was issued for
+        key = "app_secret_file" if config.app_secret_file is not None else "app_secret"
+        self.api = _HelpScoutApi(
+            source=config.name,
+            base_url=config.api_url,
+            headers=self._headers,
+            timeout=config.timeout,
+            what_to_fix=(
+                f"check app_id and {key}: the App ID and App Secret of an OAuth2 app made "
+                "under Your Profile > My Apps; the app acts as the user who made it, and that "
+                "user must have access to every mailbox in `mailboxes`"
+            ),
+            sleep=sleep,
+            clock=clock,
+        )
+
+    # --- credentials -------------------------------------------------------------------------
+
+    def _read_secret(self) -> str:
+        """The app secret, read fresh so that a rotated ``app_secret_file`` is picked up."""
+        path = self.config.app_secret_file
+        if path is None:
+            assert self.config.app_secret is not None  # the config requires one of the two
+            return self.config.app_secret.get_secret_value()
+        try:
+            secret = path.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise SourceError(
+                self.name, f"cannot read app_secret_file {path} ({exc.strerror}); check the path"
+            ) from exc
+        if not secret:
+            raise SourceError(self.name, f"app_secret_file {path} is empty; write the secret in")
+        return secret
+
+    def _headers(self) -> Mapping[str, str]:
+        return {"Authorization": f"Bearer {self._token}"} if self._token else {}
+
+    def _ensure_token(self) -> None:
+        """Get an access token unless the cached one is still good for this secret."""
+        secret = self._read_secret()
+        digest = hashlib.sha256(secret.encode()).digest()
+        now = self.clock()
+        if self._token and digest == self._secret_digest and now < self._token_until:
+            return
+        self._token = None  # the token request itself carries no bearer
+        form = {
+            "grant_type": "client_credentials",
+            "client_id": self.config.app_id,
+            "client_secret": secret,
+        }
+        try:
+            data = self.api.post_form(TOKEN_PATH, form).data
+        except SourceAuthError:
+            raise
+        except SourceError as exc:  # OAuth2 servers may answer bad credentials with 400
+            cause = exc.__cause__
+            if isinstance(cause, urllib.error.HTTPError) and cause.code == 400:
+                raise SourceAuthError(
+                    self.name,
+                    f"{self.api.base_url} refused the token request (HTTP 400); "
+                    f"{self.api.what_to_fix}",
+                ) from exc
+            raise
+        token = data.get("access_token") if isinstance(data, Mapping) else None
+        lifetime = data.get("expires_in") if isinstance(data, Mapping) else None
+        if not isinstance(token, str) or not token or not isinstance(lifetime, int | float):
+            raise SourceError(
+                self.name, f"{TOKEN_PATH} answered without access_token and expires_in"
+            )
+        margin = min(TOKEN_MARGIN_S, lifetime / 2)
+        self._token, self._secret_digest = token, digest
+        self._token_until = now + timedelta(seconds=lifetime - margin)
+
+    def close(self) -> None:
+        """Forget the access token; the next poll asks for a new one."""
+        self._token = None
+
+    # --- polling -----------------------------------------------------------------------------
+
+    def poll(self, sink: MessageSink, now: datetime) -> PollReport:
+        """Read the conversations modified since the checkpoint, page by page."""
+        report = PollReport(source=self.name)
+        before = self.api.requests
+        try:
+            self._ensure_token()
+            self._read_conversations(sink, now, report)
+        except SourceAuthError:
+            self._token = None  # revoked or expired early: the next poll asks for a new one
+            raise
+        finally:
+            report.round_trips = self.api.requests - before
+        log.info(
+            "poll finished",
+            extra=fields(source=self.name, new=report.new, requests=report.round_trips),
+        )
+        return report
+
+    def _read_conversations(self, sink: MessageSink, now: datetime, report: PollReport) -> None:
+        key = checkpoint_key(self.config.mailboxes)
+        saved = sink.checkpoint(key)
+        written = parse_instant(saved, key) if saved else now - timedelta(seconds=self.config.since)
+        done = cursor = written
+        page = 1
+        while True:
+            data = self.api.get(CONVERSATIONS_PATH, self._params(cursor, page)).data
+            conversations = _embedded(data, "conversations", self.name)
+            events: list[MessageEvent] = []
+            for conversation in conversations:
+                threads = self._threads(conversation)
+                try:
+                    events.extend(conversation_events(self.name, conversation, threads))
+                    done = max(done, modified_at(conversation, threads))
+                except (KeyError, TypeError, ValueError) as exc:
+                    raise SourceError(
+                        self.name,
+                        f"conversation {conversation.get('id')} has an unexpected shape ({exc})",
+                    ) from exc
+            if events or done > written:
+                result = sink.accept(events, None, now, checkpoint=(key, iso(done)))
+                report.add(FOLDER, result.new, result.duplicates)
+                written = done
+            if not conversations or _page_number(data) >= _total_pages(data):
+                return
+            if done > cursor:
+                # Ask again from the last stored time rather than for page N+1: a conversation
+                # modified while we page moves to the end and would shift one past us.
+                cursor, page = done, 1
+            else:  # a whole page within one second: only the page number can move on
+                page += 1
+
+    def _params(self, cursor: datetime, page: int) -> dict[str, Any]:
+        return {
+            "mailbox": ",".join(str(m) for m in self.config.mailboxes) or None,
+            "status": "all",
+            # One second early: whether modifiedSince includes its instant is not documented.
+            "modifiedSince": iso(cursor - timedelta(seconds=1)),
+            "sortField": "modifiedAt",
+            "sortOrder": "asc",
+            "embed": "threads",
+            "page": page,
+        }
+
+    def _threads(self, conversation: Json) -> list[Json]:
+        """The conversation's threads: embedded, or read from its threads list when not."""
+        embedded = conversation.get("_embedded")
+        if isinstance(embedded, Mapping) and isinstance(embedded.get("threads"), list):
+            return [t for t in embedded["threads"] if isinstance(t, Mapping)]
+        path = f"{CONVERSATIONS_PATH}/{conversation['id']}/threads"
+        threads: list[Json] = []
+        page = 1
+        while True:
+            data = self.api.get(path, {"page": page}).data
+            threads.extend(_embedded(data, "threads", self.name))
+            if _page_number(data) >= _total_pages(data):
+                return threads
+            page += 1
+
+
+def _embedded(data: object, name: str, source: str) -> list[Json]:
+    """The ``_embedded`` list of a HAL answer (absent when empty)."""
+    if not isinstance(data, Mapping):
+        raise SourceError(source, f"the API did not answer a JSON object for {name}")
+    embedded = data.get("_embedded") or {}
+    items = embedded.get(name) if isinstance(embedded, Mapping) else None
+    return [item for item in items or () if isinstance(item, Mapping)]
+
+
+def _page_number(data: object) -> int:
+    page = data.get("page") if isinstance(data, Mapping) else None
+    return int(page.get("number") or 1) if isinstance(page, Mapping) else 1
+
+
+def _total_pages(data: object) -> int:
+    page = data.get("page") if isinstance(data, Mapping) else None
+    return int(page.get("totalPages") or 1) if isinstance(page, Mapping) else 1
