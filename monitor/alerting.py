@@ -54,6 +54,7 @@ class AlertSettings:
     channel: str = CONSOLE_CHANNEL
     privacy: Privacy = field(default_factory=Privacy)
     zone: ZoneInfo = field(default_factory=lambda: ZoneInfo("UTC"))
+    team_zone: ZoneInfo | None = None  # alerts.timezone when set: due times are shown in it
     quiet_hours: tuple[time, time] | None = None
     quiet: str = "hold"
     burst: int = 20
@@ -78,7 +79,8 @@ class AlertSettings:
             privacy=Privacy(
                 include_sender=alerts.include_sender, include_subject=alerts.include_subject
             ),
-            zone=ZoneInfo(alerts.timezone),
+            zone=ZoneInfo(alerts.timezone or "UTC"),
+            team_zone=ZoneInfo(alerts.timezone) if alerts.timezone else None,
             quiet_hours=parse_quiet_hours(alerts.quiet_hours) if alerts.quiet_hours else None,
             quiet=alerts.quiet,
             burst=alerts.burst,
@@ -167,7 +169,7 @@ class AlertPlanner:
                     waited=waited,
                     target=target,
                     due_at=calendar.due_instant(from_epoch(started), target),
-                    zone=calendar.zone,
+                    zone=self.settings.team_zone or calendar.zone,
                     clock=kind,
                     mention=tuple(mention),
                 ),
@@ -222,12 +224,14 @@ class AlertPlanner:
             "ON c.conversation_id = o.conversation_id "
             "AND o.thread_key = c.conversation_id || ':' || c.kind || ':' || c.started_at "
             "WHERE o.state IN ('pending', 'sent') AND o.stage != 'answered' "
-            "AND c.stopped_at IS NOT NULL"
+            "AND c.stopped_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM outbox a "
+            "WHERE a.thread_key = o.thread_key AND a.stage = 'answered')"
         ).fetchall()
         queued = 0
         for key, cid, reason, responder, waited, breached in ended:
             conn.execute(
-                "UPDATE outbox SET state = 'obsolete' WHERE thread_key = ? AND state = 'pending'",
+                "UPDATE outbox SET state = 'obsolete' WHERE thread_key = ? AND state = 'pending' "
+                "AND stage != 'answered'",
                 (key,),
             )
             if not self.settings.threads:
@@ -237,6 +241,12 @@ class AlertPlanner:
                 "AND stage != 'answered' GROUP BY channel HAVING id = MIN(id)",
                 (key,),
             ).fetchall()
+            named = conn.execute(
+                "SELECT author_name FROM messages WHERE conversation_id = ? AND author = ? "
+                "AND author_name != '' LIMIT 1",
+                (cid, responder),
+            ).fetchone()
+            who = named[0] if named else responder
             for channel, payload in roots:
                 original = AlertContent.from_json(json.loads(payload))
                 queued += self._enqueue(
@@ -248,7 +258,7 @@ class AlertPlanner:
                     content=render_answered(
                         original,
                         how=reason,
-                        responder=responder,
+                        responder=who,
                         waited=waited,
                         within=not breached,
                     ),

@@ -108,7 +108,8 @@ def _due(facts: StageFacts) -> str:
 def render_stage(waiting: Waiting, facts: StageFacts, privacy: Privacy) -> AlertContent:
     """A warning, breach or escalation alert."""
     who = waiting.who(privacy)
-    waited = format_duration(facts.waited, days=False)
+    # Rounded up to the minute: a breach one second past a 1h target reads "1h01m", not "1h00m".
+    waited = format_duration(-(-facts.waited // 60) * 60, days=False)
     target = format_duration(facts.target, days=False)
     reply = "first reply" if facts.clock == "first_response" else "next reply"
     if facts.kind == "warning":
@@ -206,18 +207,18 @@ def render_digest(facts: DigestFacts) -> AlertContent:
         f"{facts.breaches_yesterday} breaches {facts.day}"
     )
     rows: list[tuple[str, str]] = [
-        (policy, f"{ok} ok, {warn} warning, {breached} breached")
+        (policy, f"{ok} ok, {warn} {'warning' if warn == 1 else 'warnings'}, {breached} breached")
         for policy, ok, warn, breached in facts.backlog
     ]
-    percentiles = "no replies"
+    replies = facts.replies_yesterday
+    first_response = "no first replies"
     if facts.p50 is not None and facts.p90 is not None:
-        percentiles = (
+        first_response = (
             f"p50 {format_duration(facts.p50, days=False)}, "
-            f"p90 {format_duration(facts.p90, days=False)}"
+            f"p90 {format_duration(facts.p90, days=False)} "
+            f"({replies} {'reply' if replies == 1 else 'replies'})"
         )
-    rows.append(
-        (f"First response {facts.day}", f"{percentiles} ({facts.replies_yesterday} replies)")
-    )
+    rows.append((f"First response {facts.day}", first_response))
     lines = tuple(
         f"{who}: {format_duration(waited, days=False)} ({policy})"
         for who, policy, waited in facts.longest

@@ -493,7 +493,9 @@ class AlertsConfig(Strict):
     webhook: WebhookConfig | None = None
     include_sender: bool = False  # show the customer's address (name and domain always)
     include_subject: bool = False  # show the subject (alerts may go to wide channels)
-    timezone: TimeZoneName = "UTC"  # for quiet hours and the digest time
+    # The team's zone, for due times in alerts, quiet hours and the digest time; without it
+    # due times use each policy's calendar zone, and quiet hours and the digest use UTC.
+    timezone: TimeZoneName | None = None
     quiet_hours: TimeRange | None = None
     quiet: Literal["hold", "drop"] = "hold"  # held alerts are sent when quiet hours end
     burst: int = Field(default=20, ge=2)  # more alerts than this at once -> one summary

@@ -80,9 +80,11 @@ def plan_stages(waited: int, target: int, policy: Policy, already: Iterable[str]
     ]
     if not due:
         return StagePlan(None)
-    # Escalations to another channel are sent whatever else is due: they reach other people.
+    # Only stages bound for the same channel make each other moot: an escalation to another
+    # channel reaches other people, and the default channel still hears of the breach (it is
+    # sent at the next planning round).
     newest = due[-1]
-    superseded = tuple(s for s in due[:-1] if s.channel is None or s.channel == newest.channel)
+    superseded = tuple(s for s in due[:-1] if s.channel == newest.channel)
     return StagePlan(newest, superseded)
 
 

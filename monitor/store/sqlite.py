@@ -496,9 +496,11 @@ def metrics_snapshot(store: Store) -> MetricsSnapshot:
         "WHERE state IN (?, ?, ?) GROUP BY source, policy",
         running,
     ).fetchall()
+    # Messages delivered: each sent alert, and each summary that stood for a burst of them.
     sent = conn.execute(
-        "SELECT channel, kind, COUNT(*) FROM outbox WHERE sent_at IS NOT NULL "
-        "GROUP BY channel, kind"
+        "SELECT channel, kind, COUNT(*) FROM outbox WHERE state = 'sent' GROUP BY channel, kind "
+        "UNION ALL SELECT channel, 'summary', COUNT(DISTINCT remote_ref) FROM outbox "
+        "WHERE state = 'summarized' GROUP BY channel"
     ).fetchall()
     failures = conn.execute("SELECT channel, count FROM delivery_failures").fetchall()
     return MetricsSnapshot(

@@ -228,3 +228,29 @@ def test_no_label_carries_an_address_subject_or_id(setup: tuple[Path, Path]) -> 
     labels = " ".join(re.findall(r"\{([^}]*)\}", text))
     for secret in ("@", "Phoenix", "invoice", "bigcorp", "v1", "r1", "ann", "carol"):
         assert secret not in labels, secret
+
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+def test_readme_lists_exactly_the_exported_series(setup: tuple[Path, Path]) -> None:
+    """The README's metrics table names every replyclock series a scrape exposes, with the same
+    type and labels, and nothing else."""
+    config, db = setup
+    fill(db, config)
+    families = {
+        f.name: (f.type, frozenset().union(*(frozenset(s.labels) - {"le"} for s in f.samples)))
+        for f in text_string_to_metric_families(scrape(db, config))
+        if f.name.startswith("replyclock_")
+    }
+    documented = {}
+    for match in re.finditer(
+        r"^\| `(replyclock_\w+)` \| (\w+) \| ([\w, ]*) \|", README.read_text(), re.MULTILINE
+    ):
+        name, kind, labels = match.groups()
+        name = name.removesuffix("_total") if kind == "counter" else name
+        documented[name] = (kind, frozenset(label.strip() for label in labels.split(",")))
+    assert documented.keys() == families.keys()
+    for name, (kind, labels) in families.items():
+        # A family with no sample yet (no alert channel in this config) shows no labels.
+        assert documented[name] == (kind, labels or documented[name][1]), name

@@ -1,0 +1,1 @@
+"""The deployment files under deploy/: systemd unit, container image, compose, Kubernetes."""
