@@ -9,8 +9,10 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Protocol
 
+from monitor.errors import SourceError
 from monitor.model import FolderCursor, MessageEvent
 
 
@@ -85,3 +87,20 @@ class Source(Protocol):
     def close(self) -> None:
         """Release connections; the next poll reconnects."""
         ...
+
+
+def read_secret(source: str, *, key: str, value: str | None, path: Path | None) -> str:
+    """A source's secret: the ``*_file`` read fresh (so a rotated file is picked up), else the
+    value from the config. An unreadable or empty file is a clear error naming the key."""
+    if path is None:
+        assert value is not None  # the config requires one of the two
+        return value
+    try:
+        secret = path.read_text(encoding="utf-8").strip()
+    except OSError as exc:
+        raise SourceError(
+            source, f"cannot read {key} {path} ({exc.strerror}); check the path"
+        ) from exc
+    if not secret:
+        raise SourceError(source, f"{key} {path} is empty; write the secret into it")
+    return secret

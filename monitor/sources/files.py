@@ -12,7 +12,7 @@ import hashlib
 import logging
 import mailbox
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from pathlib import Path
@@ -31,6 +31,26 @@ log = logging.getLogger("replyclock.sources.files")
 MAILDIR_UIDVALIDITY = 1  # Maildir has no UIDVALIDITY; file names are stable identifiers
 _BATCH = 500
 _HEADER_READ_LIMIT = 256 * 1024  # a header block larger than this is cut; bodies are never read
+
+
+def store_in_batches(
+    sink: MessageSink,
+    folder: str,
+    events: Iterable[MessageEvent],
+    now: datetime,
+    report: PollReport,
+) -> None:
+    """Hand events to the store a batch at a time, so memory stays flat on large folders."""
+    batch: list[MessageEvent] = []
+    for event in events:
+        batch.append(event)
+        if len(batch) >= _BATCH:
+            result = sink.accept(batch, None, now)
+            report.add(folder, result.new, result.duplicates)
+            batch = []
+    if batch:
+        result = sink.accept(batch, None, now)
+        report.add(folder, result.new, result.duplicates)
 
 
 def read_header_block(path: Path) -> bytes:
@@ -127,19 +147,8 @@ class MaildirSource:
         known = sink.folder_uids(folder, MAILDIR_UIDVALIDITY)
         context = FolderContext(source=self.name, folder=folder, role=role, identity=self.identity)
         since = now - timedelta(seconds=self.config.since)
-        batch: list[MessageEvent] = []
-        for uid in sorted(set(files) - known):
-            event = self._read(context, files[uid], uid, since)
-            if event is None:
-                continue
-            batch.append(event)
-            if len(batch) >= _BATCH:
-                result = sink.accept(batch, None, now)
-                report.add(folder, result.new, result.duplicates)
-                batch = []
-        if batch:
-            result = sink.accept(batch, None, now)
-            report.add(folder, result.new, result.duplicates)
+        events = (self._read(context, files[uid], uid, since) for uid in sorted(set(files) - known))
+        store_in_batches(sink, folder, (e for e in events if e is not None), now, report)
         return known - set(files)
 
     def _read(
@@ -192,16 +201,9 @@ class MboxSource:
             if not path.is_file():
                 raise SourceError(self.name, f"mbox file {path} does not exist; fix `{key}`")
             folder = path.name
-            batch: list[MessageEvent] = []
-            for event in self._events(path, folder, role, since, now):
-                batch.append(event)
-                if len(batch) >= _BATCH:
-                    result = sink.accept(batch, None, now)
-                    report.add(folder, result.new, result.duplicates)
-                    batch = []
-            if batch:
-                result = sink.accept(batch, None, now)
-                report.add(folder, result.new, result.duplicates)
+            store_in_batches(
+                sink, folder, self._events(path, folder, role, since, now), now, report
+            )
         return report
 
     def _events(

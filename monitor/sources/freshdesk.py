@@ -20,14 +20,13 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from monitor.config.models import FreshdeskSourceConfig
 from monitor.errors import SourceError
 from monitor.logs import fields
 from monitor.model import Direction, MessageEvent, ThreadRef
-from monitor.sources.base import MessageSink, PollReport
+from monitor.sources.base import MessageSink, PollReport, read_secret
 from monitor.sources.http import JsonApi
 
 log = logging.getLogger("replyclock.sources.freshdesk")
@@ -201,10 +200,13 @@ class FreshdeskSource:
 
     def _api_key(self) -> str:
         """The key, read fresh so a rotated ``api_key_file`` is picked up."""
-        if self.config.api_key_file is not None:
-            return _read_secret_file(self.name, self.config.api_key_file)
-        assert self.config.api_key is not None  # the config requires one of the two
-        return self.config.api_key.get_secret_value()
+        cfg = self.config
+        return read_secret(
+            self.name,
+            key="api_key_file",
+            value=cfg.api_key.get_secret_value() if cfg.api_key else None,
+            path=cfg.api_key_file,
+        )
 
     def _headers(self) -> Mapping[str, str]:
         if self._authorization is None:
@@ -413,13 +415,3 @@ def _list(data: object, source: str, path: str) -> list[Json]:
             source, f"{path} answered {type(data).__name__}, not a JSON list; check base_url"
         )
     return [item for item in data if isinstance(item, Mapping)]
-
-
-def _read_secret_file(source: str, path: Path) -> str:
-    try:
-        secret = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise SourceError(source, f"cannot read secret file {path}: {exc.strerror}") from exc
-    if not secret:
-        raise SourceError(source, f"secret file {path} is empty; put the API key in it")
-    return secret

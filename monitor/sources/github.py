@@ -34,7 +34,7 @@ from monitor.config.models import GitHubSourceConfig
 from monitor.errors import SourceAuthError, SourceError
 from monitor.logs import fields
 from monitor.model import Direction, MessageEvent, ThreadRef
-from monitor.sources.base import MessageSink, PollReport
+from monitor.sources.base import MessageSink, PollReport, read_secret
 from monitor.sources.http import JsonApi, Response
 
 log = logging.getLogger("replyclock.sources.github")
@@ -140,17 +140,6 @@ def association_of(item: Json) -> str:
     return str(value) if value else "NONE"
 
 
-class _GitHubApi(JsonApi):
-    """``JsonApi`` that also waits out GitHub's secondary rate limit: a 403 with Retry-After."""
-
-    def _wait_for(
-        self, status: int, headers: Mapping[str, str], backoff: float, url: str
-    ) -> float | None:
-        if status == 403 and "retry-after" in headers:
-            status = 429
-        return super()._wait_for(status, headers, backoff, url)
-
-
 class GitHubSource:
     """The issues of one or more GitHub repositories, read with a token."""
 
@@ -174,7 +163,7 @@ class GitHubSource:
         self._boundary: dict[str, tuple[datetime, set[int]]] = {}
         key = "token_file" if config.token_file is not None else "token"
         pulls = " and Pull requests" if config.include_pull_requests else ""
-        self.api = _GitHubApi(
+        self.api = JsonApi(
             source=config.name,
             base_url=config.api_url,
             headers=self._headers,
@@ -192,19 +181,13 @@ class GitHubSource:
 
     def _read_token(self) -> str:
         """The token, read fresh so that a rotated ``token_file`` is picked up."""
-        path = self.config.token_file
-        if path is None:
-            assert self.config.token is not None  # the config requires one of the two
-            return self.config.token.get_secret_value()
-        try:
-            token = path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise SourceError(
-                self.name, f"cannot read token_file {path} ({exc.strerror}); check the path"
-            ) from exc
-        if not token:
-            raise SourceError(self.name, f"token_file {path} is empty; write the token into it")
-        return token
+        cfg = self.config
+        return read_secret(
+            self.name,
+            key="token_file",
+            value=cfg.token.get_secret_value() if cfg.token else None,
+            path=cfg.token_file,
+        )
 
     def _headers(self) -> Mapping[str, str]:
         if self._token is None:

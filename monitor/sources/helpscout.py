@@ -29,7 +29,7 @@ from monitor.config.models import HelpScoutSourceConfig
 from monitor.errors import SourceAuthError, SourceError
 from monitor.logs import fields
 from monitor.model import Direction, MessageEvent, ThreadRef
-from monitor.sources.base import MessageSink, PollReport
+from monitor.sources.base import MessageSink, PollReport, read_secret
 from monitor.sources.http import JsonApi
 
 log = logging.getLogger("replyclock.sources.helpscout")
@@ -232,19 +232,6 @@ def conversation_events(
     return events
 
 
-class _HelpScoutApi(JsonApi):
-    """``JsonApi`` that also honours Help Scout's 429 header, ``X-RateLimit-Retry-After``."""
-
-    def _wait_for(
-        self, status: int, headers: Mapping[str, str], backoff: float, url: str
-    ) -> float | None:
-        if status == 429 and "retry-after" not in headers:
-            vendor = headers.get("x-ratelimit-retry-after")
-            if vendor is not None:
-                headers = {**headers, "retry-after": vendor}
-        return super()._wait_for(status, headers, backoff, url)
-
-
 class HelpScoutSource:
     """The mailboxes of one Help Scout account, read by an OAuth2 app (client credentials)."""
 
@@ -262,7 +249,7 @@ class HelpScoutSource:
         self._token_until = datetime.min.replace(tzinfo=UTC)
         self._secret_digest = b""  # of the secret the cached token was issued for
         key = "app_secret_file" if config.app_secret_file is not None else "app_secret"
-        self.api = _HelpScoutApi(
+        self.api = JsonApi(
             source=config.name,
             base_url=config.api_url,
             headers=self._headers,
@@ -280,19 +267,13 @@ class HelpScoutSource:
 
     def _read_secret(self) -> str:
         """The app secret, read fresh so that a rotated ``app_secret_file`` is picked up."""
-        path = self.config.app_secret_file
-        if path is None:
-            assert self.config.app_secret is not None  # the config requires one of the two
-            return self.config.app_secret.get_secret_value()
-        try:
-            secret = path.read_text(encoding="utf-8").strip()
-        except OSError as exc:
-            raise SourceError(
-                self.name, f"cannot read app_secret_file {path} ({exc.strerror}); check the path"
-            ) from exc
-        if not secret:
-            raise SourceError(self.name, f"app_secret_file {path} is empty; write the secret in")
-        return secret
+        cfg = self.config
+        return read_secret(
+            self.name,
+            key="app_secret_file",
+            value=cfg.app_secret.get_secret_value() if cfg.app_secret else None,
+            path=cfg.app_secret_file,
+        )
 
     def _headers(self) -> Mapping[str, str]:
         return {"Authorization": f"Bearer {self._token}"} if self._token else {}

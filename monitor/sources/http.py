@@ -161,8 +161,16 @@ class JsonApi:
     def _wait_for(
         self, status: int, headers: Mapping[str, str], backoff: float, url: str
     ) -> float | None:
-        if status == 429 or (status == 403 and headers.get("x-ratelimit-remaining") == "0"):
-            wait = retry_after_seconds(headers.get("retry-after"), self.clock())
+        # 429 everywhere; GitHub also answers 403 for its primary limit (remaining 0) and its
+        # secondary limit (with Retry-After). Help Scout names its header X-RateLimit-Retry-After.
+        limited = status == 429 or (
+            status == 403
+            and (headers.get("x-ratelimit-remaining") == "0" or "retry-after" in headers)
+        )
+        if limited:
+            wait = retry_after_seconds(
+                headers.get("retry-after") or headers.get("x-ratelimit-retry-after"), self.clock()
+            )
             if wait is None and "x-ratelimit-reset" in headers:
                 try:
                     wait = max(float(headers["x-ratelimit-reset"]) - self.clock().timestamp(), 0)

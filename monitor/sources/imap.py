@@ -14,7 +14,6 @@ import logging
 import ssl
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import imapclient
@@ -27,7 +26,7 @@ from monitor.mail.classify import MailboxIdentity
 from monitor.mail.events import FolderContext, event_from_headers
 from monitor.mail.headers import HEADER_FIELDS
 from monitor.model import FolderCursor, FolderRole, MailLocation, MessageEvent
-from monitor.sources.base import MessageSink, PollReport
+from monitor.sources.base import MessageSink, PollReport, read_secret
 
 log = logging.getLogger("replyclock.sources.imap")
 
@@ -100,9 +99,13 @@ class ImapSource:
         """('password' | 'oauth2', secret), read fresh so a rotated file is picked up."""
         cfg = self.config
         if cfg.oauth2_token_file is not None:
-            return "oauth2", _read_secret_file(self.name, cfg.oauth2_token_file)
+            return "oauth2", read_secret(
+                self.name, key="oauth2_token_file", value=None, path=cfg.oauth2_token_file
+            )
         if cfg.password_file is not None:
-            return "password", _read_secret_file(self.name, cfg.password_file)
+            return "password", read_secret(
+                self.name, key="password_file", value=None, path=cfg.password_file
+            )
         assert cfg.password is not None
         return "password", cfg.password.get_secret_value()
 
@@ -453,13 +456,6 @@ class ImapSource:
             extra=fields(source=self.name, folder=folder, expunged=len(gone), removed=removed),
         )
         return removed
-
-
-def _read_secret_file(source: str, path: Path) -> str:
-    try:
-        return path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise SourceError(source, f"cannot read secret file {path}: {exc.strerror}") from exc
 
 
 def _server_text(exc: Exception) -> str:

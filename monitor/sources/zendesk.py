@@ -19,14 +19,13 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 from monitor.config.models import ZendeskSourceConfig
 from monitor.errors import SourceError
 from monitor.logs import fields
 from monitor.model import Direction, MessageEvent, ThreadRef
-from monitor.sources.base import MessageSink, PollReport
+from monitor.sources.base import MessageSink, PollReport, read_secret
 from monitor.sources.http import JsonApi
 
 log = logging.getLogger("replyclock.sources.zendesk")
@@ -280,10 +279,13 @@ class ZendeskSource:
 
     def _api_token(self) -> str:
         """The token, read fresh so a rotated ``api_token_file`` is picked up."""
-        if self.config.api_token_file is not None:
-            return _read_secret_file(self.name, self.config.api_token_file)
-        assert self.config.api_token is not None  # the config requires one of the two
-        return self.config.api_token.get_secret_value()
+        cfg = self.config
+        return read_secret(
+            self.name,
+            key="api_token_file",
+            value=cfg.api_token.get_secret_value() if cfg.api_token else None,
+            path=cfg.api_token_file,
+        )
 
     def _headers(self) -> Mapping[str, str]:
         if self._authorization is None:
@@ -394,13 +396,3 @@ def _mapping(data: object, source: str, path: str) -> Json:
             source, f"{path} answered {type(data).__name__}, not a JSON object; check base_url"
         )
     return data
-
-
-def _read_secret_file(source: str, path: Path) -> str:
-    try:
-        secret = path.read_text(encoding="utf-8").strip()
-    except OSError as exc:
-        raise SourceError(source, f"cannot read secret file {path}: {exc.strerror}") from exc
-    if not secret:
-        raise SourceError(source, f"secret file {path} is empty; put the API token in it")
-    return secret
