@@ -329,3 +329,61 @@ def test_metrics_can_require_a_bearer_token(
     assert status == 200
     assert "replyclock_build_info" in body
     service.stop()
+
+
+def counter_samples(port: int) -> dict[str, float]:
+    status, body = http_get(port, "/metrics")
+    assert status == 200
+    return {
+        line.rsplit(" ", 1)[0]: float(line.rsplit(" ", 1)[1])
+        for line in body.splitlines()
+        if line.startswith("replyclock_")
+        and line.split("{")[0].endswith(("_total", "_bucket", "_count", "_sum"))
+    }
+
+
+def test_counters_are_equal_after_a_restart(
+    dovecot: DovecotServer, imap_user: ImapUser, service: Service
+) -> None:
+    """Restarting the daemon leaves every counter and histogram exactly where it was: totals
+    come from the store, so history is neither lost nor counted twice."""
+    asked = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=90)
+    for n in range(3):
+        question(dovecot, imap_user, n, minutes_ago=90 - n)
+    reply = mail(
+        sender="Support <support@acme.example>",
+        to="c0@customer.example",
+        subject="Re: Help",
+        message_id="r0@acme.example",
+        date=asked + timedelta(minutes=20),
+        in_reply_to="q0@customer.example",
+    )
+    dovecot.append(
+        imap_user.username,
+        imap_user.password,
+        "Sent",
+        reply,
+        internaldate=asked + timedelta(minutes=20),
+    )
+    service.write_config([imap_user])
+    service.start()
+    assert wait_for(service.ready)
+    before = counter_samples(service.port)
+    assert (
+        before[
+            'replyclock_replies_total{policy="standard",source="support",target="first_response",within_sla="true"}'
+        ]
+        == 1
+    )
+    assert (
+        before[
+            'replyclock_sla_breaches_total{policy="standard",source="support",target="first_response"}'
+        ]
+        == 2
+    )
+    service.stop()
+    service.start()
+    assert wait_for(service.ready)
+    after = counter_samples(service.port)
+    service.stop()
+    assert after == before
