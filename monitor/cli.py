@@ -1,4 +1,4 @@
-"""The replyclock command line: run, check, status (and more as the product grows)."""
+"""The replyclock command line: check, run, status, explain, recompute and demo."""
 
 from __future__ import annotations
 
@@ -88,7 +88,9 @@ def _parser() -> argparse.ArgumentParser:
     )
     run = command(
         "run",
-        "Poll every source at its interval and keep the store current, until stopped.",
+        "The service: poll every source at its interval, keep SLA states current, send "
+        "alerts and serve /metrics, /healthz and /readyz on metrics.listen, until SIGTERM or "
+        "Ctrl-C (SIGHUP reloads the config).",
         "replyclock run -c replyclock.yaml --once",
     )
     run.add_argument(
@@ -126,7 +128,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     demo = commands.add_parser(
         "demo",
-        help="run on a live demo inbox in ./var/demo, with alerts on the console",
+        help="Run on a live demo inbox in ./var/demo, with alerts on the console.",
         description="Write a demo mailbox of realistic conversations dated relative to now into "
         "./var/demo, and run the daemon on it: alerts go to the console, metrics to "
         "127.0.0.1:9465, and new customer mail arrives every few seconds so warnings and "
