@@ -27,7 +27,7 @@ from monitor.errors import SourceError
 from monitor.logs import fields
 from monitor.model import Direction, MessageEvent, ThreadRef
 from monitor.sources.base import MessageSink, PollReport, read_secret
-from monitor.sources.http import JsonApi
+from monitor.sources.http import source_api
 
 log = logging.getLogger("replyclock.sources.freshdesk")
 
@@ -185,11 +185,9 @@ class FreshdeskSource:
         self._status_names: dict[int, str] | None = None  # custom statuses, by code
         self._status_names_fresh = False  # read during this poll: do not ask again
         key = "api_key_file" if config.api_key_file is not None else "api_key"
-        self.api = JsonApi(
-            source=config.name,
-            base_url=config.api_url,
+        self.api = source_api(
+            config,
             headers=self._headers,
-            timeout=config.timeout,
             what_to_fix=(
                 f"check domain and {key} (the API key of a Freshdesk agent who can view every "
                 "ticket to monitor)"

@@ -35,7 +35,7 @@ from monitor.errors import SourceAuthError, SourceError
 from monitor.logs import fields
 from monitor.model import Direction, MessageEvent, ThreadRef
 from monitor.sources.base import MessageSink, PollReport, read_secret
-from monitor.sources.http import JsonApi, Response
+from monitor.sources.http import Response, source_api
 
 log = logging.getLogger("replyclock.sources.github")
 
@@ -163,11 +163,9 @@ class GitHubSource:
         self._boundary: dict[str, tuple[datetime, set[int]]] = {}
         key = "token_file" if config.token_file is not None else "token"
         pulls = " and Pull requests" if config.include_pull_requests else ""
-        self.api = JsonApi(
-            source=config.name,
-            base_url=config.api_url,
+        self.api = source_api(
+            config,
             headers=self._headers,
-            timeout=config.timeout,
             what_to_fix=(
                 f"check {key}: a fine-grained token needs read-only access to Issues{pulls} on "
                 "every repository in `repositories`; a classic token needs the public_repo "

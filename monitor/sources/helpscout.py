@@ -30,7 +30,7 @@ from monitor.errors import SourceAuthError, SourceError
 from monitor.logs import fields
 from monitor.model import Direction, MessageEvent, ThreadRef
 from monitor.sources.base import MessageSink, PollReport, read_secret
-from monitor.sources.http import JsonApi
+from monitor.sources.http import source_api
 
 log = logging.getLogger("replyclock.sources.helpscout")
 
@@ -249,11 +249,9 @@ class HelpScoutSource:
         self._token_until = datetime.min.replace(tzinfo=UTC)
         self._secret_digest = b""  # of the secret the cached token was issued for
         key = "app_secret_file" if config.app_secret_file is not None else "app_secret"
-        self.api = JsonApi(
-            source=config.name,
-            base_url=config.api_url,
+        self.api = source_api(
+            config,
             headers=self._headers,
-            timeout=config.timeout,
             what_to_fix=(
                 f"check app_id and {key}: the App ID and App Secret of an OAuth2 app made "
                 "under Your Profile > My Apps; the app acts as the user who made it, and that "

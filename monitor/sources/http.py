@@ -18,7 +18,7 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Protocol
 
 from monitor.errors import SourceAuthError, SourceError
 from monitor.logs import fields
@@ -203,3 +203,36 @@ class JsonApi:
 def _reason(exc: BaseException) -> str:
     reason = getattr(exc, "reason", None)
     return str(reason if reason is not None else exc)
+
+
+class ApiSettings(Protocol):
+    """What the client needs of an API source's config."""
+
+    @property
+    def name(self) -> str: ...
+
+    @property
+    def api_url(self) -> str: ...
+
+    @property
+    def timeout(self) -> int: ...
+
+
+def source_api(
+    config: ApiSettings,
+    *,
+    headers: Callable[[], Mapping[str, str]],
+    what_to_fix: str,
+    sleep: Callable[[float], None] = time.sleep,
+    clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+) -> JsonApi:
+    """The client of one API source: its address, timeout and the fix its auth errors name."""
+    return JsonApi(
+        source=config.name,
+        base_url=config.api_url,
+        headers=headers,
+        timeout=config.timeout,
+        what_to_fix=what_to_fix,
+        sleep=sleep,
+        clock=clock,
+    )

@@ -26,7 +26,7 @@ from monitor.errors import SourceError
 from monitor.logs import fields
 from monitor.model import Direction, MessageEvent, ThreadRef
 from monitor.sources.base import MessageSink, PollReport, read_secret
-from monitor.sources.http import JsonApi
+from monitor.sources.http import source_api
 
 log = logging.getLogger("replyclock.sources.zendesk")
 
@@ -262,11 +262,9 @@ class ZendeskSource:
         self.config = config
         self._authorization: str | None = None
         key = "api_token_file" if config.api_token_file is not None else "api_token"
-        self.api = JsonApi(
-            source=config.name,
-            base_url=config.api_url,
+        self.api = source_api(
+            config,
             headers=self._headers,
-            timeout=config.timeout,
             what_to_fix=(
                 f"check email and {key} (the API token of a Zendesk admin: the incremental "
                 "ticket export is admin-only, and the admin must see every ticket to monitor)"
