@@ -229,7 +229,6 @@ class Daemon:
             self._store_failed(exc)
             return
         if outcome.ok:
-            self.succeeded.add(source.name)
             if self.failures.pop(source.name, 0):
                 log.info("source recovered", extra=fields(source=source.name))
         else:
@@ -241,6 +240,9 @@ class Daemon:
             )
             self._reschedule(source.name, delay)
         self._evaluate_and_plan()
+        if outcome.ok:
+            # Ready only once what was read is evaluated: a scrape then shows it.
+            self.succeeded.add(source.name)
 
     def _interval(self, name: str) -> int:
         for config in self.gen.loaded.config.sources:
