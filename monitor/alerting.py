@@ -18,7 +18,7 @@ import threading
 import time as time_module
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta
 from statistics import quantiles
 from zoneinfo import ZoneInfo
 
@@ -565,8 +565,3 @@ class Dispatcher:
             )
         report.summarized += len(rows)
         log.info("alerts summarized", extra=fields(channel=channel, alerts=len(rows)))
-
-
-def utc_now() -> datetime:
-    """The wall clock, for the daemon."""
-    return datetime.now(UTC)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
 
 from pydantic import SecretStr
@@ -74,11 +73,6 @@ def build_sources(loaded: LoadedConfig, progress: Progress | None = None) -> lis
 def open_store(loaded: LoadedConfig, *, readonly: bool = False) -> Store:
     """The configured store, as its single writer or as a reader."""
     return Store.open(loaded.config.store.path, readonly=readonly)
-
-
-def source_names(loaded: LoadedConfig) -> Sequence[str]:
-    """Configured source names, in order."""
-    return [source.name for source in loaded.config.sources]
 
 
 def read_secret(value: SecretStr | None, path: Path | None) -> str:

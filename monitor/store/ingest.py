@@ -171,20 +171,6 @@ class SourceSink:
             )
         del now
 
-    def mark_unlocated(self, now: datetime) -> int:
-        """Mark removed every message of this source that no watched folder holds any more."""
-        with self.store.transaction() as conn:
-            ids = [
-                mid
-                for (mid,) in conn.execute(
-                    "SELECT id FROM messages m WHERE source = ? AND removed_at IS NULL "
-                    "AND location_kind = 'mail' AND NOT EXISTS "
-                    "(SELECT 1 FROM locations l WHERE l.message_id = m.id)",
-                    (self.source,),
-                )
-            ]
-            return _mark_removed_if_nowhere(conn, ids, now)
-
     def oldest_open_message(self) -> datetime | None:
         """The first message of the oldest conversation still holding unremoved inbound mail."""
         row = self.store.conn.execute(

@@ -11,10 +11,14 @@ from __future__ import annotations
 import json
 import threading
 import urllib.parse
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
+
+from monitor.model import FolderCursor, MessageEvent
+from monitor.store import IngestResult, SourceSink, Store
 
 
 @dataclass
@@ -124,3 +128,22 @@ class FakeApi:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+
+class RecordingSink(SourceSink):
+    """A SourceSink that also notes each batch and the checkpoint stored with it."""
+
+    def __init__(self, store: Store, source: str) -> None:
+        super().__init__(store, source)
+        self.batches: list[tuple[list[str], tuple[str, str] | None]] = []
+
+    def accept(
+        self,
+        events: Sequence[MessageEvent],
+        cursor: FolderCursor | None,
+        now: datetime,
+        *,
+        checkpoint: tuple[str, str] | None = None,
+    ) -> IngestResult:
+        self.batches.append(([e.identity for e in events], checkpoint))
+        return super().accept(events, cursor, now, checkpoint=checkpoint)

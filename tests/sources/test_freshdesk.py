@@ -7,26 +7,25 @@ import copy
 import json
 import logging
 import urllib.parse
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from servers.fake_api import Answer, FakeApi, FakeRequest
+from servers.fake_api import Answer, FakeApi, FakeRequest, RecordingSink
 
 from monitor.config.models import FreshdeskSourceConfig
 from monitor.engine import clock_messages
 from monitor.errors import SourceAuthError, SourceError
-from monitor.model import Direction, FolderCursor, MessageEvent
+from monitor.model import Direction
 from monitor.sla.calendar import BusinessCalendar
 from monitor.sla.clocks import ClockKind, StopReason
 from monitor.sla.evaluate import ClockState, evaluate
 from monitor.sla.policy import Policy
 from monitor.sources.freshdesk import FreshdeskSource, classify_conversation, status_from_name
 from monitor.store import SourceSink, Store
-from monitor.store.ingest import IngestResult
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "freshdesk"
 TICKETS = "/api/v2/tickets"
@@ -323,25 +322,6 @@ def test_incremental_poll_asks_from_the_checkpoint_and_stores_only_what_is_new(
     third = src.poll(sink, NOW + timedelta(minutes=2))
     assert (third.new, third.duplicates, third.round_trips) == (0, 0, 1)
     assert fake.requests() == [(TICKETS, list_params("2016-05-20T09:00:00Z"))]
-
-
-class RecordingSink(SourceSink):
-    """A SourceSink that also notes each batch and the checkpoint stored with it."""
-
-    def __init__(self, store: Store, source: str) -> None:
-        super().__init__(store, source)
-        self.batches: list[tuple[list[str], tuple[str, str] | None]] = []
-
-    def accept(
-        self,
-        events: Sequence[MessageEvent],
-        cursor: FolderCursor | None,
-        now: datetime,
-        *,
-        checkpoint: tuple[str, str] | None = None,
-    ) -> IngestResult:
-        self.batches.append(([e.identity for e in events], checkpoint))
-        return super().accept(events, cursor, now, checkpoint=checkpoint)
 
 
 def test_each_page_is_stored_with_its_checkpoint_and_a_failed_poll_resumes_there(

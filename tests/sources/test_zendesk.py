@@ -6,19 +6,19 @@ import base64
 import copy
 import json
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
-from servers.fake_api import Answer, FakeApi, FakeRequest
+from servers.fake_api import Answer, FakeApi, FakeRequest, RecordingSink
 
 from monitor.config.models import ZendeskSourceConfig
 from monitor.engine import clock_messages
 from monitor.errors import SourceAuthError, SourceError
-from monitor.model import Direction, FolderCursor, MessageEvent
+from monitor.model import Direction
 from monitor.sla.calendar import BusinessCalendar
 from monitor.sla.clocks import ClockKind, StopReason
 from monitor.sla.evaluate import ClockState, evaluate
@@ -31,7 +31,6 @@ from monitor.sources.zendesk import (
     normalize_status,
 )
 from monitor.store import SourceSink, Store
-from monitor.store.ingest import IngestResult
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "zendesk"
 EXPORT = "/api/v2/incremental/tickets/cursor.json"
@@ -378,25 +377,6 @@ def test_incremental_poll_reads_from_the_saved_cursor_and_stores_only_what_is_ne
     assert (third.new, third.duplicates, third.round_trips) == (0, 0, 1)
     assert fake.requests() == [(EXPORT, {"cursor": [NEXT_CURSOR]})]
     assert sink.checkpoint("export_cursor") == NEXT_CURSOR
-
-
-class RecordingSink(SourceSink):
-    """A SourceSink that also notes each batch and the checkpoint stored with it."""
-
-    def __init__(self, store: Store, source: str) -> None:
-        super().__init__(store, source)
-        self.batches: list[tuple[list[str], tuple[str, str] | None]] = []
-
-    def accept(
-        self,
-        events: Sequence[MessageEvent],
-        cursor: FolderCursor | None,
-        now: datetime,
-        *,
-        checkpoint: tuple[str, str] | None = None,
-    ) -> IngestResult:
-        self.batches.append(([e.identity for e in events], checkpoint))
-        return super().accept(events, cursor, now, checkpoint=checkpoint)
 
 
 def test_each_export_page_is_stored_with_its_cursor_and_a_failed_poll_resumes_there(
