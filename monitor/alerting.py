@@ -16,7 +16,7 @@ import json
 import logging
 import threading
 import time as time_module
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from statistics import quantiles
@@ -103,18 +103,28 @@ class AlertPlanner:
         self.rules = rules
         self.settings = settings
 
-    def plan(self, now: datetime) -> int:
-        """Enqueue every alert due at ``now``; return how many were enqueued to send."""
-        with self.store.transaction():
-            return self._plan_stages(now) + self._plan_endings(now)
+    def plan(self, now: datetime, *, syncing: Collection[str] = ()) -> int:
+        """Enqueue every alert due at ``now``; return how many were enqueued to send.
 
-    def _plan_stages(self, now: datetime) -> int:
+        ``syncing`` names the sources still in their first sync: what they have read so far is
+        history being caught up on (its replies may still be in a folder not read yet), so
+        their stages wait until the sync is complete and are then planned together, where the
+        dispatcher sends a burst as one summary instead of one message per conversation.
+        """
+        with self.store.transaction():
+            return self._plan_stages(now, frozenset(syncing)) + self._plan_endings(now)
+
+    def _plan_stages(self, now: datetime, syncing: frozenset[str]) -> int:
         conn = self.store.conn
-        rows = conn.execute(
-            "SELECT id, source, policy, clock_kind, clock_started_at, waited_seconds, "
-            "target_seconds, subject, customer, customer_name, link FROM conversations "
-            "WHERE state IN ('warning', 'breached')"
-        ).fetchall()
+        rows = [
+            row
+            for row in conn.execute(
+                "SELECT id, source, policy, clock_kind, clock_started_at, waited_seconds, "
+                "target_seconds, subject, customer, customer_name, link FROM conversations "
+                "WHERE state IN ('warning', 'breached')"
+            ).fetchall()
+            if row[1] not in syncing
+        ]
         queued = 0
         for (
             cid,

@@ -28,7 +28,7 @@ from monitor.explain import explain
 from monitor.logs import configure_logging
 from monitor.polling import poll_source
 from monitor.sla.policy import Policy
-from monitor.store.sqlite import prune_closed
+from monitor.store.sqlite import prune_closed, synced_sources
 
 log = logging.getLogger("replyclock.cli")
 
@@ -240,7 +240,10 @@ def cmd_run(loaded: LoadedConfig, *, once: bool, dry_run: bool, out: TextIO) -> 
         engine = Engine(store, rules)
         engine.evaluate(now)
         settings = AlertSettings.from_config(loaded, threads=notifier.threads)
-        AlertPlanner(store, rules, settings).plan(now)
+        synced = synced_sources(store)
+        AlertPlanner(store, rules, settings).plan(
+            now, syncing=[s.name for s in sources if s.name not in synced]
+        )
         Dispatcher(store, notifier, threading.Lock(), burst=settings.burst).deliver(now)
         prune_closed(store, loaded.config.store.retention, now)
         counts = store.source_counts()

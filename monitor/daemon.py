@@ -35,14 +35,15 @@ from monitor.engine import Engine
 from monitor.errors import ConfigError, ReplyclockError, StoreError
 from monitor.logs import fields
 from monitor.metrics import PolicyInfo, ReplyclockCollector, build_registry
-from monitor.model import MetricsSnapshot
+from monitor.model import MetricsSnapshot, ServiceStatus
 from monitor.polling import Stopping, poll_source
 from monitor.sdnotify import notify, watchdog_interval
 from monitor.sources.base import Source
 from monitor.sources.imap import ImapSource
 from monitor.sources.imap_idle import ImapIdleWatcher
 from monitor.store import Store
-from monitor.store.sqlite import metrics_snapshot, prune_closed
+from monitor.store.sqlite import metrics_snapshot, prune_closed, synced_sources
+from monitor.supervision import PollLag, StoreHealth
 from monitor.web import Credentials, HttpServer, make_app, split_listen, tls_context
 
 log = logging.getLogger("replyclock.daemon")
@@ -50,6 +51,7 @@ log = logging.getLogger("replyclock.daemon")
 EVALUATION_INTERVAL_S = 30
 DELIVERY_INTERVAL_S = 2
 HOUSEKEEPING_INTERVAL_S = 3600
+SUPERVISION_INTERVAL_S = 10
 MAX_BACKOFF_S = 900
 STOP_BUDGET_S = 8.0  # SIGTERM to exit stays under 10 s
 
@@ -140,7 +142,8 @@ class Daemon:
         self.succeeded: set[str] = set()
         self.failures: dict[str, int] = {}
         self.poll_requested: set[str] = set()
-        self.store_ok = True
+        self.store_health = StoreHealth()
+        self.lag = PollLag(time.time())
         self.gen = self._generation(loaded, list(sources), rules, notifier)
         self.collector = ReplyclockCollector(
             snapshot=StoreSnapshots(store),
@@ -148,6 +151,7 @@ class Daemon:
             policies=policy_infos(rules),
             channels=alert_channels(rules, self.gen.settings),
             clock=lambda: datetime.now(UTC),
+            service=self.service_status,
         )
         metrics = loaded.config.metrics
         host, port = split_listen(metrics.listen)
@@ -182,12 +186,19 @@ class Daemon:
 
     def ready(self) -> tuple[bool, str]:
         """Ready once every source was read successfully since start and the store writes."""
+        problem = self.store_health.reason()
+        if problem is not None:
+            return False, problem
         missing = [s.name for s in self.gen.sources if s.name not in self.succeeded]
         if missing:
             return False, f"not read successfully yet: {', '.join(missing)}"
-        if not self.store_ok:
-            return False, "the store rejected the last write"
         return True, "ready"
+
+    def service_status(self) -> ServiceStatus:
+        """What /metrics says of the daemon itself: poll lag and store health."""
+        return ServiceStatus(
+            scheduler_lag_seconds=self.lag.lag(time.time())[0], store_ok=self.store_health.ok
+        )
 
     @contextmanager
     def _job(self) -> Iterator[bool]:
@@ -207,7 +218,7 @@ class Daemon:
         """One source's poll, its evaluation and alert planning; again if mail was signalled
         meanwhile (IMAP IDLE)."""
         with self._job() as go:
-            while go and not self.stopping.is_set():
+            while go and not self.stopping.is_set() and self.store_health.usable:
                 self.poll_requested.discard(source.name)
                 self._poll_once(source)
                 if source.name not in self.poll_requested:
@@ -215,19 +226,27 @@ class Daemon:
 
     def _poll_once(self, source: Source) -> None:
         interval = self._interval(source.name)
+        started = time.time()
+        next_due = started + interval
+        self.lag.begin(source.name, started)
         try:
-            outcome = poll_source(
-                source,
-                self.store,
-                datetime.now(UTC),
-                lock=self.store_lock,
-                stopping=self.stopping,
-            )
+            with self.store.guarded():
+                outcome = poll_source(
+                    source,
+                    self.store,
+                    datetime.now(UTC),
+                    lock=self.store_lock,
+                    stopping=self.stopping,
+                )
         except Stopping:
             return
         except StoreError as exc:
-            self._store_failed(exc)
+            # Nothing of the batch was kept, nor its cursor: the next poll reads it again.
+            self.store_health.failed(exc)
             return
+        finally:
+            self.lag.end(source.name, next_due)
+        self.store_health.succeeded()
         if outcome.ok:
             if self.failures.pop(source.name, 0):
                 log.info("source recovered", extra=fields(source=source.name))
@@ -239,6 +258,7 @@ class Daemon:
                 extra=fields(source=source.name, failures=failures, next_try_s=round(delay)),
             )
             self._reschedule(source.name, delay)
+            self.lag.end(source.name, time.time() + delay)
         self._evaluate_and_plan()
         if outcome.ok:
             # Ready only once what was read is evaluated: a scrape then shows it.
@@ -258,22 +278,32 @@ class Daemon:
     def request_poll(self, name: str) -> None:
         """New mail was signalled (IMAP IDLE): poll that source now."""
         self.poll_requested.add(name)
+        self.lag.wanted_now(name, time.time())
         self._reschedule(name, 0)
+
+    @contextmanager
+    def _store_work(self) -> Iterator[bool]:
+        """Run a job's store work: yields False when the store is unusable (nothing is
+        written); a store failure is recorded and logged once, never raised."""
+        if not self.store_health.usable:
+            yield False
+            return
+        try:
+            with self.store.guarded():
+                yield True
+        except StoreError as exc:
+            self.store_health.failed(exc)
+        else:
+            self.store_health.succeeded()
 
     def _evaluate_and_plan(self) -> None:
         gen = self.gen
-        try:
-            with self.store_lock:
+        with self._store_work() as usable, self.store_lock:
+            if usable:
                 now = datetime.now(UTC)
                 gen.engine.evaluate(now)
-                gen.planner.plan(now)
-            self.store_ok = True
-        except StoreError as exc:
-            self._store_failed(exc)
-
-    def _store_failed(self, exc: StoreError) -> None:
-        self.store_ok = False
-        log.error("store write failed", extra=fields(error=str(exc)))
+                synced = synced_sources(self.store)
+                gen.planner.plan(now, syncing=[s.name for s in gen.sources if s.name not in synced])
 
     def evaluate(self) -> None:
         """The evaluation job: SLA states follow the clock even when no mail arrives."""
@@ -283,27 +313,30 @@ class Daemon:
 
     def deliver(self) -> None:
         """The delivery job: send due alerts (on its own thread: Slack never slows a poll)."""
-        with self._job() as go:
-            if not go:
-                return
-            try:
+        with self._job() as go, self._store_work() as usable:
+            if go and usable:
                 self.gen.dispatcher.deliver(datetime.now(UTC))
-            except StoreError as exc:
-                self._store_failed(exc)
 
     def digest(self) -> None:
         """The daily digest job, at the configured local time."""
-        with self._job() as go:
-            if go:
-                with self.store_lock:
-                    self.gen.planner.plan_digest(datetime.now(UTC))
+        with self._job() as go, self._store_work() as usable, self.store_lock:
+            if go and usable:
+                self.gen.planner.plan_digest(datetime.now(UTC))
         self.deliver()
 
     def housekeeping(self) -> None:
         """Hourly: erase what conversations quiet past retention said."""
-        with self._job() as go, self.store_lock:
-            if go:
+        with self._job() as go, self._store_work() as usable, self.store_lock:
+            if go and usable:
                 prune_closed(self.store, self.gen.loaded.config.store.retention, datetime.now(UTC))
+
+    def supervise(self) -> None:
+        """Every few seconds: say once when polls fall behind or catch up, and notice a store
+        file deleted or replaced even while nothing is written."""
+        self.lag.check(time.time())
+        with self._store_work() as usable:
+            if usable:
+                self.store.check_file()
 
     def watchdog(self) -> None:
         """Tell systemd the scheduler is alive."""
@@ -314,6 +347,7 @@ class Daemon:
     def schedule_sources(self) -> None:
         """One poll job per source at its interval; IDLE watchers for IMAP sources."""
         gen = self.gen
+        self.lag.track([source.name for source in gen.sources], time.time())
         for source in gen.sources:
             interval = self._interval(source.name)
             self.scheduler.add_job(
@@ -361,6 +395,7 @@ class Daemon:
             (self.evaluate, EVALUATION_INTERVAL_S),
             (self.deliver, DELIVERY_INTERVAL_S),
             (self.housekeeping, HOUSEKEEPING_INTERVAL_S),
+            (self.supervise, SUPERVISION_INTERVAL_S),
         ]
         interval = watchdog_interval()
         if interval is not None:

@@ -184,15 +184,21 @@ class Engine:
         report = EvaluationReport()
         self._prepare_totals()
         self._absorb_merges()
+        # Changed since evaluated: the revision a write bumped is past the one the last
+        # evaluation read. Both numbers are written in the same transactions as the data, so
+        # mail stored by a poll that started before this evaluation is never missed.
         changed = [
             cid
             for (cid,) in self.store.conn.execute(
-                "SELECT id FROM conversations WHERE pruned_at IS NULL AND "
-                "(evaluated_at IS NULL OR updated_at >= evaluated_at)"
+                "SELECT id FROM conversations WHERE "
+                "(evaluated_revision IS NULL OR evaluated_revision < revision) "
+                "AND pruned_at IS NULL"
             )
         ]
         for chunk in _chunks(changed):
             with self.store.transaction():
+                # Messages and revisions are read in this one transaction: what is evaluated
+                # is exactly what the recorded revision stands for.
                 messages = self.store.messages_by_conversation(chunk)
                 for cid in chunk:
                     conversation = self.store.conversation(cid)
@@ -236,8 +242,9 @@ class Engine:
         conn = self.store.conn
         if conversation.policy is None:  # nothing a customer wrote yet: no clock
             conn.execute(
-                "UPDATE conversations SET state = NULL, evaluated_at = ? WHERE id = ?",
-                (to_epoch(now), conversation.id),
+                "UPDATE conversations SET state = NULL, evaluated_at = ?, evaluated_revision = ? "
+                "WHERE id = ?",
+                (to_epoch(now), conversation.revision, conversation.id),
             )
             return
         policy, _ = self.choose_policy(conversation, messages)
@@ -282,6 +289,10 @@ class Engine:
             self._write_current(
                 conversation.id, verdict.clocks[-1] if verdict.clocks else None, now
             )
+        conn.execute(
+            "UPDATE conversations SET evaluated_revision = ? WHERE id = ?",
+            (conversation.revision, conversation.id),
+        )
 
     def _remeasure(
         self, row: tuple[int, str, str, str, int, str], now: datetime, report: EvaluationReport
@@ -290,7 +301,7 @@ class Engine:
         policy = self.rules.policies.by_name(policy_name)
         if policy is None:  # the rules changed under us: redo this one in full next time
             self.store.conn.execute(
-                "UPDATE conversations SET evaluated_at = NULL WHERE id = ?", (cid,)
+                "UPDATE conversations SET evaluated_revision = NULL WHERE id = ?", (cid,)
             )
             return
         has_statuses = self.store.conn.execute(
@@ -427,7 +438,7 @@ class Engine:
                 marks = ",".join("?" * len(chunk))
                 conn.execute(
                     f"UPDATE conversations SET policy = NULL, policy_reason = NULL, "
-                    f"evaluated_at = NULL WHERE id IN ({marks})",
+                    f"evaluated_at = NULL, evaluated_revision = NULL WHERE id IN ({marks})",
                     chunk,
                 )
                 for cid in chunk:

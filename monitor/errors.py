@@ -54,7 +54,53 @@ class SourceAuthError(SourceError):
 
 
 class StoreError(ReplyclockError, RuntimeError):
-    """The SQLite store cannot be opened, migrated or written."""
+    """The store cannot be opened, migrated, read or written."""
+
+    # Whether the daemon must stop writing (the file is damaged or gone) rather than retry.
+    fatal = False
+    reason = "store error"  # a few words for /readyz and logs
+
+
+class StoreUnavailableError(StoreError):
+    """The store cannot be written for now (disk full, read-only, I/O error, locked)."""
+
+    def __init__(self, path: str, reason: str, message: str) -> None:
+        self.path = path
+        self.reason = reason
+        super().__init__(message)
+
+
+class StoreCorruptError(StoreError):
+    """The store file is damaged: writing on could lose or invent data."""
+
+    fatal = True
+    reason = "store damaged"
+
+    def __init__(self, path: str, detail: str) -> None:
+        self.path = path
+        self.detail = detail
+        super().__init__(
+            f"the store {path} is damaged ({detail}); replyclock stopped writing to it. Stop "
+            "replyclock, then restore the file from a backup, or move it away to start a new "
+            "store (every mailbox is then read again)"
+        )
+
+
+class StoreGoneError(StoreError):
+    """The store file was deleted, replaced or truncated under the running daemon."""
+
+    fatal = True
+    reason = "store file gone"
+
+    def __init__(self, path: str, what: str) -> None:
+        self.path = path
+        self.what = what
+        super().__init__(
+            f"the store file {path} {what} while replyclock was running; replyclock stopped "
+            "writing, so nothing is written where no one would read it. Restore the file from "
+            "a backup and restart replyclock, or restart it to start a new store (every "
+            "mailbox is then read again; alerts for history are summarised)"
+        )
 
 
 class StoreLockedError(StoreError):

@@ -30,7 +30,8 @@ from prometheus_client.core import (
 from prometheus_client.registry import Collector
 
 from monitor import __version__
-from monitor.model import ClockTotals, MetricsSnapshot
+from monitor.errors import StoreError
+from monitor.model import ClockTotals, MetricsSnapshot, ServiceStatus
 from monitor.sla.calendar import BusinessCalendar
 
 STATES = ("ok", "warning", "breached")
@@ -59,27 +60,48 @@ class ReplyclockCollector(Collector):
         policies: Sequence[PolicyInfo],
         channels: Sequence[str] = (),
         clock: Callable[[], datetime],
+        service: Callable[[], ServiceStatus] = ServiceStatus,
     ) -> None:
         self.snapshot = snapshot
         self.sources = list(sources)
         self.policies = {policy.name: policy for policy in policies}
         self.channels = list(channels)
         self.clock = clock
+        self.service = service
 
     def describe(self) -> Iterator[Metric]:
         """No families up front: the registry must not call ``collect`` at registration."""
         return iter(())
 
     def collect(self) -> Iterator[Metric]:
-        """Fresh families for this scrape."""
-        data = self.snapshot()
-        now = self.clock()
-        pairs = self._pairs(data)
-        yield from self._gauges(data, pairs, now)
-        yield from self._counters(data, pairs)
-        yield from self._histograms(data, pairs)
-        yield from self._sources(data)
-        yield from self._alerts(data)
+        """Fresh families for this scrape. A store that cannot be read leaves out the series
+        read from it, and says so in ``replyclock_store_up``, rather than failing the scrape."""
+        try:
+            data: MetricsSnapshot | None = self.snapshot()
+        except StoreError:
+            data = None
+        status = self.service()
+        if data is not None:
+            now = self.clock()
+            pairs = self._pairs(data)
+            yield from self._gauges(data, pairs, now)
+            yield from self._counters(data, pairs)
+            yield from self._histograms(data, pairs)
+            yield from self._sources(data)
+            yield from self._alerts(data)
+        store_up = GaugeMetricFamily(
+            "replyclock_store_up",
+            "1 if the store could be read for this scrape and took the daemon's last write.",
+        )
+        store_up.add_metric([], 1 if data is not None and status.store_ok else 0)
+        yield store_up
+        lag = GaugeMetricFamily(
+            "replyclock_scheduler_lag_seconds",
+            "How late the most overdue poll is: seconds past its due time that a source's poll "
+            "has not started (0 when every source is polled on time).",
+        )
+        lag.add_metric([], status.scheduler_lag_seconds)
+        yield lag
         info = GaugeMetricFamily(
             "replyclock_build_info", "replyclock's version; always 1", labels=["version"]
         )

@@ -144,6 +144,14 @@ class SourceHealth:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class ServiceStatus:
+    """What the daemon reports of itself: how late its polls are, and if the store writes."""
+
+    scheduler_lag_seconds: float = 0.0
+    store_ok: bool = True
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MetricsSnapshot:
     """Everything a scrape reports, read from the store in one go."""
 

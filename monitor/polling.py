@@ -6,9 +6,9 @@ import contextlib
 import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass
-from datetime import datetime
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass, replace
+from datetime import UTC, datetime, timedelta
 
 from monitor.errors import ReplyclockError, SourceError
 from monitor.logs import fields
@@ -24,15 +24,51 @@ class Stopping(ReplyclockError):
     """The daemon is shutting down: the poll ends between two batches, nothing half-written."""
 
 
+# A message may be dated a little ahead of our clock (the server's clock runs fast); past this
+# its instant is not believed: it would keep the clock at "waited 0" until that date.
+FUTURE_TOLERANCE = timedelta(minutes=5)
+
+
+def clamp_future(
+    events: Sequence[MessageEvent], read_at: datetime
+) -> tuple[list[MessageEvent], list[MessageEvent]]:
+    """Events as stored, and the originals of those dated past ``read_at`` plus the tolerance:
+    those are timed when they were read, and their reason says so (``explain`` shows it)."""
+    limit = read_at + FUTURE_TOLERANCE
+    kept: list[MessageEvent] = []
+    clamped: list[MessageEvent] = []
+    for event in events:
+        if event.timestamp <= limit:
+            kept.append(event)
+            continue
+        clamped.append(event)
+        kept.append(
+            replace(
+                event,
+                timestamp=read_at,
+                reason=f"{event.reason}; dated {event.timestamp:%Y-%m-%d %H:%M} UTC, in the "
+                "future, so timed when it was read",
+            )
+        )
+    return kept, clamped
+
+
 class GuardedSink:
     """A source's view of the store for the daemon: each write takes the store lock (so a
     slow server never holds it while waiting on the network) and refuses to start once the
-    daemon is stopping."""
+    daemon is stopping. Messages dated in the future are timed when they were read."""
 
-    def __init__(self, sink: SourceSink, lock: threading.Lock, stopping: threading.Event) -> None:
+    def __init__(
+        self,
+        sink: SourceSink,
+        lock: threading.Lock,
+        stopping: threading.Event,
+        clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.sink = sink
         self.lock = lock
         self.stopping = stopping
+        self.clock = clock
 
     @contextlib.contextmanager
     def _turn(self) -> Iterator[None]:
@@ -53,6 +89,18 @@ class GuardedSink:
         *,
         checkpoint: tuple[str, str] | None = None,
     ) -> BatchResult:
+        events, clamped = clamp_future(events, self.clock())
+        if clamped:
+            log.warning(
+                "messages dated in the future; timed when they were read",
+                extra=fields(
+                    source=self.sink.source,
+                    messages=len(clamped),
+                    dated=clamped[0].timestamp.isoformat(),
+                    folder=clamped[0].folder,
+                    uid=clamped[0].location.uid if clamped[0].location else None,
+                ),
+            )
         with self._turn():
             return self.sink.accept(events, cursor, now, checkpoint=checkpoint)
 
@@ -79,6 +127,12 @@ class GuardedSink:
     def reset_folder(self, folder: str, now: datetime) -> None:
         with self._turn():
             self.sink.reset_folder(folder, now)
+
+    def retire_locations(
+        self, folder: str, uidvalidity: int, since: datetime, now: datetime
+    ) -> int:
+        with self._turn():
+            return self.sink.retire_locations(folder, uidvalidity, since, now)
 
     def oldest_open_message(self) -> datetime | None:
         with self._turn():
@@ -111,8 +165,12 @@ def poll_source(
     """Poll ``source`` into ``store`` and record how it went; a source failure is logged once
     and returned, never raised. With ``lock``, the store is only held while writing."""
     lock = lock or threading.Lock()
-    sink = GuardedSink(SourceSink(store, source.name), lock, stopping or threading.Event())
     started = time.monotonic()
+
+    def read_at() -> datetime:  # ``now`` moved on by the time the poll has taken so far
+        return now + timedelta(seconds=time.monotonic() - started)
+
+    sink = GuardedSink(SourceSink(store, source.name), lock, stopping or threading.Event(), read_at)
     try:
         report = source.poll(sink, now)
     except SourceError as exc:

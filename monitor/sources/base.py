@@ -54,6 +54,10 @@ class MessageSink(Protocol):
 
     def reset_folder(self, folder: str, now: datetime) -> None: ...
 
+    def retire_locations(
+        self, folder: str, uidvalidity: int, since: datetime, now: datetime
+    ) -> int: ...
+
     def oldest_open_message(self) -> datetime | None: ...
 
 

@@ -82,6 +82,8 @@ class ImapSource:
         self._client: imapclient.IMAPClient | None = None
         self._gmail = False
         self._condstore = False
+        self._unselect = False
+        self._selected: str | None = None  # the folder the polling connection has open
         self._folders: dict[str, FolderRole] = {}
 
     # --- connection --------------------------------------------------------------------------
@@ -152,6 +154,7 @@ class ImapSource:
                 client.login(cfg.username, secret)
             self._gmail = client.has_capability("X-GM-EXT-1")
             self._condstore = client.has_capability("CONDSTORE")
+            self._unselect = client.has_capability("UNSELECT")
             if self._condstore:
                 client.enable("CONDSTORE")  # must precede any SELECT/EXAMINE
             self._folders = self._discover_folders(client)
@@ -223,6 +226,7 @@ class ImapSource:
         if self._client is not None:
             quietly_close(self._client)
             self._client = None
+        self._selected = None
 
     # --- polling -----------------------------------------------------------------------------
 
@@ -261,6 +265,12 @@ class ImapSource:
         what = ["UIDNEXT", "UIDVALIDITY", "MESSAGES"]
         if self._condstore:
             what.append("HIGHESTMODSEQ")
+        if self._selected == folder:
+            # STATUS on the folder this connection has open answers from the connection's own
+            # view, which a server such as Dovecot updates only at the next command that may
+            # report changes (RFC 3501 6.3.10: do not rely on it). A NOOP brings it up to date.
+            client.noop()
+            report.round_trips += 1
         status = client.folder_status(folder, what)
         report.round_trips += 1
         uidvalidity = int(status[b"UIDVALIDITY"])
@@ -284,12 +294,16 @@ class ImapSource:
         if not (has_new or changed or due):
             return  # nothing happened: one STATUS was the whole poll
         client.select_folder(folder, readonly=True)  # EXAMINE: the server keeps every flag as is
+        self._selected = folder
         report.round_trips += 1
         context = FolderContext(source=self.name, folder=folder, role=role, identity=self.identity)
         last_uid = cursor.last_uid if cursor else 0
+        # A whole read of the folder (first sync, or after a UIDVALIDITY change), or one that a
+        # crash cut short: cursors saved batch by batch carry no reconciliation time yet.
+        whole_read = cursor is None or cursor.last_reconciled is None
+        since = self._first_sync_since(sink, now) if whole_read else None
         if has_new:
-            since = self._first_sync_since(sink, now) if cursor is None else None
-            uids = self._new_uids(client, last_uid, since)
+            uids = self._new_uids(client, last_uid, since if cursor is None else None)
             report.round_trips += 1
             last_uid = self._fetch_into(
                 client=client,
@@ -301,11 +315,20 @@ class ImapSource:
                 report=report,
             )
             last_uid = max(last_uid, uidnext - 1)
+        if since is not None:
+            # Messages known under an older UIDVALIDITY that this read did not find again have
+            # left the folder: a rebuilt index must close their clocks like an expunge does.
+            report.removed += sink.retire_locations(folder, uidvalidity, since, now)
         reconciled = cursor.last_reconciled if cursor else now
         if cursor is not None and (changed or due):
             report.removed += self._reconcile(client, sink, folder, uidvalidity, now)
             report.round_trips += 1
             reconciled = now
+        if self._unselect:
+            # Leave the folder, so the next poll's STATUS of it is answered fresh.
+            client.unselect_folder()
+            self._selected = None
+            report.round_trips += 1
         sink.save_cursor(
             FolderCursor(
                 source=self.name,

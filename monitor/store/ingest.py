@@ -157,19 +157,53 @@ class SourceSink:
         return removed
 
     def reset_folder(self, folder: str, now: datetime) -> None:
-        """UIDVALIDITY changed: forget the folder's old UIDs; the re-read relocates messages.
+        """UIDVALIDITY changed: forget the folder's cursor, so the folder is read again whole.
 
-        Messages are not marked removed here: the re-read finds them again under their
-        identity. A later reconciliation marks whatever did not come back.
+        The old UIDs stay until that read is complete: the re-read finds each message again
+        under its identity and records its new UID, then ``retire_locations`` removes the old
+        ones and marks removed what did not come back. A crash in between loses nothing: the
+        read starts again and the old UIDs are still there to compare with.
         """
         with self.store.transaction() as conn:
-            conn.execute(
-                "DELETE FROM locations WHERE source = ? AND folder = ?", (self.source, folder)
-            )
             conn.execute(
                 "DELETE FROM cursors WHERE source = ? AND folder = ?", (self.source, folder)
             )
         del now
+
+    def retire_locations(
+        self, folder: str, uidvalidity: int, since: datetime, now: datetime
+    ) -> int:
+        """After a whole read of ``folder`` under ``uidvalidity``: drop its UIDs of any other
+        UIDVALIDITY, and mark removed the messages that are then in no watched folder.
+
+        Only messages the read would have found are marked: those from ``since`` on (with a
+        day's margin, as IMAP's SINCE counts whole days). An older message that is in no folder
+        any more keeps its history as it is; nothing open is that old, since a re-read reaches
+        back to the oldest conversation still waiting. Returns the number marked removed.
+        """
+        where = "source = ? AND folder = ? AND uidvalidity != ?"
+        args = (self.source, folder, uidvalidity)
+        with self.store.transaction() as conn:
+            message_ids = [
+                mid
+                for (mid,) in conn.execute(f"SELECT message_id FROM locations WHERE {where}", args)
+            ]
+            if not message_ids:
+                return 0
+            conn.execute(f"DELETE FROM locations WHERE {where}", args)
+            cutoff = to_epoch(since) + 86400
+            recent: list[int] = []
+            for start in range(0, len(message_ids), _CHUNK):
+                chunk = message_ids[start : start + _CHUNK]
+                marks = ",".join("?" * len(chunk))
+                recent.extend(
+                    mid
+                    for (mid,) in conn.execute(
+                        f"SELECT id FROM messages WHERE id IN ({marks}) AND timestamp >= ?",
+                        [*chunk, cutoff],
+                    )
+                )
+            return _mark_removed_if_nowhere(conn, recent, now)
 
     def oldest_open_message(self) -> datetime | None:
         """The first message of the oldest conversation still holding unremoved inbound mail."""
@@ -194,7 +228,7 @@ def _mark_removed_if_nowhere(
         )
         if cur.rowcount:
             conn.execute(
-                "UPDATE conversations SET updated_at = ? WHERE id = "
+                "UPDATE conversations SET updated_at = ?, revision = revision + 1 WHERE id = "
                 "(SELECT conversation_id FROM messages WHERE id = ?)",
                 (to_epoch(now), mid),
             )
@@ -225,8 +259,8 @@ def _ingest(
                     conn.execute("UPDATE messages SET removed_at = NULL WHERE id = ?", (known[0],))
                     # Back in a watched folder: its conversation needs a new look.
                     conn.execute(
-                        "UPDATE conversations SET updated_at = ? WHERE id = "
-                        "(SELECT conversation_id FROM messages WHERE id = ?)",
+                        "UPDATE conversations SET updated_at = ?, revision = revision + 1 "
+                        "WHERE id = (SELECT conversation_id FROM messages WHERE id = ?)",
                         (now_s, known[0]),
                     )
             continue
@@ -318,7 +352,8 @@ def _update_conversations(
 ) -> None:
     conn.executemany(
         "UPDATE conversations SET first_message_at = MIN(first_message_at, ?), "
-        "last_message_at = MAX(last_message_at, ?), updated_at = ? WHERE id = ?",
+        "last_message_at = MAX(last_message_at, ?), updated_at = ?, revision = revision + 1 "
+        "WHERE id = ?",
         [(first, last, now_s, conversation) for conversation, (first, last) in spans.items()],
     )
     # A conversation is named after its earliest customer message, whatever arrived first.
@@ -423,7 +458,7 @@ def _merge_conversation(conn: sqlite3.Connection, *, into: int, other: int) -> N
         conn.execute(
             "UPDATE conversations SET first_message_at = MIN(first_message_at, ?), "
             "last_message_at = MAX(last_message_at, ?), policy = COALESCE(policy, ?), "
-            "policy_reason = COALESCE(policy_reason, ?) WHERE id = ?",
+            "policy_reason = COALESCE(policy_reason, ?), revision = revision + 1 WHERE id = ?",
             (row[0], row[1], row[2], row[3], into),
         )
         conn.execute("DELETE FROM conversations WHERE id = ?", (other,))

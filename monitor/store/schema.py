@@ -194,6 +194,18 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX outbox_due ON outbox (state, send_after);
     CREATE INDEX outbox_thread ON outbox (thread_key);
     """,
+    # 6: a change counter per conversation. Every write that changes what a conversation holds
+    # (a message stored, removed or back, a merge) adds one to ``revision``; an evaluation
+    # records the revision it read the messages at. "Needs a new look" is then a comparison
+    # of two numbers written in the same transactions as the data, never of wall-clock times,
+    # so an evaluation that runs while a poll is still reading can never hide that poll's
+    # messages. Existing stores start with every conversation due for one full evaluation.
+    """
+    ALTER TABLE conversations ADD COLUMN revision INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE conversations ADD COLUMN evaluated_revision INTEGER;
+    CREATE INDEX conversations_unevaluated ON conversations (id)
+        WHERE evaluated_revision IS NULL OR evaluated_revision < revision;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

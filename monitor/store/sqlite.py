@@ -21,6 +21,7 @@ from typing import IO, Any
 
 from monitor.errors import StoreError, StoreLockedError
 from monitor.model import Direction, FolderCursor, MetricsSnapshot, SourceHealth
+from monitor.store.faults import FileIdentity, GuardedConnection, connect, translate
 from monitor.store.schema import MIGRATIONS, SCHEMA_VERSION
 from monitor.store.totals import read_totals
 
@@ -75,17 +76,28 @@ class StoredConversation:
     last_message_at: datetime
     policy: str | None
     policy_reason: str | None
+    revision: int = 1  # bumped by every write that changes the conversation's messages
 
 
 class _WriterLock:
-    """An exclusive advisory lock next to the database, released when the process dies."""
+    """An exclusive advisory lock next to the database, released when the process dies.
+
+    The lock file is named after the store's real path (symlinks resolved), so two daemons
+    reaching one store by different paths still find each other.
+    """
 
     def __init__(self, db_path: Path) -> None:
         self.path = db_path.with_name(db_path.name + ".lock")
         self.handle: IO[str] | None = None
 
     def acquire(self) -> None:
-        handle = self.path.open("a+", encoding="utf-8")
+        try:
+            handle = self.path.open("a+", encoding="utf-8")
+        except OSError as exc:
+            raise StoreError(
+                f"cannot create the lock file {self.path} next to the store ({exc.strerror}); "
+                "set store.path to a location this user can write"
+            ) from exc
         try:
             fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -109,15 +121,22 @@ class _WriterLock:
 class Store:
     """Messages, conversations, cursors and the alert outbox in one SQLite file."""
 
-    def __init__(self, conn: sqlite3.Connection, path: Path, lock: _WriterLock | None) -> None:
+    def __init__(
+        self,
+        conn: GuardedConnection,
+        path: Path,
+        lock: _WriterLock | None,
+        identity: FileIdentity | None = None,
+    ) -> None:
         self.conn = conn
         self.path = path
         self._lock = lock
+        self._identity = identity
 
     @classmethod
     def open(cls, path: Path, *, readonly: bool = False) -> Store:
         """Open (creating and migrating as needed) the store; readers never take the lock."""
-        path = Path(os.path.normpath(path))
+        path = Path(os.path.realpath(path))
         if readonly:
             return cls._open_reader(path)
         try:
@@ -130,18 +149,26 @@ class Store:
         lock = _WriterLock(path)
         lock.acquire()
         try:
+            if not path.exists():
+                _create(path)
+            elif path.stat().st_size == 0:
+                raise StoreError(
+                    f"the store {path} exists but is empty (0 bytes): it was truncated or "
+                    "replaced, and taking it as new would read every mailbox again. Restore it "
+                    "from a backup, or delete it to start a new store"
+                )
             # Poll jobs run on scheduler threads and take turns on this connection (see daemon).
-            conn = sqlite3.connect(
+            conn = connect(
                 path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False
             )
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
             conn.execute("PRAGMA foreign_keys=OFF")
-            store = cls(conn, path, lock)
+            store = cls(conn, path, lock, FileIdentity(path))
             store._migrate()
-        except sqlite3.Error as exc:
+        except OSError as exc:
             lock.release()
-            raise StoreError(f"cannot open the store {path}: {exc}") from exc
+            raise StoreError(f"cannot open the store {path}: {exc.strerror or exc}") from exc
         except BaseException:
             lock.release()
             raise
@@ -153,17 +180,14 @@ class Store:
             raise StoreError(
                 f"no store at {path} yet; run `replyclock run` first, or check store.path"
             )
-        try:
-            conn = sqlite3.connect(
-                f"file:{path}?mode=ro",
-                uri=True,
-                timeout=_BUSY_TIMEOUT_S,
-                isolation_level=None,
-                check_same_thread=False,
-            )
-            version = conn.execute("PRAGMA user_version").fetchone()[0]
-        except sqlite3.Error as exc:
-            raise StoreError(f"cannot read the store {path}: {exc}") from exc
+        conn = connect(
+            path,
+            uri=f"file:{path}?mode=ro",
+            timeout=_BUSY_TIMEOUT_S,
+            isolation_level=None,
+            check_same_thread=False,
+        )
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
         if version != SCHEMA_VERSION:
             conn.close()
             raise StoreError(
@@ -174,9 +198,10 @@ class Store:
 
     def close(self) -> None:
         """Flush and close; release the writer lock."""
-        with contextlib.suppress(sqlite3.Error):
+        with contextlib.suppress(sqlite3.Error, StoreError):
             if self._lock is not None:
                 self.conn.execute("PRAGMA wal_checkpoint(PASSIVE)")
+        with contextlib.suppress(sqlite3.Error):
             self.conn.close()
         if self._lock is not None:
             self._lock.release()
@@ -197,6 +222,11 @@ class Store:
         """How many migrations this file has applied."""
         return int(self.conn.execute("PRAGMA user_version").fetchone()[0])
 
+    def check_file(self) -> None:
+        """Raise ``StoreGoneError`` if the writer's file was deleted, replaced or emptied."""
+        if self._identity is not None:
+            self._identity.check()
+
     def _migrate(self) -> None:
         current = self.schema_version
         if current > SCHEMA_VERSION:
@@ -211,15 +241,38 @@ class Store:
                 self.conn.execute(f"PRAGMA user_version = {version + 1}")
 
     @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """A write transaction taken up front (BEGIN IMMEDIATE), committed or rolled back whole."""
+    def transaction(self) -> Iterator[GuardedConnection]:
+        """A write transaction taken up front (BEGIN IMMEDIATE), committed or rolled back whole.
+
+        The writer first checks that its file is still the one it opened. Any SQLite error
+        inside reaches the caller as a ``StoreError``.
+        """
+        self.check_file()
         self.conn.execute("BEGIN IMMEDIATE")
         try:
             yield self.conn
+        except sqlite3.Error as exc:
+            self._rollback()
+            raise translate(exc, self.path) from exc
         except BaseException:
-            self.conn.execute("ROLLBACK")
+            self._rollback()
             raise
         self.conn.execute("COMMIT")
+
+    def _rollback(self) -> None:
+        # A failed rollback (the disk went away) leaves nothing to undo: SQLite rolls back a
+        # hot journal when the file is next opened.
+        with contextlib.suppress(sqlite3.Error, StoreError):
+            self.conn.execute("ROLLBACK")
+
+    @contextlib.contextmanager
+    def guarded(self) -> Iterator[None]:
+        """Turn a SQLite error escaping a read (a row fetched while iterating) into a
+        ``StoreError``."""
+        try:
+            yield
+        except sqlite3.Error as exc:
+            raise translate(exc, self.path) from exc
 
     # --- cursors ---------------------------------------------------------------------------
 
@@ -336,7 +389,7 @@ class Store:
 
 _CONVERSATION_COLUMNS = (
     "id, source, subject, customer, customer_name, link, first_message_at, last_message_at, "
-    "policy, policy_reason"
+    "policy, policy_reason, revision"
 )
 _MESSAGE_COLUMNS = (
     "id, conversation_id, source, identity, timestamp, direction, reason, author, author_name, "
@@ -356,6 +409,7 @@ def _conversation(row: tuple[Any, ...]) -> StoredConversation:
         last_message_at=from_epoch(row[7]),
         policy=row[8],
         policy_reason=row[9],
+        revision=row[10],
     )
 
 
@@ -380,6 +434,31 @@ def _message(row: tuple[Any, ...]) -> StoredMessage:
         status=row[16],
         attributes=json.loads(row[17]) if row[17] and row[17] != "{}" else {},
     )
+
+
+def _create(path: Path) -> None:
+    """Make a new store beside ``path`` and move it into place whole, so that a store file,
+    once there, is never empty (an empty one means it was truncated: see ``Store.open``)."""
+    draft = path.with_name(f".{path.name}.new")
+    for stale in (draft, Path(f"{draft}-wal"), Path(f"{draft}-shm")):
+        stale.unlink(missing_ok=True)
+    conn = connect(draft, isolation_level=None)
+    try:
+        conn.execute("PRAGMA journal_mode=WAL")
+        for version, script in enumerate(MIGRATIONS):
+            conn.execute("BEGIN IMMEDIATE")
+            for statement in _split_sql(script):
+                conn.execute(statement)
+            conn.execute(f"PRAGMA user_version = {version + 1}")
+            conn.execute("COMMIT")
+    finally:
+        conn.close()
+    os.replace(draft, path)
+    directory = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(directory)
+    finally:
+        os.close(directory)
 
 
 def _split_sql(script: str) -> list[str]:
@@ -462,6 +541,16 @@ def record_poll(
             "last_duration = excluded.last_duration, last_error = excluded.last_error",
             (source, int(ok), to_epoch(now), to_epoch(now) if ok else None, duration, error),
         )
+
+
+def synced_sources(store: Store) -> set[str]:
+    """Sources read successfully at least once: their first sync is complete."""
+    return {
+        name
+        for (name,) in store.conn.execute(
+            "SELECT source FROM source_status WHERE last_success IS NOT NULL"
+        )
+    }
 
 
 def source_health(store: Store) -> list[SourceHealth]:

@@ -52,6 +52,8 @@ CONTRACT = {
     "replyclock_poll_duration_seconds": ("gauge", {"source"}),
     "replyclock_alerts_sent": ("counter", {"channel", "kind"}),
     "replyclock_alert_delivery_failures": ("counter", {"channel"}),
+    "replyclock_scheduler_lag_seconds": ("gauge", set()),
+    "replyclock_store_up": ("gauge", set()),
     "replyclock_build_info": ("gauge", {"version"}),
 }
 

@@ -70,6 +70,7 @@ _APPENDUID = re.compile(rb"\[APPENDUID (\d+) (\d+)\]")
 _LONGEST_SOCKET = "token-login/imap-urlauth"
 _SUN_PATH_MAX = 107
 _user_numbers = itertools.count(1)
+_file_numbers = itertools.count(1)
 
 
 def find_dovecot() -> str | None:
@@ -329,6 +330,37 @@ class DovecotServer:
         if match is None:
             raise RuntimeError(f"APPEND answered without APPENDUID: {response!r}")
         return int(match.group(2))
+
+    def maildir(self, user: str, folder: str = "INBOX") -> Path:
+        """The Maildir++ directory holding ``folder`` of ``user`` (``Sent`` is ``.Sent``)."""
+        base = Path(self.mail_dir) / user
+        return base if folder.upper() == "INBOX" else base / ("." + folder.replace("/", "."))
+
+    def write_maildir(
+        self, user: str, folder: str, messages: Iterable[tuple[bytes, datetime]]
+    ) -> int:
+        """Write messages straight into a folder's Maildir, far faster than one APPEND each;
+        each file's time becomes its INTERNALDATE (any date at all, which APPEND does not
+        allow: Dovecot replaces a future APPEND date with the present). Dovecot finds the
+        files at its next look at the folder. Returns how many were written."""
+        directory = self.maildir(user, folder)
+        owner = _system_user("dovecot")
+        for sub in ("cur", "new", "tmp"):
+            (directory / sub).mkdir(parents=True, exist_ok=True)
+        for made in (directory, *(directory / sub for sub in ("cur", "new", "tmp"))):
+            os.chown(made, owner.pw_uid, owner.pw_gid)
+        if directory != Path(self.mail_dir) / user:
+            os.chown(directory.parent, owner.pw_uid, owner.pw_gid)
+        count = 0
+        for data, when in messages:
+            stamp = when.timestamp()
+            name = f"{int(stamp)}.M{next(_file_numbers)}P{os.getpid()}.replyclock-test:2,S"
+            path = directory / "cur" / name
+            path.write_bytes(data)
+            os.chown(path, owner.pw_uid, owner.pw_gid)
+            os.utime(path, (stamp, stamp))
+            count += 1
+        return count
 
     def expunge(self, user: str, password: str, folder: str, uids: Iterable[int]) -> None:
         """Mark the messages ``uids`` in ``folder`` \\Deleted and UID EXPUNGE exactly them."""

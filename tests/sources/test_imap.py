@@ -14,6 +14,7 @@ from servers.dovecot import DovecotServer, ImapUser
 from monitor.config.models import ImapSourceConfig
 from monitor.errors import SourceAuthError, SourceError
 from monitor.mail.classify import MailboxIdentity
+from monitor.polling import poll_source
 from monitor.sla.clocks import ClockMessage, StopReason, segment_clocks
 from monitor.sources.imap import ImapSource, uid_batches
 from monitor.store import SourceSink, Store
@@ -321,3 +322,92 @@ def test_uid_batches_keep_fetch_lines_short() -> None:
     assert [len(b) for b in batches] == [636, 636, 636, 636, 456]
     assert max(len(",".join(map(str, b))) for b in batches) < 7000
     assert [uid for b in batches for uid in b] == big
+
+
+def test_one_connection_sees_mail_added_to_the_folder_it_read_last(
+    dovecot: DovecotServer, imap_user: ImapUser, store: Store
+) -> None:
+    """Polls on one connection see every new inbox message: the folder read last is not left
+    open, so its STATUS is answered fresh instead of from the connection's stale view."""
+    append(dovecot, imap_user, "INBOX", customer_mail(1, 10), 10)
+    source = ImapSource(source_config(imap_user), TEAM)
+    assert poll(source, store).new == 1
+    seen = []
+    for n in range(2, 6):
+        append(dovecot, imap_user, "INBOX", customer_mail(n, 1), 1)
+        seen.append(poll(source, store).new)
+    idle = poll(source, store)
+    source.close()
+    assert seen == [1, 1, 1, 1]
+    assert (idle.new, idle.round_trips) == (0, 2)
+
+
+def test_mail_gone_across_a_uidvalidity_change_closes_its_clocks(
+    dovecot: DovecotServer, imap_user: ImapUser, store: Store
+) -> None:
+    """Unanswered mail that vanished while the folder's UIDVALIDITY changed (an index rebuilt
+    or restored) is marked removed after the re-read, as an expunge would be; the mail that is
+    still there keeps its place."""
+    uids = [append(dovecot, imap_user, "INBOX", customer_mail(n, 30 + n), 30 + n) for n in range(6)]
+    source = ImapSource(source_config(imap_user), TEAM)
+    poll(source, store)
+    source.close()
+    dovecot.expunge(imap_user.username, imap_user.password, "INBOX", uids[:4])
+    new_validity = dovecot.set_uidvalidity(imap_user.username, "INBOX")
+    source = ImapSource(source_config(imap_user), TEAM)
+    report = poll(source, store, NOW + timedelta(minutes=1))
+    again = poll(source, store, NOW + timedelta(minutes=2))
+    source.close()
+    assert (report.new, report.duplicates, report.removed, again.removed) == (0, 2, 4, 0)
+    removed = {
+        identity
+        for (identity,) in store.conn.execute(
+            "SELECT identity FROM messages WHERE removed_at IS NOT NULL"
+        )
+    }
+    assert removed == {f"q{n}@customer.example" for n in range(4)}
+    assert SourceSink(store, "support").folder_uids("INBOX", new_validity) == set(
+        range(uids[4], uids[5] + 1)
+    )
+    assert (
+        store.conn.execute(
+            "SELECT COUNT(*) FROM locations WHERE uidvalidity != ?", (new_validity,)
+        ).fetchone()[0]
+        == 0
+    )
+
+
+def test_mail_dated_far_in_the_future_is_timed_when_it_was_read(
+    dovecot: DovecotServer, imap_user: ImapUser, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Two messages whose INTERNALDATE is in 2099 are stored as arriving when they were read,
+    with the reason saying so, and one warning is logged for the batch; a message a minute
+    ahead (a server clock running fast) keeps its own time."""
+    future = datetime(2099, 1, 1, 12, 0, tzinfo=UTC)
+    # Only a file in the Maildir can carry such a date: Dovecot clamps a future APPEND date.
+    dovecot.write_maildir(
+        imap_user.username, "INBOX", [(customer_mail(n, 0), future) for n in (1, 2)]
+    )
+    ahead = datetime.now(UTC).replace(microsecond=0) + timedelta(minutes=1)
+    dovecot.append(
+        imap_user.username, imap_user.password, "INBOX", customer_mail(3, 0), internaldate=ahead
+    )
+    source = ImapSource(source_config(imap_user), TEAM)
+    before = datetime.now(UTC).replace(microsecond=0)
+    with caplog.at_level("WARNING", logger="replyclock.poll"):
+        outcome = poll_source(source, store, before)
+    after = datetime.now(UTC)
+    source.close()
+    assert outcome.ok
+    rows = dict(
+        store.conn.execute("SELECT identity, timestamp FROM messages ORDER BY identity").fetchall()
+    )
+    for n in (1, 2):
+        assert before.timestamp() <= rows[f"q{n}@customer.example"] <= after.timestamp()
+    assert rows["q3@customer.example"] == int(ahead.timestamp())
+    reason = store.conn.execute(
+        "SELECT reason FROM messages WHERE identity = 'q1@customer.example'"
+    ).fetchone()[0]
+    assert reason.endswith("; dated 2099-01-01 12:00 UTC, in the future, so timed when it was read")
+    warnings = [r for r in caplog.records if "dated in the future" in r.getMessage()]
+    assert len(warnings) == 1

@@ -179,7 +179,7 @@ def test_reader_sees_writes_alongside_the_writer(store: Store) -> None:
         assert reader.source_counts() == {"inbox": (1, 1)}
         SourceSink(store, "inbox").accept([event("b@x", subject="New")], None, NOW)
         assert reader.source_counts() == {"inbox": (2, 2)}
-        with pytest.raises(sqlite3.OperationalError):
+        with pytest.raises(StoreError, match="attempt to write a readonly database"):
             reader.conn.execute("DELETE FROM messages")
     finally:
         reader.close()

@@ -1,0 +1,151 @@
+"""How the daemon watches itself: is the store usable, and are polls keeping up?
+
+Both trackers say each change once in the log (the first failure, the recovery), never once
+per attempt, and both feed ``/readyz`` and ``/metrics``, so an operator and Prometheus see the
+same thing. Time is handed in (``now`` in Unix seconds), so tests never sleep.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterable
+
+from monitor.errors import StoreError
+from monitor.logs import fields
+
+log = logging.getLogger("replyclock.daemon")
+
+# Polls this late (seconds past when they were due) count as falling behind.
+LAG_WARNING_S = 30.0
+
+
+class StoreHealth:
+    """Whether the store takes writes: fine, failing for now (retried), or unusable for good.
+
+    A full disk or a read-only directory passes: the next successful write says so and the
+    daemon goes on. A damaged file, or one deleted or replaced under the daemon, does not:
+    from then on the daemon writes nothing (``usable`` is False) until it is restarted.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.error: StoreError | None = None
+        self.fatal: StoreError | None = None
+
+    @property
+    def usable(self) -> bool:
+        """False once the store is damaged or gone: no job may write to it any more."""
+        return self.fatal is None
+
+    @property
+    def ok(self) -> bool:
+        """Whether the last write succeeded."""
+        return self.error is None and self.fatal is None
+
+    def failed(self, exc: StoreError) -> None:
+        """A write failed: log it if it is news, and stop writing if it is fatal."""
+        with self._lock:
+            if self.fatal is not None:
+                return
+            if exc.fatal:
+                self.fatal = exc
+                log.error(
+                    "store unusable; replyclock stopped writing",
+                    extra=fields(reason=exc.reason, error=str(exc)),
+                )
+                return
+            news = self.error is None or self.error.reason != exc.reason
+            self.error = exc
+        if news:
+            log.error(
+                "store write failed; retrying, nothing is lost",
+                extra=fields(reason=exc.reason, error=str(exc)),
+            )
+
+    def succeeded(self) -> None:
+        """A write went through: a failure before it is over."""
+        with self._lock:
+            was = self.error
+            self.error = None
+        if was is not None and self.fatal is None:
+            log.info("store writable again", extra=fields(after=was.reason))
+
+    def reason(self) -> str | None:
+        """Why the store is not ready, in words for /readyz, or None when it is."""
+        problem = self.fatal or self.error
+        return f"{problem.reason}: {problem}" if problem is not None else None
+
+
+class PollLag:
+    """When each source's next poll is due, and how late the latest-running ones are.
+
+    A poll is due at its interval after the previous one ended (or at its backoff, or at once
+    when IMAP IDLE signals mail). The lag of a source is how long past that instant its poll
+    has not started yet; a poll under way keeps the lag it started with. The daemon's lag is
+    the largest over all sources: 0 when every poll starts on time.
+    """
+
+    def __init__(self, now: float) -> None:
+        self._lock = threading.Lock()
+        self.due: dict[str, float] = {}
+        self.running: dict[str, float] = {}  # source -> how late its poll under way started
+        self.behind = False
+        self.started = now
+
+    def track(self, names: Iterable[str], now: float) -> None:
+        """Sources to watch (all due now); sources no longer configured are dropped."""
+        wanted = set(names)
+        with self._lock:
+            for name in wanted - self.due.keys():
+                self.due[name] = now
+            for name in set(self.due) - wanted:
+                del self.due[name]
+                self.running.pop(name, None)
+
+    def begin(self, name: str, now: float) -> None:
+        """A poll of ``name`` starts."""
+        with self._lock:
+            self.running[name] = max(now - self.due.get(name, now), 0.0)
+
+    def end(self, name: str, next_due: float) -> None:
+        """A poll of ``name`` ended; the next one is due at ``next_due``."""
+        with self._lock:
+            self.running.pop(name, None)
+            if name in self.due:
+                self.due[name] = next_due
+
+    def wanted_now(self, name: str, now: float) -> None:
+        """New mail was signalled: the source's poll is due now."""
+        with self._lock:
+            if name in self.due:
+                self.due[name] = min(self.due[name], now)
+
+    def lag(self, now: float) -> tuple[float, int]:
+        """The largest lag over the sources, and how many sources are behind."""
+        with self._lock:
+            lags = [
+                self.running[name] if name in self.running else max(now - due, 0.0)
+                for name, due in self.due.items()
+            ]
+        worst = max(lags, default=0.0)
+        return worst, sum(1 for value in lags if value > LAG_WARNING_S)
+
+    def check(self, now: float) -> float:
+        """Log once when polls fall behind and once when they catch up; return the lag."""
+        worst, behind = self.lag(now)
+        if not self.behind and worst > LAG_WARNING_S:
+            self.behind = True
+            log.warning(
+                "polls are falling behind: replyclock cannot poll every source at its interval",
+                extra=fields(
+                    lag_s=round(worst),
+                    sources_behind=behind,
+                    sources=len(self.due),
+                    fix="raise poll_interval, or split the sources over more replyclock processes",
+                ),
+            )
+        elif self.behind and worst <= LAG_WARNING_S / 2:
+            self.behind = False
+            log.info("polls caught up", extra=fields(lag_s=round(worst)))
+        return worst
