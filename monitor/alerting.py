@@ -8,10 +8,18 @@ alert is sent once more on restart (at most one duplicate, per alert).
 Planning runs after each evaluation, under the store lock. Delivery runs on its own job, so a
 Slack outage or rate limit slows alerts but never the polls; the store lock is only held to
 read and mark rows, never during a network call.
+
+Delivery keeps each thread in stage order: a row waits while an earlier stage of its thread
+and channel is pending, and a pending stage made untrue by a later one (a warning under its
+breach or an escalation, a lower escalation under a higher one) is superseded, never sent; a
+breach always goes, before its escalations. Errors are handled alike for a post, an edit and a
+burst's summary: a temporary one adds an attempt to the rows of that call and leaves their
+channel alone for the backoff, a permanent one fails them and counts one failure per call.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import threading
@@ -20,6 +28,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from statistics import quantiles
+from typing import Literal
 from zoneinfo import ZoneInfo
 
 from monitor.alerts.base import Notifier, PermanentDeliveryError, Posted, TemporaryDeliveryError
@@ -37,7 +46,13 @@ from monitor.alerts.content import (
 from monitor.config.loader import LoadedConfig
 from monitor.config.rules import RuleBook
 from monitor.logs import fields
-from monitor.sla.stages import parse_quiet_hours, plan_stages, quiet_until
+from monitor.sla.stages import (
+    makes_moot,
+    parse_quiet_hours,
+    plan_stages,
+    quiet_until,
+    stage_rank,
+)
 from monitor.store import Store
 from monitor.store.sqlite import from_epoch, to_epoch
 
@@ -103,18 +118,28 @@ class AlertPlanner:
         self.rules = rules
         self.settings = settings
 
-    def plan(self, now: datetime, *, syncing: Collection[str] = ()) -> int:
+    def plan(
+        self,
+        now: datetime,
+        *,
+        syncing: Collection[str] = (),
+        catching_up: Collection[str] = (),
+    ) -> int:
         """Enqueue every alert due at ``now``; return how many were enqueued to send.
 
         ``syncing`` names the sources still in their first sync: what they have read so far is
         history being caught up on (its replies may still be in a folder not read yet), so
-        their stages wait until the sync is complete and are then planned together, where the
-        dispatcher sends a burst as one summary instead of one message per conversation.
+        their stages wait. ``catching_up`` names those whose first sync has just ended: their
+        stages due now are marked as catch-up, which the dispatcher sends as one summary per
+        channel instead of one message per conversation.
         """
         with self.store.transaction():
-            return self._plan_stages(now, frozenset(syncing)) + self._plan_endings(now)
+            queued = self._plan_stages(now, frozenset(syncing), frozenset(catching_up))
+            return queued + self._plan_endings(now)
 
-    def _plan_stages(self, now: datetime, syncing: frozenset[str]) -> int:
+    def _plan_stages(
+        self, now: datetime, syncing: frozenset[str], catching_up: frozenset[str]
+    ) -> int:
         conn = self.store.conn
         rows = [
             row
@@ -126,6 +151,7 @@ class AlertPlanner:
             if row[1] not in syncing
         ]
         queued = 0
+        caught_up = 0
         for (
             cid,
             source,
@@ -150,7 +176,7 @@ class AlertPlanner:
                 )
             ]
             plan = plan_stages(waited, target, policy, already)
-            if plan.send is None:
+            if not plan.send:
                 continue
             calendar = self.rules.calendar_for(policy)
             folder = conn.execute(
@@ -167,39 +193,43 @@ class AlertPlanner:
                 policy=policy.name,
                 link=link,
             )
-            stage = plan.send
-            mention = stage.mention or (
-                policy.alerts.mention if stage.kind.value == "breach" else ()
-            )
-            content = render_stage(
-                waiting,
-                StageFacts(
-                    kind=stage.kind.value,
-                    step=stage.step,
-                    waited=waited,
-                    target=target,
-                    due_at=calendar.due_instant(from_epoch(started), target),
-                    zone=self.settings.team_zone or calendar.zone,
-                    clock=kind,
-                    mention=tuple(mention),
-                ),
-                self.settings.privacy,
-            )
-            channel = stage.channel or policy.alerts.channel or self.settings.channel
             state, send_after = self._quiet(policy.alerts.quiet_hours, policy.alerts.quiet, now)
-            queued += self._enqueue(
-                dedup=f"{key}:{stage.key}:{channel}",
-                conversation=cid,
-                channel=channel,
-                kind=stage.kind.value,
-                stage=stage.key,
-                content=content,
-                key=key,
-                now=now,
-                send_after=send_after,
-                state=state,
-            )
+            for stage in plan.send:
+                mention = stage.mention or (
+                    policy.alerts.mention if stage.kind.value == "breach" else ()
+                )
+                content = render_stage(
+                    waiting,
+                    StageFacts(
+                        kind=stage.kind.value,
+                        step=stage.step,
+                        waited=waited,
+                        target=target,
+                        due_at=calendar.due_instant(from_epoch(started), target),
+                        zone=self.settings.team_zone or calendar.zone,
+                        clock=kind,
+                        mention=tuple(mention),
+                    ),
+                    self.settings.privacy,
+                )
+                channel = stage.channel or policy.alerts.channel or self.settings.channel
+                added = self._enqueue(
+                    dedup=f"{key}:{stage.key}:{channel}",
+                    conversation=cid,
+                    channel=channel,
+                    kind=stage.kind.value,
+                    stage=stage.key,
+                    content=content,
+                    key=key,
+                    now=now,
+                    send_after=send_after,
+                    state=state,
+                    catch_up=source in catching_up,
+                )
+                queued += added
+                caught_up += added if source in catching_up else 0
             for lower in plan.superseded:
+                channel = lower.channel or policy.alerts.channel or self.settings.channel
                 self._enqueue(
                     dedup=f"{key}:{lower.key}:{channel}",
                     conversation=cid,
@@ -212,6 +242,11 @@ class AlertPlanner:
                     send_after=now,
                     state="superseded",
                 )
+        if caught_up:
+            log.info(
+                "alerts for history queued, to be sent as one summary per channel",
+                extra=fields(alerts=caught_up, sources=",".join(sorted(catching_up))),
+            )
         return queued
 
     def _quiet(
@@ -292,11 +327,12 @@ class AlertPlanner:
         now: datetime,
         send_after: datetime,
         state: str,
+        catch_up: bool = False,
     ) -> int:
         cursor = self.store.conn.execute(
             "INSERT OR IGNORE INTO outbox (dedup_key, conversation_id, channel, kind, payload, "
-            "created_at, send_after, state, thread_key, stage) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "created_at, send_after, state, thread_key, stage, catch_up) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 dedup,
                 conversation,
@@ -308,10 +344,11 @@ class AlertPlanner:
                 state,
                 key,
                 stage,
+                int(catch_up),
             ),
         )
         added = cursor.rowcount == 1 and state == "pending"
-        if added:
+        if added and not catch_up:
             log.info(
                 "alert queued",
                 extra=fields(kind=kind, stage=stage, channel=channel, state=state),
@@ -411,10 +448,64 @@ class DeliveryReport:
     summarized: int = 0
     failed: int = 0
     deferred: int = 0
+    superseded: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PendingAlert:
+    """An outbox row waiting to be delivered, as the dispatcher reads it."""
+
+    id: int
+    channel: str
+    kind: str
+    stage: str
+    payload: str
+    thread_key: str | None
+    attempts: int
+    send_after: int  # Unix seconds
+    catch_up: bool = False  # already due when its source's first sync ended
+
+
+_PENDING = (
+    "id", "channel", "kind", "stage", "payload", "thread_key", "attempts", "send_after",
+    "catch_up",
+)  # fmt: skip
+
+
+def ready_in_order(alerts: list[PendingAlert], at: int) -> list[PendingAlert]:
+    """The pending alerts of one channel that may go at ``at``, in sending order.
+
+    An alert is ready when it is due and no earlier stage of its thread is still pending, so
+    a thread's stages go out in order even when an earlier one is backing off. The channel
+    keeps its oldest-first order; within a thread the stages take their slots in stage order.
+    """
+    threads: dict[str, list[PendingAlert]] = {}
+    ready: list[PendingAlert] = []
+    for alert in alerts:
+        if alert.thread_key is None:
+            if alert.send_after <= at:
+                ready.append(alert)
+        else:
+            threads.setdefault(alert.thread_key, []).append(alert)
+    queues = {}
+    for key, group in threads.items():
+        ordered = sorted(group, key=lambda a: (stage_rank(a.stage), a.id))
+        due = list(itertools.takewhile(lambda a: a.send_after <= at, ordered))
+        ready += due
+        queues[key] = iter(due)
+    return [
+        alert if alert.thread_key is None else next(queues[alert.thread_key])
+        for alert in sorted(ready, key=lambda a: a.id)
+    ]
+
+
+def backoff_seconds(attempts: int) -> int:
+    """How long a channel is left alone after a temporary error: 5 s, doubling, up to 10 min."""
+    return min(5 << min(attempts, 10), MAX_BACKOFF_S)
 
 
 class Dispatcher:
-    """Sends pending outbox rows through a notifier: paced, summarized, never lost."""
+    """Sends pending outbox rows through a notifier: paced, in order, summarized, never lost."""
 
     def __init__(
         self,
@@ -438,27 +529,82 @@ class Dispatcher:
         self.reported: set[tuple[str, str]] = set()
 
     def deliver(self, now: datetime) -> DeliveryReport:
-        """Send everything due; the store lock is held only to read and to mark."""
+        """Send everything due, each thread in stage order; the store lock is held only to read
+        and to mark."""
         report = DeliveryReport()
+        at = to_epoch(now)
         with self.lock:
-            rows = self.store.conn.execute(
-                "SELECT id, channel, kind, stage, payload, thread_key, attempts FROM outbox "
-                "WHERE state = 'pending' AND send_after <= ? ORDER BY id",
-                (to_epoch(now),),
-            ).fetchall()
-        by_channel: dict[str, list[tuple[int, str, str, str, str, str | None, int]]] = {}
-        for row in rows:
-            by_channel.setdefault(row[1], []).append(row)
-        for channel, items in by_channel.items():
-            posts = [r for r in items if r[3] != "answered"]
-            todo = items
+            report.superseded = self._supersede()
+            pending = [
+                PendingAlert(**dict(zip(_PENDING, row, strict=True)))
+                for row in self.store.conn.execute(
+                    f"SELECT {', '.join(_PENDING)} FROM outbox WHERE state = 'pending' ORDER BY id"
+                )
+            ]
+            # Only a temporary error moves a tried row's send_after past now, so these are the
+            # channels still backing off, even where that row has since been superseded or
+            # made obsolete: none of their alerts is tried before the backoff ends.
+            backing_off = {
+                channel
+                for (channel,) in self.store.conn.execute(
+                    "SELECT DISTINCT channel FROM outbox WHERE state IN "
+                    "('pending', 'superseded', 'obsolete') AND send_after > ? AND attempts > 0",
+                    (at,),
+                )
+            }
+        by_channel: dict[str, list[PendingAlert]] = {}
+        for alert in pending:
+            by_channel.setdefault(alert.channel, []).append(alert)
+        for channel, alerts in by_channel.items():
+            if channel in backing_off:
+                continue
+            ready = ready_in_order(alerts, at)
+            # What a first sync found already due is history: one summary, however few.
+            history = [a for a in ready if a.catch_up and a.stage != "answered"]
+            if len(history) > 1:
+                if self._summarize(channel, history, now, report, catch_up=True) != "summarized":
+                    continue
+                ready = [a for a in ready if not (a.catch_up and a.stage != "answered")]
+            posts = [a for a in ready if a.stage != "answered"]
+            todo = ready
             if len(posts) > self.burst:
-                self._summarize(channel, posts, now, report)
-                todo = [r for r in items if r[3] == "answered"]
-            for row in todo:
-                if not self._send(row, now, report):
+                if self._summarize(channel, posts, now, report) == "deferred":
+                    continue
+                todo = [a for a in ready if a.stage == "answered"]
+            for alert in todo:
+                if not self._send(alert, now, report):
                     break  # the channel is failing for now: its other rows wait
         return report
+
+    def _supersede(self) -> int:
+        """Mark 'superseded' each pending stage that a later stage of its thread in its channel,
+        pending or already out, has made moot (see ``makes_moot``); return how many."""
+        conn = self.store.conn
+        threads: dict[tuple[str, str], list[tuple[int, str, str]]] = {}
+        # From the pending rows to their threads (outbox_thread), not through every sent row.
+        for row_id, key, channel, stage, state in conn.execute(
+            "SELECT o.id, o.thread_key, o.channel, o.stage, o.state FROM "
+            "(SELECT DISTINCT thread_key FROM outbox WHERE state = 'pending') AS p "
+            "JOIN outbox AS o ON o.thread_key = p.thread_key "
+            "WHERE o.state IN ('pending', 'sent', 'summarized')"
+        ):
+            threads.setdefault((key, channel), []).append((row_id, stage, state))
+        # id, stage, the later stage making it moot, channel
+        moot: list[tuple[int, str, str, str]] = []
+        for (_key, channel), rows in threads.items():
+            for row_id, stage, state in rows:
+                later = [other for _, other, _ in rows if makes_moot(other, stage)]
+                if state == "pending" and later:
+                    moot.append((row_id, stage, max(later, key=stage_rank), channel))
+        if moot:
+            with self.store.transaction():
+                conn.executemany(
+                    "UPDATE outbox SET state = 'superseded' WHERE id = ? AND state = 'pending'",
+                    [(row_id,) for row_id, *_ in moot],
+                )
+        for _row_id, stage, by, channel in moot:
+            log.info("alert superseded", extra=fields(stage=stage, by=by, channel=channel))
+        return len(moot)
 
     def _pace(self, channel: str) -> None:
         last = self.last_post.get(channel)
@@ -468,52 +614,87 @@ class Dispatcher:
                 self.sleep(wait)
         self.last_post[channel] = self.monotonic()
 
-    def _root(self, key: str | None, channel: str) -> Posted | None:
-        if key is None or not self.notifier.threads:
-            return None
+    def _still_pending(self, alert: PendingAlert) -> tuple[bool, Posted | None]:
+        """Whether the row is still pending (planning may have made it obsolete since the round
+        began), and the root of its thread in its channel: the first stage sent there."""
         with self.lock:
-            row = self.store.conn.execute(
+            conn = self.store.conn
+            (state,) = conn.execute("SELECT state FROM outbox WHERE id = ?", (alert.id,)).fetchone()
+            if alert.thread_key is None or not self.notifier.threads:
+                return state == "pending", None
+            row = conn.execute(
                 "SELECT remote_channel, remote_ref FROM outbox WHERE thread_key = ? AND "
                 "channel = ? AND state = 'sent' AND stage != 'answered' ORDER BY id LIMIT 1",
-                (key, channel),
+                (alert.thread_key, alert.channel),
             ).fetchone()
-        return Posted(channel_id=row[0], ts=row[1]) if row and row[1] else None
+        root = Posted(channel_id=row[0], ts=row[1]) if row and row[1] else None
+        return state == "pending", root
 
-    def _send(
+    def _send(self, alert: PendingAlert, now: datetime, report: DeliveryReport) -> bool:
+        """Deliver one row; False when the channel answered a temporary error."""
+        pending, root = self._still_pending(alert)
+        if not pending:
+            return True
+        content = AlertContent.from_json(json.loads(alert.payload))
+        if alert.stage == "answered":
+            if root is None:  # nothing of this clock reached the channel: nothing to edit
+                self._mark(alert.id, "obsolete", None, now)
+                return True
+            edited = root
+
+            def call() -> Posted:
+                self.notifier.update(edited, content)
+                return edited
+        else:
+
+            def call() -> Posted:
+                return self.notifier.post(alert.channel, content, root)
+
+        outcome = self._attempt(alert.channel, [alert], call, now=now, report=report)
+        if not isinstance(outcome, Posted):
+            return outcome == "failed"
+        self._mark(alert.id, "sent", outcome, now)
+        if alert.stage == "answered":
+            report.updated += 1
+        else:
+            report.sent += 1
+        return True
+
+    def _attempt(
         self,
-        row: tuple[int, str, str, str, str, str | None, int],
+        channel: str,
+        alerts: list[PendingAlert],
+        call: Callable[[], Posted],
+        *,
         now: datetime,
         report: DeliveryReport,
-    ) -> bool:
-        row_id, channel, kind, stage, payload, key, attempts = row
-        content = AlertContent.from_json(json.loads(payload))
-        root = self._root(key, channel)
+        kind: str | None = None,
+    ) -> Posted | Literal["deferred", "failed"]:
+        """Make one paced call to the notifier on behalf of ``alerts`` and record its failure.
+
+        A temporary error (server, network, rate limit slack-sdk gave up on) adds an attempt
+        to each row, keeps the error and leaves the channel alone for the backoff; a permanent
+        one fails the rows for good, is counted once per call and logged once per channel and
+        error. ``kind`` names what was sent in the log (default: the one row's kind).
+        """
+        kind = kind or alerts[0].kind
+        self._pace(channel)
         try:
-            self._pace(channel)
-            if stage == "answered":
-                if root is None:
-                    self._mark(row_id, "obsolete", None, now)
-                    return True
-                self.notifier.update(root, content)
-                posted = root
-                report.updated += 1
-            else:
-                posted = self.notifier.post(channel, content, root)
-                report.sent += 1
+            return call()
         except TemporaryDeliveryError as exc:
-            delay = min(2 ** min(attempts, 10) * 5, MAX_BACKOFF_S)
+            delay = backoff_seconds(max(a.attempts for a in alerts))
             with self.lock, self.store.transaction() as conn:
-                conn.execute(
+                conn.executemany(
                     "UPDATE outbox SET attempts = attempts + 1, last_error = ?, send_after = ? "
                     "WHERE id = ?",
-                    (str(exc), to_epoch(now) + delay, row_id),
+                    [(str(exc), to_epoch(now) + delay, a.id) for a in alerts],
                 )
             log.warning(
                 "alert delivery deferred",
                 extra=fields(channel=channel, kind=kind, retry_in_s=delay, error=str(exc)),
             )
-            report.deferred += 1
-            return False
+            report.deferred += len(alerts)
+            return "deferred"
         except PermanentDeliveryError as exc:
             if (channel, exc.error) not in self.reported:
                 self.reported.add((channel, exc.error))
@@ -522,20 +703,18 @@ class Dispatcher:
                     extra=fields(channel=channel, error=exc.error, fix=exc.fix),
                 )
             with self.lock, self.store.transaction() as conn:
-                conn.execute(
+                conn.executemany(
                     "UPDATE outbox SET state = 'failed', attempts = attempts + 1, "
                     "last_error = ? WHERE id = ?",
-                    (exc.error, row_id),
+                    [(exc.error, a.id) for a in alerts],
                 )
                 conn.execute(
                     "INSERT INTO delivery_failures (channel, count) VALUES (?, 1) "
                     "ON CONFLICT (channel) DO UPDATE SET count = count + 1",
                     (channel,),
                 )
-            report.failed += 1
-            return True
-        self._mark(row_id, "sent", posted, now)
-        return True
+            report.failed += len(alerts)
+            return "failed"
 
     def _mark(self, row_id: int, state: str, posted: Posted | None, now: datetime) -> None:
         with self.lock, self.store.transaction() as conn:
@@ -554,24 +733,32 @@ class Dispatcher:
     def _summarize(
         self,
         channel: str,
-        rows: list[tuple[int, str, str, str, str, str | None, int]],
+        alerts: list[PendingAlert],
         now: datetime,
         report: DeliveryReport,
-    ) -> None:
-        contents = [AlertContent.from_json(json.loads(r[4])) for r in rows]
-        summary = render_summary(channel, contents)
-        try:
-            self._pace(channel)
-            posted = self.notifier.post(channel, summary, None)
-        except (TemporaryDeliveryError, PermanentDeliveryError) as exc:
-            log.warning("alert summary not sent", extra=fields(channel=channel, error=str(exc)))
-            report.deferred += len(rows)
-            return
+        *,
+        catch_up: bool = False,
+    ) -> Literal["summarized", "deferred", "failed"]:
+        """Post one message standing for a burst of alerts (or for those a first sync found
+        already due); its failure is theirs."""
+        contents = [AlertContent.from_json(json.loads(a.payload)) for a in alerts]
+        summary = render_summary(channel, contents, catch_up=catch_up)
+        outcome = self._attempt(
+            channel,
+            alerts,
+            lambda: self.notifier.post(channel, summary, None),
+            now=now,
+            report=report,
+            kind="summary",
+        )
+        if not isinstance(outcome, Posted):
+            return outcome
         with self.lock, self.store.transaction() as conn:
             conn.executemany(
                 "UPDATE outbox SET state = 'summarized', sent_at = ?, remote_ref = ?, "
                 "remote_channel = ? WHERE id = ?",
-                [(to_epoch(now), posted.ts, posted.channel_id, r[0]) for r in rows],
+                [(to_epoch(now), outcome.ts, outcome.channel_id, a.id) for a in alerts],
             )
-        report.summarized += len(rows)
-        log.info("alerts summarized", extra=fields(channel=channel, alerts=len(rows)))
+        report.summarized += len(alerts)
+        log.info("alerts summarized", extra=fields(channel=channel, alerts=len(alerts)))
+        return "summarized"

@@ -234,6 +234,7 @@ def cmd_run(loaded: LoadedConfig, *, once: bool, dry_run: bool, out: TextIO) -> 
         if not once:
             return run_forever(loaded, store, sources, rules, notifier, dry_run=dry_run)
         now = datetime.now(UTC)
+        synced_before = synced_sources(store)
         outcomes = [poll_source(source, store, now) for source in sources]
         for source in sources:
             source.close()
@@ -242,7 +243,9 @@ def cmd_run(loaded: LoadedConfig, *, once: bool, dry_run: bool, out: TextIO) -> 
         settings = AlertSettings.from_config(loaded, threads=notifier.threads)
         synced = synced_sources(store)
         AlertPlanner(store, rules, settings).plan(
-            now, syncing=[s.name for s in sources if s.name not in synced]
+            now,
+            syncing=[s.name for s in sources if s.name not in synced],
+            catching_up=synced - synced_before,
         )
         Dispatcher(store, notifier, threading.Lock(), burst=settings.burst).deliver(now)
         prune_closed(store, loaded.config.store.retention, now)

@@ -57,18 +57,35 @@ STOP_BUDGET_S = 8.0  # SIGTERM to exit stays under 10 s
 
 
 class StoreSnapshots:
-    """Read-only views of the store for scrapes: one connection per HTTP thread (WAL lets
-    them read while the daemon writes)."""
+    """Read-only views of the store for scrapes, through one reader connection that the HTTP
+    threads take turns on (WAL lets it read while the daemon writes).
+
+    The HTTP server starts a thread per request, so a reader per thread would open a new
+    connection for every scrape. A reader that fails is closed; the next scrape opens another.
+    """
 
     def __init__(self, store: Store) -> None:
         self.path = store.path
-        self.local = threading.local()
+        self._lock = threading.Lock()
+        self._reader: Store | None = None
 
     def __call__(self) -> MetricsSnapshot:
-        reader: Store | None = getattr(self.local, "store", None)
-        if reader is None:
-            reader = self.local.store = Store.open(self.path, readonly=True)
-        return metrics_snapshot(reader)
+        with self._lock:
+            if self._reader is None:
+                self._reader = Store.open(self.path, readonly=True)
+            try:
+                return metrics_snapshot(self._reader)
+            except StoreError:
+                self._reader.close()
+                self._reader = None
+                raise
+
+    def close(self) -> None:
+        """Close the reader; a later call opens a new one."""
+        with self._lock:
+            if self._reader is not None:
+                self._reader.close()
+                self._reader = None
 
 
 def policy_infos(rules: RuleBook) -> list[PolicyInfo]:
@@ -144,9 +161,13 @@ class Daemon:
         self.poll_requested: set[str] = set()
         self.store_health = StoreHealth()
         self.lag = PollLag(time.time())
+        # Sources whose first sync ended before this process, or whose alerts for history
+        # were planned since: later stages of theirs are sent one by one.
+        self.planned_synced = synced_sources(store)
         self.gen = self._generation(loaded, list(sources), rules, notifier)
+        self.snapshots = StoreSnapshots(store)
         self.collector = ReplyclockCollector(
-            snapshot=StoreSnapshots(store),
+            snapshot=self.snapshots,
             sources=[s.name for s in self.gen.sources],
             policies=policy_infos(rules),
             channels=alert_channels(rules, self.gen.settings),
@@ -303,7 +324,12 @@ class Daemon:
                 now = datetime.now(UTC)
                 gen.engine.evaluate(now)
                 synced = synced_sources(self.store)
-                gen.planner.plan(now, syncing=[s.name for s in gen.sources if s.name not in synced])
+                gen.planner.plan(
+                    now,
+                    syncing=[s.name for s in gen.sources if s.name not in synced],
+                    catching_up=synced - self.planned_synced,
+                )
+                self.planned_synced |= synced
 
     def evaluate(self) -> None:
         """The evaluation job: SLA states follow the clock even when no mail arrives."""
@@ -505,6 +531,7 @@ class Daemon:
         for watcher in self.gen.watchers:
             watcher.join(max(deadline - time.monotonic(), 0.1))
         self.http.stop()
+        self.snapshots.close()
         for source in self.gen.sources:
             source.close()
         log.info("stopped", extra=fields(uptime_s=round(time.monotonic() - started)))

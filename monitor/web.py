@@ -3,24 +3,44 @@
 A small WSGI app around prometheus_client's own, served by a threading WSGI server on the
 configured address. /healthz answers while the process runs; /readyz answers 200 only once
 every source has been read successfully since start and the store accepts writes.
+
+The accept loop only accepts: the TLS handshake and the reading of the request happen on the
+connection's own thread, each within ``CONNECTION_TIMEOUT_S``, so a client that connects and
+sends nothing (or a byte at a time) holds one thread for a while and blocks nobody else.
 """
 
 from __future__ import annotations
 
 import base64
 import hmac
+import io
+import logging
+import socket
 import ssl
+import sys
 import threading
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler
 
+from monitor.logs import fields
+
+if TYPE_CHECKING:
+    from _typeshed import WriteableBuffer
+
 StartResponse = Callable[..., Any]
 WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+# How long a client has for the TLS handshake, then for sending its whole request; also the
+# timeout of each write of the response.
+CONNECTION_TIMEOUT_S = 10.0
+
+log = logging.getLogger("replyclock.web")
 
 INDEX = b"""<html><head><title>replyclock</title></head><body>
 <h1>replyclock</h1><p>The SLA clock for shared support inboxes.</p>
@@ -105,18 +125,96 @@ def _text(start_response: StartResponse, status: str, body: str) -> list[bytes]:
     return [data]
 
 
+class DeadlineReader(io.RawIOBase):
+    """A socket's bytes until a deadline: reads after it raise ``TimeoutError``, so a client
+    that trickles its request in cannot keep its thread longer than a silent one."""
+
+    def __init__(
+        self,
+        sock: socket.socket,
+        timeout: float,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._sock = sock
+        self._timeout = timeout
+        self._clock = clock
+        self._deadline = clock() + timeout
+
+    def readable(self) -> bool:
+        """Always: this is a reader."""
+        return True
+
+    def readinto(self, buffer: WriteableBuffer, /) -> int:
+        """Read what the client sent, waiting no later than the deadline."""
+        remaining = self._deadline - self._clock()
+        if remaining <= 0:
+            raise TimeoutError(f"the client did not send its request within {self._timeout:g} s")
+        self._sock.settimeout(remaining)
+        try:
+            return self._sock.recv_into(buffer)
+        finally:
+            self._sock.settimeout(self._timeout)  # writing the response gets the usual timeout
+
+
+class _Handler(_SilentHandler):
+    """Logs nothing per request, and reads the request against the connection's deadline."""
+
+    server: _Server
+
+    def setup(self) -> None:
+        super().setup()
+        self.rfile.close()  # the stream setup() made; the connection stays open
+        self.rfile = io.BufferedReader(
+            DeadlineReader(self.connection, self.server.connection_timeout)
+        )
+
+
+class _Server(ThreadingWSGIServer):
+    """A thread per connection; TLS (when given) is set up on that thread, not in the accept
+    loop, and a connection that fails or times out is dropped with a debug log line."""
+
+    tls: ssl.SSLContext | None = None
+    connection_timeout: float = CONNECTION_TIMEOUT_S
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        """On the connection's own thread: the TLS handshake, then the request."""
+        request.settimeout(self.connection_timeout)
+        try:
+            if self.tls is not None:
+                request = self.tls.wrap_socket(request, server_side=True)
+            self.finish_request(request, client_address)
+        except Exception:  # one connection's failure must not end the server
+            self.handle_error(request, client_address)
+        finally:
+            self.shutdown_request(request)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Quiet for what clients do (hang up, time out, fail the handshake); logged otherwise."""
+        del request
+        error = sys.exc_info()[1]
+        client = client_address[0] if isinstance(client_address, tuple) else str(client_address)
+        if isinstance(error, OSError):
+            log.debug("HTTP connection dropped", extra=fields(client=client, error=str(error)))
+        else:
+            log.error("HTTP request failed", exc_info=True, extra=fields(client=client))
+
+
 class HttpServer:
     """Serves a WSGI app on a background thread until ``stop``."""
 
     def __init__(
-        self, app: WsgiApp, host: str, port: int, tls: ssl.SSLContext | None = None
+        self,
+        app: WsgiApp,
+        host: str,
+        port: int,
+        tls: ssl.SSLContext | None = None,
+        *,
+        connection_timeout: float = CONNECTION_TIMEOUT_S,
     ) -> None:
-        self._server = make_server(
-            host, port, app, server_class=ThreadingWSGIServer, handler_class=_SilentHandler
-        )
-        if tls is not None:
-            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
-        self._server.daemon_threads = True
+        self._server = make_server(host, port, app, server_class=_Server, handler_class=_Handler)
+        assert isinstance(self._server, _Server)
+        self._server.tls = tls
+        self._server.connection_timeout = connection_timeout
         self._thread = threading.Thread(target=self._server.serve_forever, name="http", daemon=True)
 
     @property

@@ -2,146 +2,23 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import socket
-import subprocess
-import sys
 import tempfile
 import time
-import urllib.error
-import urllib.request
-from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from factories import mail
+from harness import free_port, http_get, wait_for
+from harness.service import Service
 from servers.dovecot import DovecotServer, ImapUser
 
-from monitor.errors import StoreError
 from monitor.store import Store
 
 pytestmark = pytest.mark.imap
-
-RULES = """
-policies:
-  - name: standard
-    calendar: 24x7
-    targets: {first_response: 1h}
-"""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_for(condition: Callable[[], object], timeout: float = 10.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(0.05)
-    return False
-
-
-def http_get(port: int, path: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
-    request = urllib.request.Request(f"http://127.0.0.1:{port}{path}", headers=headers or {})
-    try:
-        with urllib.request.urlopen(request, timeout=5) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode()
-    except OSError:
-        return 0, ""
-
-
-@dataclass
-class Service:
-    """A `replyclock run` subprocess with its config, store and logs."""
-
-    workdir: Path
-    port: int
-    process: subprocess.Popen[str] | None = None
-    logs: list[str] = field(default_factory=list)
-
-    @property
-    def config(self) -> Path:
-        return self.workdir / "replyclock.yaml"
-
-    @property
-    def db(self) -> Path:
-        return self.workdir / "store.db"
-
-    def write_config(self, users: list[ImapUser], *, poll: str = "60s", extra: str = "") -> None:
-        (self.workdir / "rules.yaml").write_text(RULES)
-        sources = "".join(
-            f"""
-  - name: {name}
-    type: imap
-    host: {user.host}
-    port: {user.port}
-    starttls: true
-    ca_file: {user.ca_file}
-    username: {user.username}
-    password: {user.password}
-    poll_interval: {poll}
-    timeout: 5s
-"""
-            for name, user in zip(("support", "billing", "sales"), users, strict=False)
-        )
-        self.config.write_text(
-            f"store: {{path: store.db}}\nmetrics: {{listen: '127.0.0.1:{self.port}'}}\n"
-            f"team: {{domains: [acme.example]}}\nrules: [rules.yaml]\n{extra}sources:{sources}"
-        )
-
-    @property
-    def log_file(self) -> Path:
-        return self.workdir / f"replyclock-{len(self.logs)}.log"
-
-    def start(self, env: dict[str, str] | None = None) -> None:
-        with self.log_file.open("w") as log:
-            self.process = subprocess.Popen(
-                [sys.executable, "-m", "monitor", "run", "-c", str(self.config)],
-                stdout=subprocess.DEVNULL,
-                stderr=log,
-                text=True,
-                env={**os.environ, **(env or {})},
-            )
-
-    def log_text(self) -> str:
-        return self.log_file.read_text()
-
-    def ready(self) -> bool:
-        return http_get(self.port, "/readyz")[0] == 200
-
-    def stop(self, sig: int = signal.SIGTERM, timeout: float = 10.0) -> tuple[int, float]:
-        assert self.process is not None
-        started = time.monotonic()
-        self.process.send_signal(sig)
-        code = self.process.wait(timeout=timeout)
-        took = time.monotonic() - started
-        self.logs.append(self.log_text())
-        return code, took
-
-    def identities(self) -> set[str]:
-        try:
-            store = Store.open(self.db, readonly=True)
-        except StoreError:
-            return set()
-        try:
-            return {row[0] for row in store.conn.execute("SELECT identity FROM messages")}
-        finally:
-            store.close()
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
-            self.logs.append(self.log_text())
 
 
 @pytest.fixture

@@ -166,14 +166,26 @@ def render_answered(
     )
 
 
-def render_summary(channel: str, alerts: Sequence[AlertContent], shown: int = 10) -> AlertContent:
-    """One message standing for a burst of alerts to the same channel."""
+def render_summary(
+    channel: str, alerts: Sequence[AlertContent], shown: int = 10, *, catch_up: bool = False
+) -> AlertContent:
+    """One message standing for a burst of alerts to the same channel, or (``catch_up``) for
+    the alerts that were already due when replyclock first read a mailbox's history."""
     counts: dict[str, int] = {}
     for alert in alerts:
         counts[alert.kind] = counts.get(alert.kind, 0) + 1
     order = ("escalation", "breach", "warning", "answered")
     parts = [f"{counts[k]} {k}{'s' if counts[k] != 1 else ''}" for k in order if k in counts]
-    title = f"{ICONS['summary']} {len(alerts)} alerts at once: {', '.join(parts)}"
+    if catch_up:
+        title = f"{ICONS['summary']} First read of the mailbox: {len(alerts)} alerts already due"
+        title += f": {', '.join(parts)}"
+        note = (
+            "These were already due when replyclock first read the mail, so they come as one "
+            "message; from now on each alert is sent as it happens. `replyclock status` lists all."
+        )
+    else:
+        title = f"{ICONS['summary']} {len(alerts)} alerts at once: {', '.join(parts)}"
+        note = "Sent as one message so the channel is not flooded; `replyclock status` lists all."
     ranked = sorted(alerts, key=lambda a: order.index(a.kind) if a.kind in order else 9)
     lines = tuple(a.title for a in ranked[:shown])
     more = len(alerts) - len(lines)
@@ -182,7 +194,7 @@ def render_summary(channel: str, alerts: Sequence[AlertContent], shown: int = 10
         title=title,
         fallback=f"{title.split(' ', 1)[1]} in {channel}",
         lines=lines + ((f"... and {more} more",) if more > 0 else ()),
-        note="Sent as one message so the channel is not flooded; `replyclock status` lists all.",
+        note=note,
     )
 
 

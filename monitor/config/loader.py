@@ -11,10 +11,11 @@ import types
 import typing
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import date, datetime
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, SecretStr, ValidationError
 
 from monitor.config.calendars import calendar_problems
 from monitor.config.models import Config, RulesFile
@@ -49,26 +50,79 @@ def _field_model(annotation: Any, key: str | int) -> Any:
     return None
 
 
-def _allowed_keys(root: type[BaseModel], data: Any, loc: tuple[Any, ...]) -> list[str] | None:
-    """The keys the model at ``loc`` accepts, found by walking the models along the data."""
+def _annotation_at(root: type[BaseModel], data: Any, loc: tuple[Any, ...]) -> Any:
+    """The annotation of what sits at ``loc``, found by walking the models along the data;
+    None when the walk loses its way (a key the model does not have)."""
     model: Any = root
     node = data
     for part in loc:
         if isinstance(model, type) and issubclass(model, BaseModel):
-            if isinstance(node, Mapping) and part in node and part in model.model_fields:
-                model = model.model_fields[part].annotation
-                node = node[part]
-                continue
             if isinstance(node, Mapping) and part in node:
-                return None
-            continue  # a union tag in the location: it names the member, not a key
+                name = _field_name(model, part)
+                if name is None:
+                    return None
+                model = model.model_fields[name].annotation
+                node = node[part]
+            continue  # else a union tag in the location: it names the member, not a key
         model = _resolve_container(model, node, part)
         if model is None:
             return None
         node = node[part] if isinstance(node, (Mapping, list)) else None
+    return model
+
+
+def _field_name(model: type[BaseModel], key: Any) -> str | None:
+    """The field a key of the data fills: its name, or the field whose alias it is."""
+    for name, info in model.model_fields.items():
+        if key == (info.alias or name):
+            return name
+    return None
+
+
+def _allowed_keys(root: type[BaseModel], data: Any, loc: tuple[Any, ...]) -> list[str] | None:
+    """The keys the model at ``loc`` accepts."""
+    model = _annotation_at(root, data, loc)
     if isinstance(model, type) and issubclass(model, BaseModel):
         return [info.alias or name for name, info in model.model_fields.items()]
     return None
+
+
+def _holds_secret(annotation: Any) -> bool:
+    """Whether a field's annotation is ``SecretStr`` (maybe optional or annotated)."""
+    if annotation is SecretStr:
+        return True
+    return any(_holds_secret(arg) for arg in typing.get_args(annotation))
+
+
+def _secret_names(model: type[BaseModel], seen: set[type[BaseModel]] | None = None) -> set[str]:
+    """The keys of every ``SecretStr`` field in ``model`` and the models inside it."""
+    seen = set() if seen is None else seen
+    if model in seen:
+        return set()
+    seen.add(model)
+    names: set[str] = set()
+    for name, info in model.model_fields.items():
+        if _holds_secret(info.annotation):
+            names.add(info.alias or name)
+        for inner in _models_in(info.annotation):
+            names |= _secret_names(inner, seen)
+    return names
+
+
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The models an annotation names, directly or inside lists, dicts and unions."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    return [model for arg in typing.get_args(annotation) for model in _models_in(arg)]
+
+
+def _is_secret(root: type[BaseModel], data: Any, loc: tuple[Any, ...], key: str) -> bool:
+    """Whether the value at ``loc`` is a secret field; where the walk along the data loses its
+    way, any key that is a secret somewhere in the models counts as one (fail closed)."""
+    annotation = _annotation_at(root, data, loc)
+    if annotation is None:
+        return key in _secret_names(root)
+    return _holds_secret(annotation)
 
 
 def _resolve_container(annotation: Any, node: Any, part: Any) -> Any:
@@ -108,6 +162,46 @@ def _data_path(data: Any, loc: tuple[Any, ...]) -> KeyPath:
     return tuple(path)
 
 
+def _kind_of(value: Any) -> str:
+    """A few words for the type of a YAML value, for messages that must not show the value."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, (int, float)):
+        return "a number"
+    if isinstance(value, (date, datetime)):
+        return "a date"
+    if isinstance(value, Mapping):
+        return "a mapping"
+    if isinstance(value, (list, tuple, set)):
+        return "a list"
+    return f"a value of type {type(value).__name__}"
+
+
+def _got(value: Any) -> str:
+    """``got: 'x'`` for a scalar; only the kind for a list or mapping (it may hold a secret)."""
+    if isinstance(value, (Mapping, list, tuple, set)):
+        return f"got {_kind_of(value)}"
+    return f"got: {value!r}"
+
+
+def _secret_message(error: Mapping[str, Any], key: str) -> str:
+    """What is wrong with a secret and how to fix it, without its value."""
+    kind = error["type"]
+    if kind.endswith("_type") or kind.endswith("_parsing"):
+        value = error.get("input")
+        fix = (
+            "write the secret as one quoted string"
+            if isinstance(value, (Mapping, list, tuple, set))
+            else "quote it in the YAML"
+        )
+        return (
+            f"must be a string, got {_kind_of(value)} (value not shown: it is a secret); "
+            f'{fix}, e.g. {key}: "..."'
+        )
+    message = str(error["msg"]).removeprefix("Value error, ").removeprefix("Assertion failed, ")
+    return f"{message} (value not shown: it is a secret)"
+
+
 def _message(error: Mapping[str, Any], allowed: list[str] | None, key: str) -> str:
     kind = error["type"]
     if kind == "extra_forbidden":
@@ -123,9 +217,9 @@ def _message(error: Mapping[str, Any], allowed: list[str] | None, key: str) -> s
     message = str(error["msg"])
     message = message.removeprefix("Value error, ").removeprefix("Assertion failed, ")
     if kind in {"literal_error", "enum"}:
-        return f"{message}, got: {error.get('input')!r}"
+        return f"{message}, {_got(error.get('input'))}"
     if kind.endswith("_type") or kind.endswith("_parsing"):
-        return f"{message}, got: {error.get('input')!r}"
+        return f"{message}, {_got(error.get('input'))}"
     return message
 
 
@@ -141,8 +235,14 @@ def validation_problems(
         if error["type"] == "extra_forbidden":
             allowed = _allowed_keys(model, doc.data, loc[:-1])
         key = str(path[-1]) if path else ""
+        if error["type"] not in {"extra_forbidden", "missing"} and _is_secret(
+            model, doc.data, loc, key
+        ):
+            message = _secret_message(error, key)
+        else:
+            message = _message(error, allowed, key)
         # A missing key has no line of its own: line_of falls back to its parent mapping.
-        problems.append(doc.problem(path, _message(error, allowed, key)))
+        problems.append(doc.problem(path, message))
     return problems
 
 

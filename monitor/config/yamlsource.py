@@ -3,23 +3,35 @@
 Config errors must name the file, the line and the key path, so the loader composes YAML nodes
 itself (PyYAML's marks carry line numbers) instead of calling ``yaml.safe_load``. It also
 expands ``${ENV_VAR}`` references and refuses duplicate keys, which PyYAML silently accepts.
+
+A string may hold ``${NAME}`` or ``${NAME:-default}`` (the default is taken as written);
+``$${`` stands for a literal ``${``. Any other ``${`` is a problem: a typo such as ``${BROKEN``
+must not become a password. Problems never quote a scalar's value, which may be a secret.
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
 from monitor.errors import ConfigProblem
 
 KeyPath = tuple[str | int, ...]
-_ENV_REF = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
+# ``$${`` (an escaped ``${``), a whole reference, or a bare ``${`` that starts no reference.
+_ENV_TOKEN = re.compile(
+    r"(?P<escape>\$\$\{)|\$\{(?:(?P<name>[A-Za-z_][A-Za-z0-9_]*)(?::-(?P<default>[^}]*))?\})?"
+)
+BAD_REFERENCE = (
+    "${ does not start an environment reference (value not shown: it may be a secret); "
+    "write ${NAME} or ${NAME:-default}, where NAME is letters, digits and underscores "
+    "not starting with a digit, or write $${ for a literal ${"
+)
 
 
 def format_key_path(path: KeyPath) -> str:
@@ -68,7 +80,7 @@ class _Builder:
         if isinstance(node, yaml.MappingNode):
             result: dict[str, Any] = {}
             for key_node, value_node in node.value:
-                key = self.constructor.construct_object(key_node)
+                key = self.construct(key_node, path)
                 key_text = str(key) if not isinstance(key, str) else key
                 child = (*path, key_text)
                 if key_text in result:
@@ -88,14 +100,55 @@ class _Builder:
             return result
         if isinstance(node, yaml.SequenceNode):
             return [self.build(item, (*path, index)) for index, item in enumerate(node.value)]
-        value = self.constructor.construct_object(node)
+        value = self.construct(node, path)
         if isinstance(value, str) and "${" in value:
             return self.expand_env(value, path)
         return value
 
+    def construct(self, node: yaml.Node, path: KeyPath) -> Any:
+        """The Python value of a scalar; its source text if its tag does not fit (``!!int x``)."""
+        try:
+            return self.constructor.construct_object(node)
+        except (yaml.YAMLError, ValueError, TypeError, OverflowError):
+            # The library's message quotes the value, which may be a secret: say what to fix.
+            tag = node.tag.replace("tag:yaml.org,2002:", "!!", 1)
+            implicit = isinstance(node, yaml.ScalarNode) and node.tag == self.implicit_tag(node)
+            fix = (
+                "quote it to make it a string"
+                if implicit
+                else f"remove the {tag} tag, or write a value that fits it"
+            )
+            self.doc.problems.append(
+                self.doc.problem(
+                    path,
+                    f"the value cannot be read as {tag} (value not shown: it may be a "
+                    f"secret); {fix}",
+                )
+            )
+            return str(node.value)
+
+    def implicit_tag(self, node: yaml.ScalarNode) -> str | None:
+        """The tag YAML gives ``node`` as written (``!!timestamp`` for 2024-13-45); None if
+        it is quoted, which makes it a string."""
+        if node.style is not None:
+            return None
+        resolve = cast(  # PyYAML's stubs leave it untyped
+            "Callable[[type[yaml.Node], str, tuple[bool, bool]], str]", self.constructor.resolve
+        )
+        return resolve(yaml.ScalarNode, node.value, (True, False))
+
     def expand_env(self, text: str, path: KeyPath) -> str:
+        """Replace ``${NAME}`` and ``${NAME:-default}``, unescape ``$${``, report a bad ``${``."""
+        bad_reference = False
+
         def replace(match: re.Match[str]) -> str:
-            name, default = match.group(1), match.group(2)
+            nonlocal bad_reference
+            if match.group("escape"):
+                return "${"
+            name, default = match.group("name"), match.group("default")
+            if name is None:
+                bad_reference = True
+                return match.group()
             if name in self.environ:
                 return self.environ[name]
             if default is not None:
@@ -109,7 +162,10 @@ class _Builder:
             )
             return ""
 
-        return _ENV_REF.sub(replace, text)
+        expanded = _ENV_TOKEN.sub(replace, text)
+        if bad_reference:
+            self.doc.problems.append(self.doc.problem(path, BAD_REFERENCE))
+        return expanded
 
 
 def load_yaml(path: Path, environ: Mapping[str, str] | None = None) -> YamlDocument:

@@ -3,7 +3,7 @@
 Pure decisions on business time waited, so nothing fires while the calendar is closed (no
 escalation on a Saturday for a team that works Monday to Friday). Each stage fires once per
 clock; when several become due at once (the daemon was down, or a message arrived already
-late) only the highest is sent and the lower ones are recorded as superseded.
+late) the ones a later stage makes moot are recorded as superseded and the rest go in order.
 """
 
 from __future__ import annotations
@@ -61,31 +61,64 @@ def stages_for(policy: Policy, target: int, warning_threshold: int) -> list[Aler
     return stages
 
 
+def stage_rank(key: str) -> int:
+    """Where a stage stands in its thread: warning, breach, escalation 1, 2, ..., answered."""
+    if key == "breach":
+        return 1
+    step = key.removeprefix("escalation-")
+    if step != key and step.isdigit():
+        return 1 + int(step)
+    if key == "answered":
+        return 1_000_000  # the edit of the first alert comes after every stage
+    return 0  # the warning, and messages outside a thread (the digest)
+
+
+def makes_moot(later: str, earlier: str) -> bool:
+    """Whether stage ``later`` of a clock makes its ``earlier`` stage not worth sending.
+
+    A warning ("due in 5m") is untrue once the breach or an escalation is due, and an
+    escalation only repeats a later one with less time waited. A breach is never moot: it
+    announces the missed target (with the policy's mentions), and an escalation's "still
+    waiting" follows it up, so a thread never opens on an escalation.
+    """
+    if earlier == "warning":
+        return later == "breach" or later.startswith("escalation-")
+    return (
+        earlier.startswith("escalation-")
+        and later.startswith("escalation-")
+        and stage_rank(later) > stage_rank(earlier)
+    )
+
+
 @dataclass(frozen=True, slots=True)
 class StagePlan:
-    """What to do now for a clock: the stage to send, and lower ones made moot by it."""
+    """What to do now for a clock: the stages to send, in order, and those made moot."""
 
-    send: AlertStage | None
+    send: tuple[AlertStage, ...] = ()
     superseded: tuple[AlertStage, ...] = ()
 
 
 def plan_stages(waited: int, target: int, policy: Policy, already: Iterable[str]) -> StagePlan:
-    """The stage to send for a clock waiting ``waited`` business seconds against ``target``,
-    given the stage keys already recorded for it."""
+    """The stages to send for a clock waiting ``waited`` business seconds against ``target``,
+    given the stage keys already recorded for it.
+
+    When several are due at once (the daemon was down, or the message arrived already late),
+    those a later due stage makes moot (``makes_moot``) are superseded; the rest go in order:
+    the breach, then the highest escalation. Only stages bound for the same channel make each
+    other moot: an escalation to another channel reaches other people.
+    """
     done = set(already)
     due = [
         stage
         for stage in stages_for(policy, target, policy.warning.threshold(target))
         if stage.threshold <= waited and stage.key not in done
     ]
-    if not due:
-        return StagePlan(None)
-    # Only stages bound for the same channel make each other moot: an escalation to another
-    # channel reaches other people, and the default channel still hears of the breach (it is
-    # sent at the next planning round).
-    newest = due[-1]
-    superseded = tuple(s for s in due[:-1] if s.channel == newest.channel)
-    return StagePlan(newest, superseded)
+    moot = tuple(
+        stage
+        for stage in due
+        if any(later.channel == stage.channel and makes_moot(later.key, stage.key) for later in due)
+    )
+    return StagePlan(tuple(stage for stage in due if stage not in moot), moot)
 
 
 def parse_quiet_hours(text: str) -> tuple[time, time]:

@@ -200,11 +200,14 @@ MIGRATIONS: tuple[str, ...] = (
     # of two numbers written in the same transactions as the data, never of wall-clock times,
     # so an evaluation that runs while a poll is still reading can never hide that poll's
     # messages. Existing stores start with every conversation due for one full evaluation.
+    # And the outbox marks the alerts found due at the end of a first sync (history).
     """
     ALTER TABLE conversations ADD COLUMN revision INTEGER NOT NULL DEFAULT 1;
     ALTER TABLE conversations ADD COLUMN evaluated_revision INTEGER;
     CREATE INDEX conversations_unevaluated ON conversations (id)
         WHERE evaluated_revision IS NULL OR evaluated_revision < revision;
+    -- alerts that were already due when a source's first sync ended: sent as one summary
+    ALTER TABLE outbox ADD COLUMN catch_up INTEGER NOT NULL DEFAULT 0;
     """,
 )
 

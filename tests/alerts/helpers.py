@@ -7,8 +7,10 @@ Rules and the config that includes them are written into the test's directory an
 
 from __future__ import annotations
 
+import itertools
 import json
 import threading
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,7 +18,8 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from monitor.alerting import AlertPlanner, AlertSettings, Dispatcher
-from monitor.alerts.base import Notifier
+from monitor.alerts.base import Notifier, Posted
+from monitor.alerts.content import AlertContent
 from monitor.config.loader import LoadedConfig, load_config
 from monitor.config.rules import RuleBook, build_rulebook
 from monitor.engine import Engine
@@ -193,3 +196,68 @@ def dispatcher(
         sleep=clock.sleep,
         monotonic=clock.monotonic,
     )
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class NotifierCall:
+    """One call a RecordingNotifier took, and how it ended."""
+
+    method: str  # post | update
+    channel: str
+    title: str
+    thread: str | None  # post: the root it replied to; update: the message it edited
+    ts: str | None  # the message id it answered with, None when it raised
+    error: str | None = None
+
+
+class RecordingNotifier:
+    """A Notifier that keeps every call it takes and raises the errors it is told to.
+
+    ``fail_next(channel, error)`` queues an error for the next call to a channel; while
+    ``down[channel]`` is set, every call to that channel raises it (an outage).
+    """
+
+    name = "recording"
+    threads = True
+    pace_s = 1.0
+
+    def __init__(self) -> None:
+        self.calls: list[NotifierCall] = []
+        self.down: dict[str, Exception] = {}
+        self._queued: dict[str, deque[Exception]] = {}
+        self._ts = itertools.count(1)
+
+    def fail_next(self, channel: str, *errors: Exception) -> None:
+        """Raise these errors, one per call, on the next calls to ``channel``."""
+        self._queued.setdefault(channel, deque()).extend(errors)
+
+    def post(self, channel: str, content: AlertContent, thread: Posted | None) -> Posted:
+        """Record the post; raise the channel's error, if any, or answer with a new ts."""
+        return self._take("post", channel, content, thread.ts if thread else None)
+
+    def update(self, posted: Posted, content: AlertContent) -> None:
+        """Record the edit; raise the channel's error, if any."""
+        self._take("update", posted.channel_id, content, posted.ts)
+
+    def _take(self, method: str, channel: str, content: AlertContent, thread: str | None) -> Posted:
+        queued = self._queued.get(channel)
+        error = queued.popleft() if queued else self.down.get(channel)
+        ts = None if error else f"ts{next(self._ts)}"
+        self.calls.append(
+            NotifierCall(
+                method=method,
+                channel=channel,
+                title=content.title,
+                thread=thread,
+                ts=ts,
+                error=str(error) if error else None,
+            )
+        )
+        if error is not None:
+            raise error
+        assert ts is not None
+        return Posted(channel_id=channel, ts=ts)
+
+    def delivered(self, channel: str) -> list[NotifierCall]:
+        """The calls to ``channel`` that succeeded, in order."""
+        return [c for c in self.calls if c.channel == channel and c.error is None]

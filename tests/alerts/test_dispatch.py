@@ -25,6 +25,7 @@ from alerts.helpers import (
     ROUND_THE_CLOCK,
     Alerting,
     ManualClock,
+    RecordingNotifier,
     berlin,
     customer,
     dispatcher,
@@ -36,13 +37,15 @@ from alerts.helpers import (
     stages,
     team_reply,
 )
-from monitor.alerts.base import Posted
+from monitor.alerting import Dispatcher, PendingAlert, ready_in_order
+from monitor.alerts.base import Posted, TemporaryDeliveryError
 from monitor.alerts.console import ConsoleNotifier
 from monitor.alerts.content import AlertContent
 from monitor.alerts.slack import FIXES, SlackNotifier, WebhookNotifier
 from monitor.config.rules import RuleBook
 from monitor.daemon import StoreSnapshots, policy_infos
 from monitor.metrics import ReplyclockCollector, build_registry
+from monitor.sla.stages import makes_moot
 from monitor.store import Store
 from monitor.store.sqlite import to_epoch
 
@@ -669,3 +672,369 @@ def test_held_alert_survives_a_restart(
 
     assert (night.sent, morning.sent, again.sent) == (0, 1, 0)
     assert len(slack.messages[ALERTS]) == 1
+
+
+# --- order and errors, through a recording notifier --------------------------------------------
+
+ESCALATING = ROUND_THE_CLOCK + "    escalation:\n      - after: 30m\n"
+UNREACHABLE = TemporaryDeliveryError("cannot reach Slack (connection refused)")
+DEFAULT = "#sla-alerts"
+
+
+@pytest.mark.parametrize(
+    ("later", "earlier", "moot"),
+    [
+        pytest.param("breach", "warning", True, id="breach_makes_the_warning_untrue"),
+        pytest.param("escalation-1", "warning", True, id="escalation_makes_the_warning_untrue"),
+        pytest.param("escalation-1", "breach", False, id="escalation_follows_up_the_breach"),
+        pytest.param("escalation-2", "escalation-1", True, id="higher_escalation_repeats_lower"),
+        pytest.param("escalation-1", "escalation-2", False, id="lower_escalation_is_no_news"),
+        pytest.param("escalation-10", "escalation-9", True, id="steps_compare_as_numbers"),
+        pytest.param("warning", "breach", False, id="warning_is_older_news"),
+        pytest.param("answered", "warning", False, id="the_answer_is_the_planners_to_handle"),
+        pytest.param("breach", "answered", False, id="an_edit_is_never_moot"),
+    ],
+)
+def test_which_later_stage_makes_an_earlier_one_moot(later: str, earlier: str, moot: bool) -> None:
+    """A warning is moot once a breach or escalation exists, a lower escalation once a higher
+    one does; a breach never is (its escalation says "still waiting" after it), nor an edit."""
+    assert makes_moot(later, earlier) is moot
+
+
+def pending(
+    row_id: int, stage: str, *, key: str | None = "1:first_response:0", due: int = 0
+) -> PendingAlert:
+    """A pending row of the default channel, for the ordering function."""
+    return PendingAlert(
+        id=row_id,
+        channel=DEFAULT,
+        kind=stage.split("-", maxsplit=1)[0],
+        stage=stage,
+        payload="{}",
+        thread_key=key,
+        attempts=0,
+        send_after=due,
+    )
+
+
+def test_ready_rows_keep_the_channel_order_and_each_thread_its_stage_order() -> None:
+    """Rows go oldest first, but a thread's stages take its slots in stage order; a stage
+    waiting out a backoff holds back the later stages of its thread only."""
+    rows = [
+        pending(1, "escalation-1", key="a"),  # written before its breach (not by this planner)
+        pending(2, "warning", key="b", due=100),  # backing off until 100
+        pending(3, "digest", key=None),
+        pending(4, "breach", key="a"),
+        pending(5, "breach", key="b"),
+        pending(6, "warning", key="c"),
+    ]
+
+    order = ready_in_order(rows, at=50)
+
+    assert [(r.thread_key, r.stage) for r in order] == [
+        ("a", "breach"),
+        (None, "digest"),
+        ("a", "escalation-1"),
+        ("c", "warning"),
+    ]
+
+
+def every_minute(
+    alerting: Alerting,
+    send: Dispatcher,
+    notifier: RecordingNotifier,
+    first: int,
+    last: int,
+    *,
+    down: range = range(0),
+) -> None:
+    """Plan and deliver once a minute from minute ``first`` to ``last`` after T0, the default
+    channel unreachable in the minutes of ``down``."""
+    for m in range(first, last + 1):
+        if m in down:
+            notifier.down[DEFAULT] = UNREACHABLE
+        else:
+            notifier.down.pop(DEFAULT, None)
+        alerting.at(minutes(m))
+        send.deliver(minutes(m))
+
+
+def test_breach_opens_the_thread_when_the_warning_never_got_out(
+    tmp_path: Path, store: Store, clock: ManualClock
+) -> None:
+    """With Slack unreachable from the warning (30m) until escalation 1 is due (91m), the
+    warning, made untrue by the breach, is superseded and never sent, and the breach, still
+    backing off when Slack is back, opens the thread with escalation 1 after it in the thread."""
+    loaded, book = load(tmp_path, ESCALATING, SLACK)
+    alerting = Alerting(store, book, settings_for(loaded))
+    notifier = RecordingNotifier()
+    send = dispatcher(store, notifier, clock)
+    ingest(store, customer("q1@x", T0), at=T0)
+
+    every_minute(alerting, send, notifier, 30, 110, down=range(30, 92))
+
+    [root, reply] = notifier.delivered(DEFAULT)
+    assert (root.title[:36], root.thread) == (":rotating_light: SLA breached: Tom B", None)
+    assert (reply.title[:20], reply.thread) == (":sos: Escalation 1: ", root.ts)
+    assert [(r["stage"], r["state"], r["attempts"]) for r in outbox(store)] == [
+        ("warning", "superseded", 9),
+        ("breach", "sent", 9),
+        ("escalation-1", "sent", 0),
+    ]
+    # Backoff per channel: 18 failed tries in 61 minutes, not one per round.
+    tries = [(c.title.split()[0], c.error is None) for c in notifier.calls]
+    assert tries == [(":warning:", False)] * 9 + [(":rotating_light:", False)] * 9 + [
+        (":rotating_light:", True),
+        (":sos:", True),
+    ]
+
+
+def test_escalation_waits_for_its_breach_and_follows_it_in_the_thread(
+    tmp_path: Path, store: Store, clock: ManualClock
+) -> None:
+    """A breach still backing off when Slack is back and escalation 1 is due goes first (it is
+    not made moot by the escalation); the escalation follows it in the warning's thread."""
+    loaded, book = load(tmp_path, ESCALATING, SLACK)
+    alerting = Alerting(store, book, settings_for(loaded))
+    notifier = RecordingNotifier()
+    send = dispatcher(store, notifier, clock)
+    ingest(store, customer("q1@x", T0), at=T0)
+
+    every_minute(alerting, send, notifier, 30, 100, down=range(61, 92))
+
+    root, *replies = notifier.delivered(DEFAULT)
+    assert root.title.startswith(":warning:")
+    assert [(c.title.split()[0], c.thread) for c in replies] == [
+        (":rotating_light:", root.ts),
+        (":sos:", root.ts),
+    ]
+    assert [(r["stage"], r["state"], r["attempts"]) for r in outbox(store)] == [
+        ("warning", "sent", 0),
+        ("breach", "sent", 9),
+        ("escalation-1", "sent", 0),
+    ]
+
+
+def test_higher_escalation_supersedes_a_lower_one_still_pending(
+    tmp_path: Path, store: Store, clock: ManualClock
+) -> None:
+    """Escalation 1 stuck behind an outage until escalation 2 is queued is superseded; the
+    thread reads warning, breach, escalation 2."""
+    rules = ESCALATING + "      - after: 1h\n"
+    loaded, book = load(tmp_path, rules, SLACK)
+    alerting = Alerting(store, book, settings_for(loaded))
+    notifier = RecordingNotifier()
+    send = dispatcher(store, notifier, clock)
+    ingest(store, customer("q1@x", T0), at=T0)
+
+    every_minute(alerting, send, notifier, 30, 140, down=range(91, 122))
+
+    root, *replies = notifier.delivered(DEFAULT)
+    assert [root.title.split()[0]] + [c.title[:19] for c in replies] == [
+        ":warning:",
+        ":rotating_light: SL",
+        ":sos: Escalation 2:",
+    ]
+    assert all(c.thread == root.ts for c in replies)
+    assert [(r["stage"], r["state"]) for r in outbox(store)] == [
+        ("warning", "sent"),
+        ("breach", "sent"),
+        ("escalation-1", "superseded"),
+        ("escalation-2", "sent"),
+    ]
+
+
+def test_a_channel_backing_off_is_left_alone_and_other_channels_go_on(
+    tmp_path: Path, store: Store, clock: ManualClock
+) -> None:
+    """With a round every 2 s, a channel that answered a temporary error is tried again only
+    when its backoff ends (5 s, 10 s, 20 s, ...), an alert queued for it meanwhile waits too,
+    and the other channel's alert goes out at once; once back, both wait no longer."""
+    loaded, book = load(tmp_path, TWO_CHANNELS.format(vip_channel="#support"), SLACK)
+    alerting = Alerting(store, book, settings_for(loaded))
+    notifier = RecordingNotifier()
+    send = dispatcher(store, notifier, clock)
+    ingest(store, vip(1, T0), std(1, T0), at=T0)
+    ingest(store, vip(2, T0 + timedelta(seconds=70)), at=T0 + timedelta(seconds=70))
+    notifier.down["#support"] = TemporaryDeliveryError("Slack answered internal_error")
+
+    tried: list[tuple[int, str, str]] = []
+    for second in range(0, 90, 2):
+        if second == 60:
+            del notifier.down["#support"]
+        now = minutes(31) + timedelta(seconds=second)
+        seen = len(notifier.calls)
+        alerting.at(now)
+        send.deliver(now)
+        tried += [(second, c.channel, c.title.split()[1]) for c in notifier.calls[seen:]]
+
+    assert tried == [
+        (0, "#support", "Vip"),
+        (0, "#sla-alerts", "Shop"),
+        (6, "#support", "Vip"),  # 5 s after the first error: the next round
+        (16, "#support", "Vip"),  # then 10 s, 20 s, 40 s; Vip 2, due from 10 s, waits too
+        (36, "#support", "Vip"),
+        (76, "#support", "Vip"),
+        (76, "#support", "Vip"),
+    ]
+    assert [c.title.split()[2] for c in notifier.delivered("#support")] == ["1", "2"]
+    assert [(r["channel"], r["state"], r["attempts"]) for r in outbox(store)] == [
+        ("#support", "sent", 4),
+        ("#sla-alerts", "sent", 0),
+        ("#support", "sent", 0),
+    ]
+
+
+def test_answer_during_an_outage_obsoletes_the_breach_and_edits_the_root_once_back(
+    tmp_path: Path, store: Store, clock: ManualClock
+) -> None:
+    """A breach backing off when the team replies is made obsolete by the planner and never
+    sent; the 'answered' edit of the root waits for the channel's backoff, then goes once."""
+    loaded, book = load(tmp_path, ROUND_THE_CLOCK, SLACK)
+    alerting = Alerting(store, book, settings_for(loaded))
+    notifier = RecordingNotifier()
+    send = dispatcher(store, notifier, clock)
+    ingest(store, customer("q1@x", T0), at=T0)
+    every_minute(alerting, send, notifier, 30, 70, down=range(61, 72))
+    reply = team_reply("r1@acme", minutes(70), "tom@smallshop.example", refs=("q1@x",))
+    ingest(store, reply, at=minutes(70))
+
+    every_minute(alerting, send, notifier, 71, 80, down=range(61, 72))
+
+    root = notifier.delivered(DEFAULT)[0]
+    assert [(c.method, c.title.split()[0], c.error is None) for c in notifier.calls] == [
+        ("post", ":warning:", True),
+        *[("post", ":rotating_light:", False)] * 7,  # 61, 62, 63, 64, 65, 67, 70
+        ("update", ":white_check_mark:", True),  # at 76, when the 320 s backoff ended
+    ]
+    assert notifier.calls[-1].thread == root.ts
+    assert [(r["stage"], r["state"], r["attempts"]) for r in outbox(store)] == [
+        ("warning", "sent", 0),
+        ("breach", "obsolete", 7),
+        ("answered", "sent", 0),
+    ]
+
+
+def test_a_summary_that_fails_for_now_backs_off_every_row_it_stands_for(
+    tmp_path: Path, store: Store, clock: ManualClock, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A burst's summary that meets server errors adds an attempt and the backoff to each of
+    its rows and logs one warning per failed try; it is not posted again before the backoff
+    ends, and is posted once when Slack answers."""
+    loaded, book = load(tmp_path, ROUND_THE_CLOCK, SLACK)
+    alerting = Alerting(store, book, settings_for(loaded))
+    notifier = RecordingNotifier()
+    send = dispatcher(store, notifier, clock, burst=3)
+    ingest(store, *(std(n, T0) for n in range(1, 6)), at=T0)
+    alerting.at(minutes(31))
+    notifier.fail_next(DEFAULT, *[TemporaryDeliveryError("Slack answered internal_error")] * 3)
+
+    reports, rows = [], []
+    with caplog.at_level(logging.WARNING, logger="replyclock.alerts"):
+        for second in range(0, 40, 2):
+            reports.append(send.deliver(minutes(31) + timedelta(seconds=second)))
+            rows.append(
+                {(r["attempts"], r["send_after"] - to_epoch(minutes(31))) for r in outbox(store)}
+            )
+
+    assert [(c.title[:30], c.error is None) for c in notifier.calls] == [
+        (":bell: 5 alerts at once: 5 war", False),  # at 0 s
+        (":bell: 5 alerts at once: 5 war", False),  # at 6 s
+        (":bell: 5 alerts at once: 5 war", False),  # at 16 s
+        (":bell: 5 alerts at once: 5 war", True),  # at 36 s
+    ]
+    assert [rows[i] for i in (0, 3, 8, 18)] == [{(1, 5)}, {(2, 16)}, {(3, 36)}, {(3, 36)}]
+    assert [(r.deferred, r.summarized) for r in reports if r.deferred or r.summarized] == [
+        (5, 0),
+        (5, 0),
+        (5, 0),
+        (0, 5),
+    ]
+    deferred = [r.replyclock_fields for r in caplog.records]  # type: ignore[attr-defined]
+    assert deferred == [
+        {
+            "channel": DEFAULT,
+            "kind": "summary",
+            "retry_in_s": delay,
+            "error": "Slack answered internal_error",
+        }
+        for delay in (5, 10, 20)
+    ]
+    assert {r["state"] for r in outbox(store)} == {"summarized"}
+
+
+def test_a_summary_refused_for_good_fails_its_rows_counts_once_and_is_not_reposted(
+    tmp_path: Path,
+    store: Store,
+    slack: FakeSlack,
+    clock: ManualClock,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A burst's summary refused with invalid_auth (a revoked token, through slack-sdk and the
+    fake Slack) fails every row it stands for (one attempt each), counts one failure per
+    Slack call, logs one error with the fix, and is not posted again in later rounds; the
+    breaches' summary later fails too, counted again but not logged again."""
+    loaded, book = load(tmp_path, ROUND_THE_CLOCK, SLACK)
+    alerting = Alerting(store, book, settings_for(loaded))
+    send = dispatcher(store, notifier_for(slack, token="xoxb-revoked"), clock, burst=3)
+    ingest(store, *(std(n, T0) for n in range(1, 6)), at=T0)
+
+    calls_per_round = []
+    with caplog.at_level(logging.WARNING, logger="replyclock.alerts"):
+        for m in (31, 31.05, 31.1, 32, 45, 61, 62, 70):
+            alerting.at(minutes(m))
+            before = len(slack.calls)
+            send.deliver(minutes(m))
+            calls_per_round.append(len(slack.calls) - before)
+        after_warnings = [(r["stage"], r["state"], r["attempts"]) for r in outbox(store)]
+
+    assert calls_per_round == [1, 0, 0, 0, 0, 1, 0, 0]
+    assert {c.response["error"] for c in slack.calls} == {"invalid_auth"}
+    assert Counter(after_warnings) == {("warning", "failed", 1): 5, ("breach", "failed", 1): 5}
+    assert store.conn.execute("SELECT DISTINCT last_error FROM outbox").fetchall() == [
+        ("invalid_auth",)
+    ]
+    assert store.conn.execute("SELECT channel, count FROM delivery_failures").fetchall() == [
+        ("#sla-alerts", 2)
+    ]
+    assert [(r.getMessage(), r.replyclock_fields) for r in caplog.records] == [  # type: ignore[attr-defined]
+        (
+            "alert delivery failed",
+            {"channel": "#sla-alerts", "error": "invalid_auth", "fix": FIXES["invalid_auth"]},
+        )
+    ]
+    assert slack.messages == {}
+
+
+def test_alerts_already_due_at_the_end_of_a_first_sync_come_as_one_summary(
+    tmp_path: Path, store: Store, slack: FakeSlack, clock: ManualClock
+) -> None:
+    """Nothing is planned for a source still in its first sync; when the sync ends, the stages
+    then due are marked as history and sent as ONE summary per channel, even below the burst
+    size, while a stage that falls due later is sent on its own."""
+    loaded, book = load(tmp_path, TWO_CHANNELS.format(vip_channel="#support"), SLACK)
+    settings = settings_for(loaded)
+    alerting = Alerting(store, book, settings)
+    ingest(store, *(std(n, T0) for n in range(1, 6)), vip(1, T0), at=T0)
+    ingest(store, std(9, minutes(20)), at=T0)
+    send = dispatcher(store, notifier_for(slack), clock)
+
+    alerting.engine.evaluate(minutes(40))
+    assert alerting.planner.plan(minutes(40), syncing=["inbox"]) == 0
+    assert outbox(store) == []
+
+    alerting.engine.evaluate(minutes(41))
+    assert alerting.planner.plan(minutes(41), catching_up=["inbox"]) == 6
+    report = send.deliver(minutes(41))
+    assert (report.sent, report.summarized) == (1, 5)  # vip's lone alert goes as it is
+    [summary] = slack.messages[ALERTS]
+    assert summary.text == (
+        "First read of the mailbox: 5 alerts already due: 5 warnings in #sla-alerts"
+    )
+    [lone] = slack.messages[SUPPORT]
+    assert lone.text.startswith("Vip 1 (bigcorp.example) has waited 41m for a first reply")
+
+    alerting.engine.evaluate(minutes(51))
+    assert alerting.planner.plan(minutes(51)) == 1  # Shop 9's warning, due after the sync
+    assert send.deliver(minutes(51)).sent == 1
+    assert slack.messages[ALERTS][-1].text.startswith("Shop 9 (shop9.example) has waited 31m")

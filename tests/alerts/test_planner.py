@@ -193,6 +193,27 @@ def test_warning_and_breach_due_together_queue_only_the_breach(
     assert payloads(store, state="superseded") == [{}]
 
 
+def test_a_clock_first_seen_past_two_escalations_queues_breach_then_the_last_escalation(
+    tmp_path: Path, store: Store
+) -> None:
+    """A clock first seen long past its target (the daemon was down) queues its breach and its
+    highest escalation, in that order; the warning and the lower escalation are superseded, so
+    its thread opens on the breach, never on an escalation."""
+    rules = ROUND_THE_CLOCK + "    escalation:\n      - after: 30m\n      - after: 1h\n"
+    loaded, book = load(tmp_path, rules, SLACK)
+    alerting = Alerting(store, book, settings_for(loaded))
+    ingest(store, customer("q1@x", T0), at=T0)
+
+    assert alerting.at(minutes(150)) == 2
+
+    assert stages(store) == [
+        ("breach", "#sla-alerts", "pending"),
+        ("escalation-2", "#sla-alerts", "pending"),
+        ("warning", "#sla-alerts", "superseded"),
+        ("escalation-1", "#sla-alerts", "superseded"),
+    ]
+
+
 def test_escalation_with_its_own_channel_goes_there_and_mentions_its_people(
     tmp_path: Path, store: Store
 ) -> None:

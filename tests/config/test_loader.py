@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import textwrap
+import typing
 from pathlib import Path
+from typing import Literal
 
 import pytest
+from pydantic import BaseModel, ConfigDict, SecretStr
 
 from monitor.cli import main
-from monitor.config.loader import load_config
+from monitor.config import models
+from monitor.config.loader import load_config, validate_document
 from monitor.config.models import ImapSourceConfig, MaildirSourceConfig
+from monitor.config.yamlsource import load_yaml
 from monitor.errors import ConfigError
 
 REPO = Path(__file__).resolve().parents[2]
@@ -225,3 +230,284 @@ def test_defaults_fill_what_is_not_written(tmp_path: Path) -> None:
     assert (imap.use_tls, imap.effective_port, imap.folders) == (True, 993, ["INBOX"])
     assert (imap.since, imap.poll_interval, imap.verify_tls) == (30 * 86400, 60, True)
     assert local.path == tmp_path / "mail"
+
+
+# --- secrets never shown in problems -------------------------------------------------------
+
+# Every SecretStr field of the models, with the YAML that puts the number 7319000 + i there.
+SECRET_FIELDS = {
+    ("BasicAuthConfig", "password"): "metrics.basic_auth.password",
+    ("MetricsConfig", "bearer_token"): "metrics.bearer_token",
+    ("ImapSourceConfig", "password"): "sources[0].password",
+    ("ZendeskSourceConfig", "api_token"): "sources[1].api_token",
+    ("FreshdeskSourceConfig", "api_key"): "sources[2].api_key",
+    ("HelpScoutSourceConfig", "app_secret"): "sources[3].app_secret",
+    ("GitHubSourceConfig", "token"): "sources[4].token",
+    ("SlackConfig", "token"): "alerts.slack.token",
+    ("WebhookConfig", "url"): "alerts.webhook.url",
+}
+EVERY_SECRET_AS_A_NUMBER = """
+metrics:
+  basic_auth: {username: prom, password: 7319000}
+  bearer_token: 7319001
+alerts:
+  slack: {channel: "#support", token: 7319007}
+  webhook: {url: 7319008}
+sources:
+  - {name: a, type: imap, host: h, username: u, password: 7319002}
+  - {name: b, type: zendesk, subdomain: acme, email: a@acme.example, api_token: 7319003}
+  - {name: c, type: freshdesk, domain: acme, api_key: 7319004}
+  - {name: d, type: helpscout, app_id: x, app_secret: 7319005}
+  - {name: e, type: github, repositories: [acme/widgets], token: 7319006}
+"""
+
+
+def test_every_secret_field_of_the_models_is_covered_below() -> None:
+    """The table of secret fields the next test checks names every SecretStr field there is."""
+    found = {
+        (model.__name__, name)
+        for model in vars(models).values()
+        if isinstance(model, type) and issubclass(model, BaseModel)
+        for name, info in model.model_fields.items()
+        if SecretStr in (info.annotation, *typing.get_args(info.annotation))
+    }
+    assert found == set(SECRET_FIELDS)
+
+
+def test_no_secret_field_shows_its_value_when_it_is_not_a_string(tmp_path: Path) -> None:
+    """A number in any secret field is refused with a fix that shows the key, never the value."""
+    path = write(tmp_path, "c.yaml", EVERY_SECRET_AS_A_NUMBER)
+    found = problems_of(path)
+    expected = [
+        f"{path}:{line}: {key_path}: must be a string, got a number (value not shown: it is a "
+        f'secret); quote it in the YAML, e.g. {key_path.rsplit(".", 1)[-1]}: "..."'
+        for line, key_path in [
+            (2, "metrics.basic_auth.password"),
+            (3, "metrics.bearer_token"),
+            (5, "alerts.slack.token"),
+            (6, "alerts.webhook.url"),
+            (8, "sources[0].password"),
+            (9, "sources[1].api_token"),
+            (10, "sources[2].api_key"),
+            (11, "sources[3].app_secret"),
+            (12, "sources[4].token"),
+        ]
+    ]
+    assert sorted(found) == sorted(expected)
+    assert not [line for line in found if "73190" in line]
+
+
+@pytest.mark.parametrize(
+    ("value", "hidden", "got", "fix"),
+    [
+        pytest.param("73194628", ["73194628"], "a number", "quote it in the YAML", id="int"),
+        pytest.param("7319.4628", ["7319", "4628"], "a number", "quote it in the YAML", id="float"),
+        pytest.param("true", ["true", "True"], "a boolean", "quote it in the YAML", id="bool"),
+        pytest.param("2031-04-05", ["2031", "04-05"], "a date", "quote it in the YAML", id="date"),
+        pytest.param(
+            "[hunter, 2]",
+            ["hunter", "'2'", "[2"],
+            "a list",
+            "write the secret as one quoted string",
+            id="list",
+        ),
+        pytest.param(
+            "{hunter: 73194628}",
+            ["hunter", "73194628"],
+            "a mapping",
+            "write the secret as one quoted string",
+            id="mapping",
+        ),
+    ],
+)
+def test_check_never_prints_a_secret_of_the_wrong_type(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    value: str,
+    hidden: list[str],
+    got: str,
+    fix: str,
+) -> None:
+    """`replyclock check` says a secret must be a string and how to write it, and no part of
+    the value appears on stdout or stderr."""
+    path = write(
+        tmp_path,
+        "c.yaml",
+        f"""
+        sources:
+          - name: support
+            type: imap
+            host: imap.example.com
+            username: support@example.com
+            password: {value}
+        """,
+    )
+    assert main(["check", "-c", str(path)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == [
+        f"{path}:6: sources[0].password: must be a string, got {got} (value not shown: it is "
+        f'a secret); {fix}, e.g. password: "..."'
+    ]
+    assert captured.err == "1 problem found\n"
+    for piece in hidden:
+        assert piece not in captured.out + captured.err
+
+
+def test_a_list_or_mapping_is_never_echoed_where_a_section_was_expected(tmp_path: Path) -> None:
+    """A section written as a list is refused by its kind, not its text, as it may hold a secret."""
+    path = write(
+        tmp_path,
+        "c.yaml",
+        """
+        metrics:
+          - bearer_token: s3cret-token
+        sources:
+          - {name: a, type: maildir, path: x}
+        """,
+    )
+    assert problems_of(path) == [
+        f"{path}:1: metrics: Input should be a valid dictionary or instance of MetricsConfig, "
+        "got a list"
+    ]
+
+
+class _Password(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["password"]
+    password: SecretStr
+
+
+class _Token(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    kind: Literal["token"]
+    token: SecretStr
+
+
+class _Untagged(BaseModel):
+    login: _Password | _Token
+
+
+def test_a_secret_key_stays_hidden_where_the_model_cannot_be_told(tmp_path: Path) -> None:
+    """In a union without a tag, a key that is a secret in any of the models hides its value."""
+    doc = load_yaml(write(tmp_path, "c.yaml", "login:\n  kind: password\n  password: 73194628\n"))
+    _, found = validate_document(doc, _Untagged, {})
+    assert "73194628" not in "\n".join(str(p) for p in found)
+    assert f"{doc.file}:3: login.password: must be a string, got a number (value not shown: " in (
+        "\n".join(str(p) for p in found)
+    )
+
+
+# --- ${...} references -------------------------------------------------------------------
+
+BAD_REFERENCE = (
+    "${ does not start an environment reference (value not shown: it may be a secret); "
+    "write ${NAME} or ${NAME:-default}, where NAME is letters, digits and underscores "
+    "not starting with a digit, or write $${ for a literal ${"
+)
+
+
+@pytest.mark.parametrize(
+    "written",
+    [
+        pytest.param('"${BROKEN"', id="unclosed"),
+        pytest.param('"${IMAP_PASSWORD:-fallback"', id="unclosed_default"),
+        pytest.param('"${}"', id="empty_name"),
+        pytest.param('"${1PASSWORD}"', id="name_starts_with_a_digit"),
+        pytest.param('"${IMAP-PASSWORD}"', id="dash_in_name"),
+        pytest.param('"hunter2${"', id="trailing"),
+        pytest.param('"${IMAP_PASSWORD}hunter2${"', id="good_then_bad"),
+    ],
+)
+def test_a_dollar_brace_that_starts_no_reference_is_a_located_problem(
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    written: str,
+) -> None:
+    """`${` that does not open a `${NAME}` or `${NAME:-default}` reference is refused at its
+    key, with the right forms, and `replyclock check` does not print the value."""
+    monkeypatch.setenv("IMAP_PASSWORD", "pw")
+    path = write(
+        tmp_path,
+        "c.yaml",
+        f"""
+        sources:
+          - name: support
+            type: imap
+            host: imap.example.com
+            username: support@example.com
+            password: {written}
+        """,
+    )
+    assert problems_of(path, {"IMAP_PASSWORD": "pw"}) == [
+        f"{path}:6: sources[0].password: {BAD_REFERENCE}"
+    ]
+    assert main(["check", "-c", str(path)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == f"{path}:6: sources[0].password: {BAD_REFERENCE}\n"
+    for piece in ("BROKEN", "fallback", "1PASSWORD", "IMAP-PASSWORD", "hunter2"):
+        assert piece not in captured.out + captured.err
+
+
+@pytest.mark.parametrize(
+    ("written", "loaded"),
+    [
+        pytest.param('"$${NOT_EXPANDED}"', "${NOT_EXPANDED}", id="escaped_reference"),
+        pytest.param('"pa$${ss"', "pa${ss", id="escaped_unclosed"),
+        pytest.param('"${USER_PART}-$${x}"', "alice-${x}", id="reference_then_escape"),
+        pytest.param('"pa$$word"', "pa$$word", id="double_dollar_without_brace_stays"),
+        pytest.param('"${MISSING:-$$x}"', "$$x", id="default_taken_as_written"),
+    ],
+)
+def test_double_dollar_brace_writes_a_literal_dollar_brace(
+    tmp_path: Path, written: str, loaded: str
+) -> None:
+    """`$${` stands for a literal `${`; other dollars are kept as written."""
+    path = write(
+        tmp_path,
+        "c.yaml",
+        f"""
+        sources:
+          - {{name: a, type: imap, host: h, username: u, password: {written}}}
+        """,
+    )
+    source = load_config(path, environ={"USER_PART": "alice"}).config.sources[0]
+    assert isinstance(source, ImapSourceConfig)
+    assert source.password is not None
+    assert source.password.get_secret_value() == loaded
+
+
+@pytest.mark.parametrize(
+    ("written", "message"),
+    [
+        pytest.param(
+            "!!int hunter2",
+            "the value cannot be read as !!int (value not shown: it may be a secret); "
+            "remove the !!int tag, or write a value that fits it",
+            id="explicit_tag",
+        ),
+        pytest.param(
+            "2031-13-45",
+            "the value cannot be read as !!timestamp (value not shown: it may be a secret); "
+            "quote it to make it a string",
+            id="looks_like_a_date",
+        ),
+    ],
+)
+def test_a_value_its_yaml_type_cannot_read_is_a_problem_without_the_value(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], written: str, message: str
+) -> None:
+    """A scalar PyYAML cannot construct is reported at its key instead of raising, unshown."""
+    path = write(
+        tmp_path,
+        "c.yaml",
+        f"""
+        sources:
+          - {{name: a, type: imap, host: h, username: u, password: {written}}}
+        """,
+    )
+    assert main(["check", "-c", str(path)]) == 1
+    captured = capsys.readouterr()
+    assert captured.out == f"{path}:2: sources[0].password: {message}\n"
+    assert "hunter2" not in captured.out + captured.err
+    assert "2031" not in captured.out + captured.err

@@ -25,9 +25,11 @@ limits. What it checks, in Slack's order:
 Incoming webhooks are served at ``/services/...`` (``webhook_url``, ``add_webhook``) and answer
 as Slack does: ``ok`` (200) or a plain-text error with 400/404/410/429. Everything is recorded:
 ``calls`` (every Web API request), ``messages`` (per channel, with threads and edits) and
-``webhook_posts``. ``fail_next`` injects failures; ``rate_limit_per_channel`` enforces Slack's
-one message per second per channel. ``clock`` (default ``time.monotonic``) stamps records and
-drives the rate limit, so tests can pass a manual clock instead of sleeping.
+``webhook_posts``. ``fail_next`` injects failures; ``refuse_connections`` closes the port (an
+outage: nothing is recorded) until ``accept_connections`` serves on it again;
+``rate_limit_per_channel`` enforces Slack's one message per second per channel. ``clock``
+(default ``time.monotonic``) stamps records and drives the rate limit, so tests can pass a
+manual clock instead of sleeping.
 """
 
 from __future__ import annotations
@@ -392,6 +394,7 @@ class FakeSlack:
         self._ts_count = 0
         self._lock = threading.Lock()
         self._server: ThreadingHTTPServer | None = None
+        self._port = 0  # chosen by the first start(), kept across refuse/accept_connections
         self._handlers: dict[str, Callable[[dict[str, Any], float], dict[str, Any]]] = {
             "auth.test": self._auth_test,
             "chat.postMessage": self._post_message,
@@ -402,7 +405,7 @@ class FakeSlack:
     # -- lifecycle ------------------------------------------------------------------------
 
     def start(self) -> FakeSlack:
-        """Serve on a free loopback port until ``stop``."""
+        """Serve on a free loopback port (or the one served before) until ``stop``."""
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -428,8 +431,9 @@ class FakeSlack:
             def log_message(self, format: str, *args: Any) -> None:
                 """Quiet: tests read ``calls`` and ``webhook_posts`` instead."""
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._server = ThreadingHTTPServer(("127.0.0.1", self._port), Handler)
         self._server.daemon_threads = True
+        self._port = self._server.server_port
         # A short poll interval keeps stop() (which waits for the serve loop) quick.
         serve = self._server.serve_forever
         threading.Thread(target=serve, kwargs={"poll_interval": 0.01}, daemon=True).start()
@@ -441,6 +445,15 @@ class FakeSlack:
             self._server.shutdown()
             self._server.server_close()
             self._server = None
+
+    def refuse_connections(self) -> None:
+        """Close the listening socket: connecting is refused, as when Slack cannot be reached."""
+        self.stop()
+
+    def accept_connections(self) -> None:
+        """Serve again, on the same port, after ``refuse_connections``."""
+        if self._server is None:
+            self.start()
 
     def __enter__(self) -> FakeSlack:
         return self.start()
@@ -456,8 +469,8 @@ class FakeSlack:
     @property
     def url(self) -> str:
         """Base URL of the running server, e.g. ``http://127.0.0.1:40123``."""
-        assert self._server is not None, "start() the fake first"
-        return f"http://127.0.0.1:{self._server.server_port}"
+        assert self._port, "start() the fake first"
+        return f"http://127.0.0.1:{self._port}"
 
     @property
     def api_url(self) -> str:
