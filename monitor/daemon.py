@@ -263,11 +263,11 @@ class Daemon:
             return
         except StoreError as exc:
             # Nothing of the batch was kept, nor its cursor: the next poll reads it again.
-            self.store_health.failed(exc)
+            self.store_health.failed(f"poll:{source.name}", exc)
             return
         finally:
             self.lag.end(source.name, next_due)
-        self.store_health.succeeded()
+        self.store_health.succeeded(f"poll:{source.name}")
         if outcome.ok:
             if self.failures.pop(source.name, 0):
                 log.info("source recovered", extra=fields(source=source.name))
@@ -303,7 +303,7 @@ class Daemon:
         self._reschedule(name, 0)
 
     @contextmanager
-    def _store_work(self) -> Iterator[bool]:
+    def _store_work(self, job: str) -> Iterator[bool]:
         """Run a job's store work: yields False when the store is unusable (nothing is
         written); a store failure is recorded and logged once, never raised."""
         if not self.store_health.usable:
@@ -313,13 +313,13 @@ class Daemon:
             with self.store.guarded():
                 yield True
         except StoreError as exc:
-            self.store_health.failed(exc)
+            self.store_health.failed(job, exc)
         else:
-            self.store_health.succeeded()
+            self.store_health.succeeded(job)
 
     def _evaluate_and_plan(self) -> None:
         gen = self.gen
-        with self._store_work() as usable, self.store_lock:
+        with self._store_work("evaluate") as usable, self.store_lock:
             if usable:
                 now = datetime.now(UTC)
                 gen.engine.evaluate(now)
@@ -339,20 +339,20 @@ class Daemon:
 
     def deliver(self) -> None:
         """The delivery job: send due alerts (on its own thread: Slack never slows a poll)."""
-        with self._job() as go, self._store_work() as usable:
+        with self._job() as go, self._store_work("deliver") as usable:
             if go and usable:
                 self.gen.dispatcher.deliver(datetime.now(UTC))
 
     def digest(self) -> None:
         """The daily digest job, at the configured local time."""
-        with self._job() as go, self._store_work() as usable, self.store_lock:
+        with self._job() as go, self._store_work("digest") as usable, self.store_lock:
             if go and usable:
                 self.gen.planner.plan_digest(datetime.now(UTC))
         self.deliver()
 
     def housekeeping(self) -> None:
         """Hourly: erase what conversations quiet past retention said."""
-        with self._job() as go, self._store_work() as usable, self.store_lock:
+        with self._job() as go, self._store_work("housekeeping") as usable, self.store_lock:
             if go and usable:
                 prune_closed(self.store, self.gen.loaded.config.store.retention, datetime.now(UTC))
 
@@ -360,7 +360,7 @@ class Daemon:
         """Every few seconds: say once when polls fall behind or catch up, and notice a store
         file deleted or replaced even while nothing is written."""
         self.lag.check(time.time())
-        with self._store_work() as usable:
+        with self._store_work("file check") as usable:
             if usable:
                 self.store.check_file()
 
@@ -475,6 +475,9 @@ class Daemon:
             self.collector.policies = {p.name: p for p in policy_infos(rules)}
             self.collector.channels = alert_channels(rules, self.gen.settings)
             self.succeeded &= {s.name for s in sources}
+            self.store_health.forget(
+                f"poll:{s.name}" for s in old.sources if s.name not in {n.name for n in sources}
+            )
         self.schedule_sources()
         log.info("config reloaded", extra=fields(path=str(path), sources=len(sources)))
 

@@ -23,14 +23,17 @@ LAG_WARNING_S = 30.0
 class StoreHealth:
     """Whether the store takes writes: fine, failing for now (retried), or unusable for good.
 
-    A full disk or a read-only directory passes: the next successful write says so and the
-    daemon goes on. A damaged file, or one deleted or replaced under the daemon, does not:
-    from then on the daemon writes nothing (``usable`` is False) until it is restarted.
+    Each job that writes (a source's poll, the evaluation, delivery, ...) reports how its
+    store work went; the store is failing while any job's last attempt failed, and healthy
+    again once each of those has succeeded. So a full disk that still takes a small write
+    (one job's) is not mistaken for healed while a poll's batch keeps failing. A damaged file,
+    or one deleted or replaced under the daemon, is different: from then on the daemon writes
+    nothing (``usable`` is False) until it is restarted.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.error: StoreError | None = None
+        self.errors: dict[str, StoreError] = {}  # job -> its last failure
         self.fatal: StoreError | None = None
 
     @property
@@ -40,11 +43,11 @@ class StoreHealth:
 
     @property
     def ok(self) -> bool:
-        """Whether the last write succeeded."""
-        return self.error is None and self.fatal is None
+        """Whether every job's last store work succeeded."""
+        return not self.errors and self.fatal is None
 
-    def failed(self, exc: StoreError) -> None:
-        """A write failed: log it if it is news, and stop writing if it is fatal."""
+    def failed(self, job: str, exc: StoreError) -> None:
+        """``job``'s store work failed: log it if it is news, stop writing if it is fatal."""
         with self._lock:
             if self.fatal is not None:
                 return
@@ -55,25 +58,31 @@ class StoreHealth:
                     extra=fields(reason=exc.reason, error=str(exc)),
                 )
                 return
-            news = self.error is None or self.error.reason != exc.reason
-            self.error = exc
+            news = exc.reason not in {e.reason for e in self.errors.values()}
+            self.errors[job] = exc
         if news:
             log.error(
                 "store write failed; retrying, nothing is lost",
                 extra=fields(reason=exc.reason, error=str(exc)),
             )
 
-    def succeeded(self) -> None:
-        """A write went through: a failure before it is over."""
+    def succeeded(self, job: str) -> None:
+        """``job``'s store work went through: its failure, if any, is over."""
         with self._lock:
-            was = self.error
-            self.error = None
-        if was is not None and self.fatal is None:
+            was = self.errors.pop(job, None)
+            healed = was is not None and not self.errors and self.fatal is None
+        if healed and was is not None:
             log.info("store writable again", extra=fields(after=was.reason))
+
+    def forget(self, jobs: Iterable[str]) -> None:
+        """Jobs that no longer exist (sources removed by a reload) fail no more."""
+        with self._lock:
+            for job in jobs:
+                self.errors.pop(job, None)
 
     def reason(self) -> str | None:
         """Why the store is not ready, in words for /readyz, or None when it is."""
-        problem = self.fatal or self.error
+        problem = self.fatal or next(iter(self.errors.values()), None)
         return f"{problem.reason}: {problem}" if problem is not None else None
 
 

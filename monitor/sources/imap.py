@@ -231,25 +231,52 @@ class ImapSource:
     # --- polling -----------------------------------------------------------------------------
 
     def poll(self, sink: MessageSink, now: datetime) -> PollReport:
-        """Read every watched and sent folder from where the last poll stopped."""
+        """Read every watched and sent folder from where the last poll stopped.
+
+        A connection kept from an earlier poll may have died meanwhile (the server restarted,
+        or closed it as idle): that is not the source being down, so the poll reconnects once
+        and goes on. Everything stored before the break stays stored with its cursor.
+        """
         report = PollReport(source=self.name)
-        if self._client is None:
-            self._client = self.connect()
-        client = self._client
+        reused = self._client is not None
         try:
-            for folder, role in self._folders.items():
-                self._poll_folder(
-                    client=client, sink=sink, folder=folder, role=role, now=now, report=report
-                )
-        except (IMAPClientAbortError, OSError, IMAPClientError) as exc:
+            self._read_folders(sink, now, report)
+        except (IMAPClientAbortError, OSError) as exc:
             self.close()
-            raise SourceError(
-                self.name, f"IMAP session broke while reading ({exc}); will reconnect next poll"
-            ) from exc
+            if not reused:
+                raise self._broke(exc) from exc
+            log.info(
+                "IMAP connection had closed since the last poll; reconnecting",
+                extra=fields(source=self.name, error=str(exc)),
+            )
+            try:
+                self._read_folders(sink, now, report)
+            except (IMAPClientAbortError, OSError, IMAPClientError) as again:
+                self.close()
+                raise self._broke(again) from again
+            except BaseException:
+                self.close()
+                raise
+        except IMAPClientError as exc:
+            self.close()
+            raise self._broke(exc) from exc
         except BaseException:
             self.close()
             raise
         return report
+
+    def _read_folders(self, sink: MessageSink, now: datetime, report: PollReport) -> None:
+        if self._client is None:
+            self._client = self.connect()
+        for folder, role in self._folders.items():
+            self._poll_folder(
+                client=self._client, sink=sink, folder=folder, role=role, now=now, report=report
+            )
+
+    def _broke(self, exc: Exception) -> SourceError:
+        return SourceError(
+            self.name, f"IMAP session broke while reading ({exc}); will reconnect next poll"
+        )
 
     def _poll_folder(
         self,

@@ -51,6 +51,7 @@ class Service:
     process: subprocess.Popen[str] | None = None
     logs: list[str] = field(default_factory=list)
     runs: int = 0
+    store_path: Path | None = None  # where the store lives, when not in ``workdir``
 
     @property
     def config(self) -> Path:
@@ -58,7 +59,7 @@ class Service:
 
     @property
     def db(self) -> Path:
-        return self.workdir / "store.db"
+        return self.store_path or self.workdir / "store.db"
 
     def write(self, sources: str, *, rules: str = RULES, extra: str = "") -> None:
         """Write the config: the given ``sources:`` items, the rules file and extra sections."""

@@ -314,6 +314,22 @@ def test_server_restart_recovers_without_duplicates(
     assert (report.new, report.duplicates) == (1, 0)
 
 
+def test_a_connection_that_died_between_polls_is_replaced_without_a_failure(
+    dovecot: DovecotServer, imap_user: ImapUser, store: Store
+) -> None:
+    """A server restarted between two polls leaves the kept connection dead; the next poll
+    notices, reconnects once and reads the new mail, instead of marking the source down."""
+    append(dovecot, imap_user, "INBOX", customer_mail(1, 5), 5)
+    source = ImapSource(source_config(imap_user), TEAM)
+    assert poll(source, store).new == 1
+    dovecot.stop_temporarily()
+    dovecot.restart()
+    append(dovecot, imap_user, "INBOX", customer_mail(2, 1), 1)
+    report = poll(source, store)
+    source.close()
+    assert (report.new, report.duplicates) == (1, 0)
+
+
 def test_uid_batches_keep_fetch_lines_short() -> None:
     """Batches hold at most batch_size UIDs and never more than ~7 KB of comma-joined UIDs."""
     assert list(uid_batches([1, 2, 3, 4, 5], 2)) == [[1, 2], [3, 4], [5]]

@@ -1,0 +1,99 @@
+"""How the daemon watches itself: store health per job, and poll lag, each said once."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+from monitor.errors import StoreCorruptError, StoreUnavailableError
+from monitor.supervision import LAG_WARNING_S, PollLag, StoreHealth
+
+FULL = StoreUnavailableError("/s.db", "disk full", "the disk holding the store /s.db is full")
+
+
+def messages(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records]
+
+
+def test_a_passing_failure_is_logged_once_and_healed_by_the_job_that_failed(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A full disk seen by a poll stays a failure while other jobs write fine (a small write
+    may still fit); only that poll's next success ends it, and each change is logged once."""
+    caplog.set_level(logging.INFO, logger="replyclock.daemon")
+    health = StoreHealth()
+    health.failed("poll:support", FULL)
+    health.failed("poll:support", FULL)
+    health.succeeded("evaluate")
+    assert (health.ok, health.usable) == (False, True)
+    assert health.reason() == "disk full: the disk holding the store /s.db is full"
+    health.succeeded("poll:support")
+    assert (health.ok, health.reason()) == (True, None)
+    assert messages(caplog) == [
+        "store write failed; retrying, nothing is lost",
+        "store writable again",
+    ]
+
+
+def test_a_fatal_failure_stops_writing_for_good(caplog: pytest.LogCaptureFixture) -> None:
+    """A damaged store makes the store unusable; later successes and failures change nothing
+    and are not logged again."""
+    caplog.set_level(logging.INFO, logger="replyclock.daemon")
+    health = StoreHealth()
+    health.failed("evaluate", StoreCorruptError("/s.db", "database disk image is malformed"))
+    health.failed("poll:a", FULL)
+    health.succeeded("evaluate")
+    assert (health.ok, health.usable) == (False, False)
+    assert health.reason() is not None
+    assert health.reason().startswith("store damaged: the store /s.db is damaged")
+    assert messages(caplog) == ["store unusable; replyclock stopped writing"]
+
+
+def test_poll_lag_is_how_late_the_most_overdue_poll_is() -> None:
+    """A source whose poll has not started by its due time lags by the difference; a poll
+    under way keeps the lag it started with; a poll on time lags 0."""
+    lag = PollLag(now=0)
+    lag.track(["a", "b"], now=0)
+    lag.begin("a", now=0)
+    lag.end("a", next_due=60)
+    lag.begin("b", now=5)  # started 5 s late
+    assert lag.lag(now=50) == (5.0, 0)
+    lag.end("b", next_due=65)
+    assert lag.lag(now=100) == (40.0, 2)  # a due at 60, b at 65: 40 and 35 s late
+    lag.begin("a", now=100)
+    lag.end("a", next_due=160)
+    lag.wanted_now("b", now=70)  # mail was signalled at 70; b was due at 65 already
+    assert lag.lag(now=100) == (35.0, 1)
+
+
+def test_falling_behind_is_logged_once_and_so_is_catching_up(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Polls later than the warning threshold log one warning naming the fix; staying late
+    logs nothing more; catching up logs once."""
+    caplog.set_level(logging.INFO, logger="replyclock.daemon")
+    lag = PollLag(now=0)
+    lag.track(["a"], now=0)
+    assert lag.check(now=LAG_WARNING_S + 1) == LAG_WARNING_S + 1
+    lag.check(now=LAG_WARNING_S + 20)
+    lag.begin("a", now=LAG_WARNING_S + 30)
+    lag.end("a", next_due=LAG_WARNING_S + 90)
+    assert lag.check(now=LAG_WARNING_S + 31) == 0
+    assert messages(caplog) == [
+        "polls are falling behind: replyclock cannot poll every source at its interval",
+        "polls caught up",
+    ]
+    assert caplog.records[0].replyclock_fields["fix"].startswith("raise poll_interval")  # type: ignore[attr-defined]
+
+
+def test_sources_removed_by_a_reload_are_no_longer_tracked() -> None:
+    """After a reload drops a source, its lag and its store failure are forgotten."""
+    lag = PollLag(now=0)
+    lag.track(["a", "gone"], now=0)
+    lag.track(["a"], now=100)
+    assert lag.lag(now=100) == (100.0, 1)  # only a, due since 0
+    health = StoreHealth()
+    health.failed("poll:gone", FULL)
+    health.forget(["poll:gone"])
+    assert health.ok
