@@ -118,6 +118,18 @@ METRICS: tuple[Metric, ...] = (
         help="Failed alert deliveries (retried from the outbox).",
     ),
     Metric(
+        name="replyclock_scheduler_lag_seconds",
+        type="gauge",
+        labels=(),
+        help="How late the most overdue poll is, in seconds (0 when all are on time).",
+    ),
+    Metric(
+        name="replyclock_store_up",
+        type="gauge",
+        labels=(),
+        help="1 if the store was read for the scrape and took the daemon's last write.",
+    ),
+    Metric(
         name="replyclock_build_info",
         type="gauge",
         labels=("version",),

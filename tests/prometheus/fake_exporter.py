@@ -113,6 +113,10 @@ def _samples(name: str, scrape: int, now: float) -> list[str]:
         return [f"{name}{_labels(channel='slack', kind=k)} {float(scrape)}" for k in ALERT_KINDS]
     if name == "replyclock_alert_delivery_failures_total":
         return [f"{name}{_labels(channel='slack')} {float(scrape // 3)}"]
+    if name == "replyclock_scheduler_lag_seconds":
+        return [f"{name} 0.0"]
+    if name == "replyclock_store_up":
+        return [f"{name} 1.0"]
     if name == "replyclock_build_info":
         return [f'{name}{{version="0.1.0"}} 1.0']
     raise KeyError(f"the fake exporter has no samples for contract metric {name}")
