@@ -317,25 +317,27 @@ class Daemon:
         else:
             self.store_health.succeeded(job)
 
-    def _evaluate_and_plan(self) -> None:
+    def _evaluate_and_plan(self, *, remeasure: bool = False) -> None:
+        """Evaluate what changed (and, with ``remeasure``, every running clock), then plan."""
         gen = self.gen
         with self._store_work("evaluate") as usable, self.store_lock:
             if usable:
                 now = datetime.now(UTC)
-                gen.engine.evaluate(now)
                 synced = synced_sources(self.store)
-                gen.planner.plan(
-                    now,
-                    syncing=[s.name for s in gen.sources if s.name not in synced],
-                    catching_up=synced - self.planned_synced,
-                )
+                syncing = [s.name for s in gen.sources if s.name not in synced]
+                catching_up = synced - self.planned_synced
+                # A first sync just ended: its clocks were held; measure them all before the
+                # catch-up summary is planned, so it covers everything already due.
+                gen.engine.evaluate(now, remeasure=remeasure or bool(catching_up), hold=syncing)
+                gen.planner.plan(now, syncing=syncing, catching_up=catching_up)
                 self.planned_synced |= synced
 
     def evaluate(self) -> None:
-        """The evaluation job: SLA states follow the clock even when no mail arrives."""
+        """The evaluation job: SLA states follow the clock even when no mail arrives. A poll
+        evaluates only what it changed; running clocks are measured again here."""
         with self._job() as go:
             if go:
-                self._evaluate_and_plan()
+                self._evaluate_and_plan(remeasure=True)
 
     def deliver(self) -> None:
         """The delivery job: send due alerts (on its own thread: Slack never slows a poll)."""

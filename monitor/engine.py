@@ -10,7 +10,7 @@ computed, even if the calendar or the policy changes later, until ``recompute`` 
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import TypeVar
@@ -179,8 +179,17 @@ class Engine:
 
     # --- evaluation --------------------------------------------------------------------------
 
-    def evaluate(self, now: datetime) -> EvaluationReport:
-        """Bring every conversation's SLA state up to ``now``; report state changes."""
+    def evaluate(
+        self, now: datetime, *, remeasure: bool = True, hold: Collection[str] = ()
+    ) -> EvaluationReport:
+        """Bring every conversation's SLA state up to ``now``; report state changes.
+
+        Conversations that changed are always evaluated in full. With ``remeasure`` the
+        running clocks of all the others are measured again at ``now`` too (the scheduled
+        evaluation does that; a poll's evaluation need not). Sources in ``hold`` are in their
+        first sync: their running clocks are provisional until it ends (the replies may be in
+        a folder not read yet), so measuring them again would be work thrown away.
+        """
         report = EvaluationReport()
         self._prepare_totals()
         self._absorb_merges()
@@ -205,12 +214,21 @@ class Engine:
                     if conversation is None:
                         continue
                     self._reevaluate(conversation, messages[cid], now, report)
-        running = self.store.conn.execute(
-            "SELECT id, source, policy, clock_kind, clock_started_at, state "
-            f"FROM conversations WHERE state IN ({','.join('?' * len(RUNNING_STATES))}) "
-            "AND evaluated_at < ?",
-            (*RUNNING_STATES, to_epoch(now)),
-        ).fetchall()
+        held = frozenset(hold)
+        running = (
+            [
+                row
+                for row in self.store.conn.execute(
+                    "SELECT id, source, policy, clock_kind, clock_started_at, state "
+                    f"FROM conversations WHERE state IN ({','.join('?' * len(RUNNING_STATES))}) "
+                    "AND evaluated_at < ?",
+                    (*RUNNING_STATES, to_epoch(now)),
+                ).fetchall()
+                if row[1] not in held
+            ]
+            if remeasure
+            else []
+        )
         for chunk in _chunks(running):
             with self.store.transaction():
                 for row in chunk:

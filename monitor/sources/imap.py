@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 import ssl
+import time
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any
@@ -36,6 +37,10 @@ _SENT_NAMES = ("Sent", "Sent Items", "Sent Messages", "Sent Mail", "INBOX.Sent",
 
 Progress = Callable[[str, str, int, int], None]  # source, folder, done, total
 
+
+# A folder answering UIDVALIDITY 0 (its index being built) is asked again this often.
+_UIDVALIDITY_RETRIES = 10
+_UIDVALIDITY_WAIT_S = 0.1
 
 # imapclient sends a UID list comma-joined (it cannot take ranges and still filter the reply),
 # so batches are also cut by length: FETCH command lines stay under ~8 KB on every server.
@@ -111,8 +116,12 @@ class ImapSource:
         assert cfg.password is not None
         return "password", cfg.password.get_secret_value()
 
-    def connect(self) -> imapclient.IMAPClient:
-        """A new logged-in connection (CONDSTORE enabled, folders found); raises SourceError."""
+    def connect(self, *, for_idle: bool = False) -> imapclient.IMAPClient:
+        """A new logged-in connection (CONDSTORE enabled, folders found); raises SourceError.
+
+        ``for_idle``: a connection for the IDLE watcher, on its own thread: it leaves what
+        this source learnt of the server (capabilities, folders) to the polling connection.
+        """
         cfg = self.config
         where = f"{cfg.host}:{cfg.effective_port}"
         try:
@@ -152,12 +161,13 @@ class ImapSource:
                 client.oauth2_login(cfg.username, secret)
             else:
                 client.login(cfg.username, secret)
-            self._gmail = client.has_capability("X-GM-EXT-1")
-            self._condstore = client.has_capability("CONDSTORE")
-            self._unselect = client.has_capability("UNSELECT")
-            if self._condstore:
-                client.enable("CONDSTORE")  # must precede any SELECT/EXAMINE
-            self._folders = self._discover_folders(client)
+            if not for_idle:
+                self._gmail = client.has_capability("X-GM-EXT-1")
+                self._condstore = client.has_capability("CONDSTORE")
+                self._unselect = client.has_capability("UNSELECT")
+                if self._condstore:
+                    client.enable("CONDSTORE")  # must precede any SELECT/EXAMINE
+                self._folders = self._discover_folders(client)
         except LoginError as exc:
             quietly_close(client)
             raise SourceAuthError(
@@ -176,6 +186,7 @@ class ImapSource:
             extra=fields(
                 source=self.name,
                 server=where,
+                purpose="idle" if for_idle else "poll",
                 condstore=self._condstore,
                 gmail=self._gmail,
                 folders=",".join(f"{f}({r.value})" for f, r in self._folders.items()),
@@ -289,17 +300,7 @@ class ImapSource:
         report: PollReport,
     ) -> None:
         cursor = sink.cursor(folder)
-        what = ["UIDNEXT", "UIDVALIDITY", "MESSAGES"]
-        if self._condstore:
-            what.append("HIGHESTMODSEQ")
-        if self._selected == folder:
-            # STATUS on the folder this connection has open answers from the connection's own
-            # view, which a server such as Dovecot updates only at the next command that may
-            # report changes (RFC 3501 6.3.10: do not rely on it). A NOOP brings it up to date.
-            client.noop()
-            report.round_trips += 1
-        status = client.folder_status(folder, what)
-        report.round_trips += 1
+        status = self._folder_status(client, folder, report)
         uidvalidity = int(status[b"UIDVALIDITY"])
         uidnext = int(status[b"UIDNEXT"])
         modseq = int(status[b"HIGHESTMODSEQ"]) if b"HIGHESTMODSEQ" in status else None
@@ -367,6 +368,38 @@ class ImapSource:
             ),
             now,
         )
+
+    def _folder_status(
+        self, client: imapclient.IMAPClient, folder: str, report: PollReport
+    ) -> dict[bytes, Any]:
+        """STATUS of one folder, fresh and with a real UIDVALIDITY."""
+        what = ["UIDNEXT", "UIDVALIDITY", "MESSAGES"]
+        if self._condstore:
+            what.append("HIGHESTMODSEQ")
+        if self._selected == folder:
+            # STATUS on the folder this connection has open answers from the connection's own
+            # view, which a server such as Dovecot updates only at the next command that may
+            # report changes (RFC 3501 6.3.10: do not rely on it). A NOOP brings it up to date.
+            client.noop()
+            report.round_trips += 1
+        status = client.folder_status(folder, what)
+        report.round_trips += 1
+        for _ in range(_UIDVALIDITY_RETRIES):
+            if int(status[b"UIDVALIDITY"]):
+                break
+            # 0 is not a UIDVALIDITY (RFC 3501: non-zero). Dovecot answers it while another
+            # session is creating the folder's index: ask again instead of taking it as a
+            # change, which would make the whole folder be read again.
+            time.sleep(_UIDVALIDITY_WAIT_S)
+            status = client.folder_status(folder, what)
+            report.round_trips += 1
+        if not int(status[b"UIDVALIDITY"]):
+            raise SourceError(
+                self.name,
+                f"folder {folder!r} on {self.config.host} reports no UIDVALIDITY; the server "
+                "may be rebuilding its index; replyclock tries again at the next poll",
+            )
+        return dict(status)
 
     def _first_sync_since(self, sink: MessageSink, now: datetime) -> datetime:
         """How far back a first (or UIDVALIDITY-forced) read goes: ``since``, or further back

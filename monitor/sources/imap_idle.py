@@ -81,7 +81,7 @@ class ImapIdleWatcher:
         while not self.stop.is_set():
             client: imapclient.IMAPClient | None = None
             try:
-                client = self.source.connect()
+                client = self.source.connect(for_idle=True)
                 if not client.has_capability("IDLE"):
                     log.info(
                         "server has no IDLE; polling only", extra=fields(source=self.source.name)

@@ -57,7 +57,21 @@ def store_facts(db: Path) -> dict[str, Any]:
             "conversations": conversations,
             "awaiting": sorted(snapshot.awaiting),
             "oldest": sorted(snapshot.oldest),
-            "totals": sorted(snapshot.totals, key=lambda t: (t.source, t.policy, t.kind)),
+            # Bucket counts come in no particular order: compare them sorted.
+            "totals": sorted(
+                (
+                    t.source,
+                    t.policy,
+                    t.kind,
+                    t.replies_within,
+                    t.replies_late,
+                    t.breaches,
+                    t.closed,
+                    t.response_sum,
+                    tuple(sorted(t.buckets)),
+                )
+                for t in snapshot.totals
+            ),
         }
     finally:
         store.close()
