@@ -11,61 +11,107 @@ parses every header value into a structured object on access, and that parser ra
 mail (on Python 3.11, an LKML ``To: unlisted-recipients:; (no To-header on input)`` raises
 AttributeError). compat32 only splits the block into raw name/value pairs and never interprets
 them; the decoding below is done by small functions that each have a safe fallback.
+
+Anyone can put anything in a header (IMAP APPEND takes any bytes), and a C regex holds the GIL
+for as long as it runs, so one slow match stalls every thread of the daemon, /healthz included.
+So every step here is linear in its input, and the input is bounded before any work is done
+(the first three bounds by ``fields.header_fields``, which splits the block):
+
+* ``MAX_HEADER_BYTES`` (256 KiB) of the header section are read; what follows is ignored.
+  Real blocks are a few KiB (the largest of the 907 corpus messages in tests/data is 15 KiB,
+  Received lines and all; the IMAP fetch returns only the fields below). A hostile block that
+  fills the bound with one field loses the fields after it; the message is still stored, and
+  classified from what was read.
+* ``MAX_FIELDS`` (1,000) fetched fields are read at most; a real block has a few dozen.
+* Each value is cut to ``MAX_ID_LIST_BYTES`` (64 KiB) for References and In-Reply-To, whose
+  folded id chains legitimately run to tens of KiB on long mailing-list threads, and to
+  ``MAX_VALUE_BYTES`` (16 KiB) for every other field, sixteen full 998-character lines. Cuts
+  never split a UTF-8 character, and never leave half a message id behind to be read as an id.
+* References keeps at most ``MAX_REFERENCES`` (64) ids: the first (the thread's root) and the
+  last 63 (the parent and its nearest ancestors), which is what threading links by; an
+  over-long References value is cut in the middle for the same reason. In-Reply-To keeps its
+  first 64 ids.
+* Each address-list header yields at most ``MAX_ADDRESSES`` (500) addresses. Plain and
+  quoted-name lists ('Ann <a@x>, "Doe, J" <j@x>') are read by regexes; the full parser, needed
+  for comments, groups and escapes, reads at most 16,000 words and marks per message (about
+  700 such addresses; 16 ms of work at most) and drops what is left.
+* A message id or address longer than ``MAX_TOKEN_LENGTH`` (998, RFC 5322's line limit) is
+  dropped, not shortened: a shortened id or address would name a different message or person.
+  A message whose Message-ID is dropped is identified by the hash ``message_identity`` makes,
+  so it is still stored once, and still classified from its other headers.
 """
 
 from __future__ import annotations
 
 import binascii
+import codecs
 import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from email.utils import getaddresses, parsedate_to_datetime
+from email.utils import parsedate_to_datetime
 from types import MappingProxyType
 
+from monitor.mail.addresses import read_address_list
+from monitor.mail.fields import (
+    HEADER_FIELDS,
+    MAX_FIELDS,
+    MAX_HEADER_BYTES,
+    MAX_ID_LIST_BYTES,
+    MAX_VALUE_BYTES,
+    header_fields,
+)
 from monitor.model import require_utc
 
-__all__ = ["HEADER_FIELDS", "ParsedHeaders", "message_identity", "parse_headers"]
+__all__ = [
+    "HEADER_FIELDS",
+    "MAX_ADDRESSES",
+    "MAX_FIELDS",
+    "MAX_HEADER_BYTES",
+    "MAX_ID_LIST_BYTES",
+    "MAX_REFERENCES",
+    "MAX_TOKEN_LENGTH",
+    "MAX_VALUE_BYTES",
+    "ParsedHeaders",
+    "message_identity",
+    "parse_headers",
+]
 
-HEADER_FIELDS: tuple[str, ...] = (
-    # identity and threading
-    "Message-ID", "In-Reply-To", "References", "Subject",
-    # who wrote it, to whom, when
-    "From", "Sender", "Reply-To", "To", "Cc", "Delivered-To", "Date",
-    # bounces: null envelope sender, delivery reports, failed-recipient lists
-    "Return-Path", "Content-Type", "X-Failed-Recipients",
-    # auto-replies (RFC 3834, vendor markers) and bulk mail
-    "Auto-Submitted", "Precedence", "X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress",
-    # iCloud vacation replies carry no Auto-Submitted; this is their only header marker
-    # (sisimai rfc3834-03.eml: "X-Apple-Action: VACATION").
-    "X-Apple-Action",
-    # mailing lists: RFC 2919/2369, plus the older markers some list servers still send alone:
-    # Mailing-List (ezmlm, Google/Yahoo Groups), X-Mailing-List (vger, SmartList) and
-    # X-MLServer (fml; sisimai lhost-fml-03.eml has no other list or bounce marker).
-    "List-Id", "List-Unsubscribe", "Mailing-List", "X-Mailing-List", "X-MLServer",
-    # priority, for rules
-    "X-Priority", "Importance",
-    # Gmail Takeout mbox exports mark sent mail with this label header (IMAP never has it)
-    "X-Gmail-Labels",
-)  # fmt: skip
+# The bounds of what is read from the values (fields.py bounds the block and the values
+# themselves); the module docstring says why each is what it is.
+MAX_REFERENCES = 64
+MAX_ADDRESSES = 500
+MAX_TOKEN_LENGTH = 998
 
-_WANTED = frozenset(name.lower() for name in HEADER_FIELDS)
-_LINE_BREAK = re.compile(rb"\r\n|\r|\n")
-_FIELD_NAME = re.compile(rb"([\x21-\x39\x3b-\x7e]+)[ \t]*:")
+# What separates bare ids (ids written without <>); fields.py cuts at the same characters.
+_ID_DELIMITERS = re.compile(r"[\s<>,;()\"]+")
 _ANGLE_TOKEN = re.compile(r"<([^<>]*)>")
-_BARE_ID = re.compile(r"[^\s<>,;()\"]+@[^\s<>,;()\"]+")
-# The common address forms, read without the stdlib's character-by-character parser:
-# "Name <local@domain>" and a bare "local@domain".
-_SIMPLE_ADDRESS = re.compile(
-    r"\s*(?:([^<>@,]*?)\s*<([^<>\s@,]+@[^<>\s@,]+)>|([^<>\s@,]+@[^<>\s@,]+))\s*"
-)
-_NEEDS_FULL_PARSER = re.compile(r'["()\\:;\[\]]')
+# The common address forms, read without the full parser, on a comma-separated part with its
+# surrounding whitespace already stripped: "Name <local@domain>" and a bare "local@domain".
+# The name takes everything up to "<" and is stripped afterwards: a separate "\s*" before "<"
+# would compete with the name for the same spaces, which is quadratic on a run of them.
+_SIMPLE_ADDRESS = re.compile(r"([^<>@,]*)<([^<>\s@,]+@[^<>\s@,]+)>|([^<>\s@,]+@[^<>\s@,]+)")
+# The next most common form, '"Doe, Jane" <jane@x.org>', and how to split a list of them at
+# the commas outside quotes (only used when every quote is closed and nothing is escaped).
+_QUOTED_ADDRESS = re.compile(r'"([^"]*)"[ \t]*<([^<>\s@,"]+@[^<>\s@,"]+)>')
+_LIST_PART = re.compile(r'(?:"[^"]*"|[^",])+')
+# How far the full address parser may read in all the address headers of one message, in
+# words, spaces and marks (about 1 µs each; an address with a name takes 20 to 30). The forms
+# above never use it: it is for comments, groups, escapes and junk, so it is seldom needed.
+_ADDRESS_STEPS = 32 * MAX_ADDRESSES
+_NEEDS_FULL_PARSER = re.compile(r"[()\\:;\[\]]")
 _CONTENT_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+")
 # Lenient on purpose: broken mailers put spaces inside Q-encoded text.
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?]*)\?=")
 _QP_ESCAPE = re.compile(rb"=([0-9A-Fa-f]{2})")
 _NOT_BASE64 = re.compile(r"[^A-Za-z0-9+/]")
+# Text codecs that are not charsets, and decode in quadratic time (punycode: 73 ms for 16 KiB).
+_NOT_CHARSETS = frozenset({"punycode", "idna"})
+# Charsets looked up per value at most; real mail uses one or two. Each lookup of an unknown
+# name tries an import (about 35 µs), so a value of a thousand made-up charsets must not try all.
+_MAX_CHARSETS = 8
+_MAX_CHARSET_NAME = 64  # IANA charset names are at most 40 characters
 # Labels that real mail uses for a superset the label does not name: GB2312-labelled text is
 # routinely GBK, Shift_JIS is cp932, ISO-8859-1 and US-ASCII text often carries cp1252 quotes.
 _CHARSET_SUPERSETS = {
@@ -120,82 +166,52 @@ def parse_headers(data: bytes) -> ParsedHeaders:
     Accepts CRLF, LF or CR line ends, a leading mbox "From " line, and blocks with or without
     the terminating blank line. Repeated single-valued headers (Message-ID, From, Date, ...) use
     the first occurrence, which on delivered mail is the one the final server added or kept.
+    Hostile input is cut to the bounds in the module docstring first, so the work is bounded.
     """
     raw: dict[str, list[str]] = {}
-    for name, value in _header_fields(data):
-        key = name.lower()
-        if key in _WANTED:
-            # Bytes become text as the stdlib's compat32 parser does it (8-bit bytes as
-            # surrogate escapes), then 8-bit text is decoded as UTF-8 or cp1252.
-            if value.isascii():
-                text = value.decode("ascii").strip().replace("\r", "").replace("\n", "")
-            else:
-                text = _decode_8bit(_unfold(value.decode("ascii", "surrogateescape").strip()))
-            raw.setdefault(key, []).append(text)
+    for key, value in header_fields(data):
+        # Bytes become text as the stdlib's compat32 parser does it (8-bit bytes as
+        # surrogate escapes), then 8-bit text is decoded as UTF-8 or cp1252.
+        if value.isascii():
+            text = value.decode("ascii").strip().replace("\r", "").replace("\n", "")
+        else:
+            text = _decode_8bit(_unfold(value.decode("ascii", "surrogateescape").strip()))
+        raw.setdefault(key, []).append(text)
 
     def first_raw(name: str) -> str | None:
         values = raw.get(name)
         return values[0] if values else None
 
-    from_pairs = _address_pairs(raw.get("from", [])[:1])
+    # The headers that classification reads first, while the shared budget is full.
+    addresses = _AddressReader()
+    from_pairs = addresses.pairs(raw.get("from", [])[:1])
     from_name, from_addr = from_pairs[0] if from_pairs else ("", "")
-    sender = _addresses(raw.get("sender", [])[:1])
+    return_path = _return_path(first_raw("return-path"), addresses)
+    sender = addresses.of(raw.get("sender", [])[:1])
+    reply_to, to, cc = (addresses.of(raw.get(name, [])) for name in ("reply-to", "to", "cc"))
+    message_ids = _message_ids(raw.get("message-id", [])[:1])
+    references = _message_ids(raw.get("references", []))
+    if len(references) > MAX_REFERENCES:
+        references = (references[0], *references[1 - MAX_REFERENCES :])
     return ParsedHeaders(
-        message_id=_first_message_id(first_raw("message-id")),
-        in_reply_to=_message_ids(raw.get("in-reply-to", [])),
-        references=_message_ids(raw.get("references", [])),
+        message_id=message_ids[0] if message_ids else None,
+        in_reply_to=_message_ids(raw.get("in-reply-to", []))[:MAX_REFERENCES],
+        references=references,
         subject=_display_text(first_raw("subject") or ""),
         from_addr=from_addr,
         from_name=from_name,
         sender_addr=sender[0] if sender else "",
-        reply_to=_addresses(raw.get("reply-to", [])),
-        to=_addresses(raw.get("to", [])),
-        cc=_addresses(raw.get("cc", [])),
-        delivered_to=_addresses(raw.get("delivered-to", [])),
+        reply_to=reply_to,
+        to=to,
+        cc=cc,
+        delivered_to=addresses.of(raw.get("delivered-to", [])),
         date=_parse_date(first_raw("date")),
-        return_path=_return_path(first_raw("return-path")),
+        return_path=return_path,
         content_type=_content_type(first_raw("content-type")),
         fields=MappingProxyType(
             {name: tuple(_display_text(v) for v in values) for name, values in raw.items()}
         ),
     )
-
-
-def _header_end(data: bytes) -> int:
-    """Where the header section ends: at the first blank line (CRLF, LF or CR), else the end."""
-    ends = [i for i in (data.find(b"\n\n"), data.find(b"\r\n\r\n"), data.find(b"\r\r")) if i >= 0]
-    return min(ends) if ends else len(data)
-
-
-def _header_fields(data: bytes) -> list[tuple[str, bytes]]:
-    """Split the header section into (name, raw value) pairs, folded lines joined.
-
-    A line that is not a field -- an mbox "From " separator, or garbage -- is skipped with its
-    continuation lines instead of ending the section (the stdlib parser stops there and loses
-    every header after it), and the obsolete "Name :" form (RFC 5322 4.5) is read as "Name:".
-    Doing this split here also spares the stdlib feed parser, the slowest part of a first
-    sync of a large mailbox.
-    """
-    section = data[: _header_end(data)]  # never split a whole body
-    found: list[tuple[str, bytes]] = []
-    name: str | None = None
-    parts: list[bytes] = []
-    for line in _LINE_BREAK.split(section):
-        if line[:1] in (b" ", b"\t"):
-            if name is not None:
-                parts.append(line)
-            continue
-        if name is not None:
-            found.append((name, b"\n".join(parts)))
-        field = _FIELD_NAME.match(line)
-        if field is None:
-            name = None
-            continue
-        name = field.group(1).decode("ascii")
-        parts = [line[field.end() :]]
-    if name is not None:
-        found.append((name, b"\n".join(parts)))
-    return found
 
 
 def message_identity(h: ParsedHeaders, internaldate: datetime) -> str:
@@ -234,13 +250,26 @@ def _decode_8bit(value: str) -> str:
     return _decode_unlabelled(data)
 
 
-def _decode_bytes(data: bytes, charset: str) -> str:
-    """Decode an encoded word's bytes in its declared charset, guessing when that is unknown."""
+def _text_codec(charset: str) -> str | None:
+    """The codec name to decode text labelled ``charset`` with, or None if there is none."""
     name = charset.split("*", 1)[0].strip().lower()  # RFC 2231 adds "*language"
     name = _CHARSET_SUPERSETS.get(name, name)
+    if len(name) > _MAX_CHARSET_NAME:
+        return None
     try:
-        return data.decode(name, "replace")
-    except Exception:  # any label at all reaches here: unknown, or not a text codec ("base64")
+        codec = codecs.lookup(name).name
+    except Exception:  # any label at all reaches here: unknown, or not a valid name at all
+        return None
+    return None if codec in _NOT_CHARSETS else name
+
+
+def _decode_bytes(data: bytes, codec: str | None) -> str:
+    """Decode an encoded word's bytes with its charset's codec, guessing when there is none."""
+    if codec is None:
+        return _decode_unlabelled(data)
+    try:
+        return data.decode(codec, "replace")
+    except Exception:  # a codec that is not a text codec ("base64") reaches here
         return _decode_unlabelled(data)
 
 
@@ -272,18 +301,24 @@ def _decode_encoded_words(value: str) -> str:
 
     Adjacent encoded words are joined without the whitespace between them, and consecutive
     words in one charset are decoded together, because encoders split multi-byte characters
-    across words. An undecodable word is kept as it was written.
+    across words. An undecodable word is kept as it was written. Only the first
+    ``_MAX_CHARSETS`` charsets named in the value are looked up; words in any further one are
+    decoded as unlabelled bytes.
     """
     if "=?" not in value:
         return value
     out: list[str] = []
     pending = bytearray()
     pending_charset: str | None = None
+    codec_of: dict[str, str | None] = {}
 
     def flush() -> None:
         nonlocal pending_charset
         if pending_charset is not None:
-            out.append(_decode_bytes(bytes(pending), pending_charset))
+            if pending_charset not in codec_of:
+                known = len(codec_of) < _MAX_CHARSETS
+                codec_of[pending_charset] = _text_codec(pending_charset) if known else None
+            out.append(_decode_bytes(bytes(pending), codec_of[pending_charset]))
         pending.clear()
         pending_charset = None
 
@@ -319,69 +354,103 @@ def _clean_id(token: str) -> str:
     return "".join(token.split()).strip("<>")
 
 
-def _first_message_id(value: str | None) -> str | None:
-    """Return the first id in a Message-ID value; a bare id without brackets is accepted."""
-    ids = _message_ids([value]) if value is not None else ()
-    return ids[0] if ids else None
-
-
 def _message_ids(values: list[str]) -> tuple[str, ...]:
     """Extract message ids in order, without duplicates, from References-like values.
 
     Real headers put comments, phrases and dates between ids, so only ``<...>`` tokens count;
     a value without any ``<`` (some clients drop the brackets) is read as bare ``local@domain``
-    tokens, and a lone token without "@" as the id itself.
+    tokens, and a lone token without "@" as the id itself. Ids longer than
+    ``MAX_TOKEN_LENGTH`` are dropped.
     """
-    found: list[str] = []
+    tokens: list[str] = []
     for value in values:
-        tokens = _ANGLE_TOKEN.findall(value)
-        if not tokens and "<" not in value:
-            tokens = _BARE_ID.findall(value) or value.split()[:1]
-        found.extend(_clean_id(token) for token in tokens)
-    return tuple(dict.fromkeys(token for token in found if token))
+        found = _ANGLE_TOKEN.findall(value)
+        if not found and "<" not in value:
+            # A bare id is a run between delimiters with an "@" inside it, not at either end.
+            found = [token for token in _ID_DELIMITERS.split(value) if "@" in token[1:-1]]
+            if not found:
+                found = [_clean_id(token) for token in value.split(None, 1)[:1]]
+        tokens.extend(found)
+    # No token holds "<", so joining on it, dropping all whitespace at once and splitting
+    # again cleans every token in three C-speed passes instead of one Python call each.
+    cleaned = "".join("<".join(tokens).split()).split("<")
+    return tuple(
+        token for token in dict.fromkeys(cleaned) if token and len(token) <= MAX_TOKEN_LENGTH
+    )
 
 
-def _simple_addresses(value: str) -> list[tuple[str, str]] | None:
-    """(name, address) pairs of a plain list such as ``Ann <a@x>, b@y``; None when the value
-    has quotes, comments, groups or anything else only the full parser reads correctly."""
+def _simple_addresses(value: str, limit: int) -> list[tuple[str, str]] | None:
+    """Up to ``limit`` (name, address) pairs of a plain list such as ``Ann <a@x>, "B, C" <b@y>``;
+    None when the value has comments, groups, escapes or anything else only the full parser
+    reads. What this reads, it reads as the full parser does."""
     if _NEEDS_FULL_PARSER.search(value):
         return None
+    if '"' in value:
+        if value.count('"') % 2:
+            return None
+        parts = _LIST_PART.findall(value)
+    else:
+        parts = value.split(",")
     pairs: list[tuple[str, str]] = []
-    for part in value.split(","):
-        match = _SIMPLE_ADDRESS.fullmatch(part)
-        if match is None:
-            if part.strip():
-                return None
+    for part in parts:
+        stripped = part.strip()
+        if not stripped:
             continue
-        name, bracketed, bare = match.groups()
-        pairs.append(((name or "").strip(), bracketed or bare))
+        if '"' in stripped:
+            quoted = _QUOTED_ADDRESS.fullmatch(stripped)
+            if quoted is None:
+                return None
+            pairs.append((quoted.group(1), quoted.group(2)))
+        else:
+            match = _SIMPLE_ADDRESS.fullmatch(stripped)
+            if match is None:
+                return None
+            name, bracketed, bare = match.groups()
+            pairs.append(((name or "").strip(), bracketed or bare))
+        if len(pairs) >= limit:
+            break
     return pairs
 
 
-def _address_pairs(values: list[str]) -> list[tuple[str, str]]:
-    """Split address-list values into (decoded display name, lowercase address) pairs."""
-    pairs: list[tuple[str, str]] = []
-    for value in values:
-        parsed = _simple_addresses(value)
-        try:
+class _AddressReader:
+    """Reads the address headers of one message, all sharing one budget of full-parser steps."""
+
+    __slots__ = ("steps_left",)
+
+    def __init__(self) -> None:
+        self.steps_left = _ADDRESS_STEPS
+
+    def pairs(self, values: list[str]) -> list[tuple[str, str]]:
+        """Split address-list values into (decoded display name, lowercase address) pairs.
+
+        At most ``MAX_ADDRESSES`` pairs; an address longer than ``MAX_TOKEN_LENGTH`` is dropped
+        (its pair keeps the name, if it has one) and a name is cut to that length.
+        """
+        pairs: list[tuple[str, str]] = []
+        for value in values:
+            room = MAX_ADDRESSES - len(pairs)
+            if room <= 0:
+                break
+            parsed = _simple_addresses(value, room)
             if parsed is None:
-                parsed = getaddresses([value])
-        except Exception:  # the stdlib parser has raised on odd input before
-            parsed = []
-        for name, addr in parsed:
-            address = "".join(addr.split()).strip("<>").lower()
-            if address.startswith("@") or address.endswith("@"):
-                address = ""
-            if address or name:
-                pairs.append((_display_text(name), address))
-    return pairs
+                parsed, self.steps_left = read_address_list(
+                    value, limit=room, budget=self.steps_left
+                )
+            for name, addr in parsed:
+                address = "".join(addr.split()).strip("<>").lower()
+                if address.startswith("@") or address.endswith("@"):
+                    address = ""
+                if len(address) > MAX_TOKEN_LENGTH:
+                    address = ""
+                if address or name:
+                    pairs.append((_display_text(name)[:MAX_TOKEN_LENGTH], address))
+        return pairs[:MAX_ADDRESSES]
 
-
-def _addresses(values: list[str]) -> tuple[str, ...]:
-    """Return the lowercase addresses in address-list values, in order, without duplicates."""
-    if not values:
-        return ()
-    return tuple(dict.fromkeys(addr for _, addr in _address_pairs(values) if addr))
+    def of(self, values: list[str]) -> tuple[str, ...]:
+        """Return the lowercase addresses in address-list values, in order, without duplicates."""
+        if not values:
+            return ()
+        return tuple(dict.fromkeys(addr for _, addr in self.pairs(values) if addr))
 
 
 def _parse_date(value: str | None) -> datetime | None:
@@ -449,18 +518,19 @@ def _simple_date(value: str) -> datetime | None:
         return None
 
 
-def _return_path(value: str | None) -> str | None:
+def _return_path(value: str | None, addresses: _AddressReader) -> str | None:
     """Return the Return-Path address, "" for the null sender, or None if the header is absent.
 
-    An empty value counts as the null sender: GMX writes "Return-Path: " on its bounces.
+    An empty value counts as the null sender: GMX writes "Return-Path: " on its bounces. A value
+    with no readable address is kept as written, lowercase, cut to ``MAX_TOKEN_LENGTH``.
     """
     if value is None:
         return None
     compact = "".join(value.split())
     if not compact or compact.startswith("<>"):
         return ""
-    addresses = _addresses([value])
-    return addresses[0] if addresses else compact.strip("<>").lower()
+    found = addresses.of([value])
+    return found[0] if found else compact.strip("<>").lower()[:MAX_TOKEN_LENGTH]
 
 
 def _content_type(value: str | None) -> str:

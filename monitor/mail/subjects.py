@@ -12,6 +12,10 @@ Decisions:
   helpdesks append their tag instead of prepending it; other trailing brackets stay.
 * A subject that is only prefixes and tags normalizes to "" -- callers treat "" as "no key".
 * The key is capped at ``MAX_KEY_LENGTH`` characters so a hostile subject cannot blow up storage.
+* Every step is linear in the subject's length: the leading run is one regex match, at most
+  ``_MAX_UNWRAPS`` wrapped forwards are unwrapped per round (each copies the rest of the
+  subject; real subjects have one or two, never dozens), and the trailing pass works on the
+  capped key only.
 """
 
 from __future__ import annotations
@@ -71,7 +75,11 @@ _TAG = rf"(?:\[(?!\s?{_PREFIX})[^\[\]]*\]|【[^【】]*】)"
 _LEADING_RUN = re.compile(rf"(?:\s?(?:{_PREFIX}|{_TAG}))+\s?")
 # An old-style forward that wraps the whole subject: "[Fwd: original subject]".
 _WRAPPED_FORWARD = re.compile(rf"\[\s?({_PREFIX}[^\[\]]*)\]")
-_TICKET_NUMBER = re.compile(r"#.*[0-9]")
+_DIGIT = re.compile(r"[0-9]")
+# Unwrapping builds a new string, so unbounded unwrapping would be quadratic on a subject made
+# of "[fwd: re:]" repeated. Four more rounds run on the capped key (at most 125 wrapped
+# forwards fit in MAX_KEY_LENGTH characters), so the result is still a fixed point.
+_MAX_UNWRAPS = 64
 
 
 def normalize_subject(subject: str) -> str:
@@ -105,10 +113,12 @@ def _fold(text: str) -> str:
 def _normalize_once(subject: str) -> str:
     """Run one round of folding, leading-run removal, truncation and trailing-tag removal."""
     text = _fold(subject)
+    unwraps = 0
     while True:
-        unwrapped = _WRAPPED_FORWARD.match(text)
+        unwrapped = _WRAPPED_FORWARD.match(text) if unwraps < _MAX_UNWRAPS else None
         if unwrapped is not None:
             text = (unwrapped.group(1) + text[unwrapped.end() :]).strip()
+            unwraps += 1
             continue
         leading = _LEADING_RUN.match(text)
         if leading is None or leading.end() == 0:
@@ -131,6 +141,16 @@ def _strip_trailing_tag(text: str) -> str:
     if text.endswith("]"):
         start = text.rfind("[")
         inside = text[start + 1 : -1]
-        if start >= 0 and "]" not in inside and _TICKET_NUMBER.search(inside):
+        if start >= 0 and "]" not in inside and _has_ticket_number(inside):
             return text[:start].rstrip()
     return text
+
+
+def _has_ticket_number(text: str) -> bool:
+    """Tell whether a "#" is followed, anywhere later, by a digit ("Ticket #1234", "#ABC-123").
+
+    One scan from the first "#": the regex ``#.*[0-9]`` would rescan the rest from every "#".
+    (Folded text has no line breaks, so "anywhere later" is what ``.*`` meant.)
+    """
+    hash_mark = text.find("#")
+    return hash_mark >= 0 and _DIGIT.search(text, hash_mark + 1) is not None
