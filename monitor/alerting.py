@@ -46,7 +46,9 @@ from monitor.alerts.content import (
 from monitor.config.loader import LoadedConfig
 from monitor.config.rules import RuleBook
 from monitor.logs import fields
+from monitor.sla.policy import Policy
 from monitor.sla.stages import (
+    AlertStage,
     makes_moot,
     parse_quiet_hours,
     plan_stages,
@@ -212,15 +214,12 @@ class AlertPlanner:
                     ),
                     self.settings.privacy,
                 )
-                channel = stage.channel or policy.alerts.channel or self.settings.channel
-                added = self._enqueue(
-                    dedup=f"{key}:{stage.key}:{channel}",
-                    conversation=cid,
-                    channel=channel,
-                    kind=stage.kind.value,
-                    stage=stage.key,
-                    content=content,
+                added = self._enqueue_stage(
+                    stage,
+                    policy,
+                    cid=cid,
                     key=key,
+                    content=content,
                     now=now,
                     send_after=send_after,
                     state=state,
@@ -229,15 +228,12 @@ class AlertPlanner:
                 queued += added
                 caught_up += added if source in catching_up else 0
             for lower in plan.superseded:
-                channel = lower.channel or policy.alerts.channel or self.settings.channel
-                self._enqueue(
-                    dedup=f"{key}:{lower.key}:{channel}",
-                    conversation=cid,
-                    channel=channel,
-                    kind=lower.kind.value,
-                    stage=lower.key,
-                    content=None,
+                self._enqueue_stage(
+                    lower,
+                    policy,
+                    cid=cid,
                     key=key,
+                    content=None,
                     now=now,
                     send_after=now,
                     state="superseded",
@@ -313,6 +309,35 @@ class AlertPlanner:
                     state="pending",
                 )
         return queued
+
+    def _enqueue_stage(
+        self,
+        stage: AlertStage,
+        policy: Policy,
+        *,
+        cid: int,
+        key: str,
+        content: AlertContent | None,
+        now: datetime,
+        send_after: datetime,
+        state: str,
+        catch_up: bool = False,
+    ) -> int:
+        """Queue one stage of one clock, in the channel the stage, its policy or the team names."""
+        channel = stage.channel or policy.alerts.channel or self.settings.channel
+        return self._enqueue(
+            dedup=f"{key}:{stage.key}:{channel}",
+            conversation=cid,
+            channel=channel,
+            kind=stage.kind.value,
+            stage=stage.key,
+            content=content,
+            key=key,
+            now=now,
+            send_after=send_after,
+            state=state,
+            catch_up=catch_up,
+        )
 
     def _enqueue(
         self,
