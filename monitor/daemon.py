@@ -36,7 +36,7 @@ from monitor.errors import ConfigError, ReplyclockError, StoreError
 from monitor.logs import fields
 from monitor.metrics import PolicyInfo, ReplyclockCollector, build_registry
 from monitor.model import MetricsSnapshot, ServiceStatus
-from monitor.polling import Stopping, poll_source
+from monitor.polling import FailureLog, Stopping, poll_source
 from monitor.sdnotify import notify, watchdog_interval
 from monitor.sources.base import Source
 from monitor.sources.imap import ImapSource
@@ -161,6 +161,7 @@ class Daemon:
         self.poll_requested: set[str] = set()
         self.store_health = StoreHealth()
         self.lag = PollLag(time.time())
+        self.failure_log = FailureLog()  # a source failing the same way is logged once
         # Sources whose first sync ended before this process, or whose alerts for history
         # were planned since: later stages of theirs are sent one by one.
         self.planned_synced = synced_sources(store)
@@ -258,6 +259,7 @@ class Daemon:
                     datetime.now(UTC),
                     lock=self.store_lock,
                     stopping=self.stopping,
+                    failures=self.failure_log,
                 )
         except Stopping:
             return

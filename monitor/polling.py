@@ -154,6 +154,43 @@ class PollOutcome:
         return self.error is None
 
 
+class FailureLog:
+    """Says once that a source fails, and once that it works again.
+
+    A source that keeps failing with the same error (a refused token, a server that is down)
+    is not logged again at every poll: the first failure and any change of error are errors,
+    repeats are debug lines, and the first good poll after them says how long it was down.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._failing: dict[str, tuple[str, float, int]] = {}  # error, since, failed polls
+
+    def failed(self, source: str, error: str) -> None:
+        """Log a failed poll: loudly if it is the first or the error is new."""
+        with self._lock:
+            last = self._failing.get(source)
+            repeat = last is not None and last[0] == error
+            since = last[1] if last is not None else time.monotonic()
+            self._failing[source] = (error, since, (last[2] if last else 0) + 1)
+        if repeat:
+            log.debug("source still failing", extra=fields(source=source, error=error))
+        else:
+            log.error("source poll failed", extra=fields(source=source, error=error))
+
+    def succeeded(self, source: str) -> None:
+        """Log the first good poll after failures."""
+        with self._lock:
+            last = self._failing.pop(source, None)
+        if last is not None:
+            log.info(
+                "source polled again after failing",
+                extra=fields(
+                    source=source, failed_polls=last[2], down_s=round(time.monotonic() - last[1])
+                ),
+            )
+
+
 def poll_source(
     source: Source,
     store: Store,
@@ -161,10 +198,13 @@ def poll_source(
     *,
     lock: threading.Lock | None = None,
     stopping: threading.Event | None = None,
+    failures: FailureLog | None = None,
 ) -> PollOutcome:
-    """Poll ``source`` into ``store`` and record how it went; a source failure is logged once
-    and returned, never raised. With ``lock``, the store is only held while writing."""
+    """Poll ``source`` into ``store`` and record how it went; a source failure is logged and
+    returned, never raised (with ``failures``, the daemon's, a repeated failure only once).
+    With ``lock``, the store is only held while writing."""
     lock = lock or threading.Lock()
+    failures = failures or FailureLog()
     started = time.monotonic()
 
     def read_at() -> datetime:  # ``now`` moved on by the time the poll has taken so far
@@ -175,11 +215,12 @@ def poll_source(
         report = source.poll(sink, now)
     except SourceError as exc:
         duration = time.monotonic() - started
-        log.error("source poll failed", extra=fields(source=source.name, error=exc.detail))
+        failures.failed(source.name, exc.detail)
         with lock:
             record_poll(store, source.name, ok=False, duration=duration, error=exc.detail, now=now)
         return PollOutcome(source.name, None, exc.detail, duration)
     duration = time.monotonic() - started
+    failures.succeeded(source.name)
     with lock:
         record_poll(store, source.name, ok=True, duration=duration, error=None, now=now)
     quiet = report.new == 0 and report.removed == 0

@@ -191,6 +191,75 @@ class MailClassificationConfig(Strict):
     poll_interval: PositiveSeconds = 60
 
 
+def _one_of(model: BaseModel, *keys: str) -> str:
+    """The one of ``keys`` that is set; an error names them all when none or several are."""
+    given = [key for key in keys if getattr(model, key) is not None]
+    if len(given) != 1:
+        listed = f"{', '.join(keys[:-1])} or {keys[-1]}"
+        raise ValueError(
+            f"give exactly one of {listed}" + (f" (got {', '.join(given)})" if given else "")
+        )
+    return given[0]
+
+
+class MicrosoftAuthConfig(Strict):
+    """App-only OAuth2 with Microsoft Entra (the client-credentials flow, run by msal).
+
+    The app registration's tenant and client ids, and its client secret or certificate; each
+    may be given in the config (from ``${ENV}``) or as a ``*_file`` read at each token request.
+    """
+
+    type: Literal["microsoft"]
+    tenant_id: str | None = Field(default=None, min_length=1)
+    tenant_id_file: Path | None = None
+    client_id: str | None = Field(default=None, min_length=1)
+    client_id_file: Path | None = None
+    client_secret: SecretStr | None = None
+    client_secret_file: Path | None = None
+    certificate: SecretStr | None = None  # PEM: the private key and its certificate
+    certificate_file: Path | None = None
+    authority_host: str = Field(
+        default="login.microsoftonline.com", pattern=r"^[A-Za-z0-9.-]+(:[0-9]{1,5})?$"
+    )  # national clouds: login.microsoftonline.us, login.partner.microsoftonline.cn
+    ca_file: Path | None = None  # trust for the identity provider, when not the system's
+
+    _files = ("tenant_id_file", "client_id_file", "client_secret_file", "certificate_file")
+    _resolve = field_validator(*_files, "ca_file")(resolve_path)
+    _readable = field_validator(*_files, "ca_file")(_readable_file)
+
+    @model_validator(mode="after")
+    def _credentials(self) -> MicrosoftAuthConfig:
+        _one_of(self, "tenant_id", "tenant_id_file")
+        _one_of(self, "client_id", "client_id_file")
+        _one_of(self, "client_secret", "client_secret_file", "certificate", "certificate_file")
+        return self
+
+
+class GoogleAuthConfig(Strict):
+    """A Google service account with domain-wide delegation, run by google-auth.
+
+    The key is the service account's JSON key file; replyclock signs in as ``subject`` (the
+    mailbox; by default the source's username).
+    """
+
+    type: Literal["google"]
+    service_account: SecretStr | None = None  # the JSON key itself, e.g. from ${ENV}
+    service_account_file: Path | None = None
+    subject: Address | None = None
+    ca_file: Path | None = None
+
+    _resolve = field_validator("service_account_file", "ca_file")(resolve_path)
+    _readable = field_validator("service_account_file", "ca_file")(_readable_file)
+
+    @model_validator(mode="after")
+    def _credentials(self) -> GoogleAuthConfig:
+        _one_of(self, "service_account", "service_account_file")
+        return self
+
+
+AuthConfig = Annotated[MicrosoftAuthConfig | GoogleAuthConfig, Field(discriminator="type")]
+
+
 class ImapSourceConfig(MailClassificationConfig):
     """An IMAP mailbox, read-only."""
 
@@ -206,6 +275,7 @@ class ImapSourceConfig(MailClassificationConfig):
     password: SecretStr | None = None
     password_file: Path | None = None
     oauth2_token_file: Path | None = None
+    auth: AuthConfig | None = None  # OAuth2 that replyclock runs itself (XOAUTH2)
     folders: list[str] = Field(default=["INBOX"], min_length=1)
     sent_folders: list[str] | None = None  # default: found by SPECIAL-USE \Sent or the name
     batch_size: int = Field(default=500, ge=1, le=5000)
@@ -224,16 +294,7 @@ class ImapSourceConfig(MailClassificationConfig):
 
     @model_validator(mode="after")
     def _credentials(self) -> ImapSourceConfig:
-        given = [
-            key
-            for key in ("password", "password_file", "oauth2_token_file")
-            if getattr(self, key) is not None
-        ]
-        if len(given) != 1:
-            raise ValueError(
-                "give exactly one of password, password_file or oauth2_token_file"
-                + (f" (got {', '.join(given)})" if given else "")
-            )
+        _one_of(self, "password", "password_file", "oauth2_token_file", "auth")
         if self.tls and self.starttls:
             raise ValueError("tls and starttls exclude each other; set only starttls: true")
         return self
@@ -295,9 +356,7 @@ class ApiSourceConfig(Strict):
     def _secret_given(model: BaseModel, *pairs: tuple[str, str]) -> None:
         """Exactly one of each (value, file) pair of secrets that is required."""
         for value_key, file_key in pairs:
-            given = [k for k in (value_key, file_key) if getattr(model, k) is not None]
-            if len(given) != 1:
-                raise ValueError(f"give exactly one of {value_key} or {file_key}")
+            _one_of(model, value_key, file_key)
 
 
 class ZendeskSourceConfig(ApiSourceConfig):
@@ -400,8 +459,35 @@ class GitHubSourceConfig(ApiSourceConfig):
         return self.base_url or "https://api.github.com"
 
 
+class GraphSourceConfig(MailClassificationConfig):
+    """A Microsoft 365 shared mailbox read through Microsoft Graph (application Mail.Read)."""
+
+    type: Literal["graph"]
+    name: Name
+    mailbox: Address  # the shared mailbox's address (or user principal name)
+    auth: MicrosoftAuthConfig
+    # Folders by well-known name (inbox, sentitems, archive, ...) or display name.
+    folders: list[str] = Field(default=["inbox"], min_length=1)
+    sent_folders: list[str] = ["sentitems"]
+    # Agents whose own Sent Items hold the replies they send as the shared mailbox.
+    reply_mailboxes: list[Address] = []
+    base_url: HttpUrl | None = None  # default https://graph.microsoft.com/v1.0
+    ca_file: Path | None = None
+    timeout: PositiveSeconds = 30
+    page_size: int = Field(default=100, ge=1, le=1000)
+
+    _resolve = field_validator("ca_file")(resolve_path)
+    _readable = field_validator("ca_file")(_readable_file)
+
+    @property
+    def api_url(self) -> str:
+        """Where Graph lives (national clouds: https://graph.microsoft.us/v1.0, ...)."""
+        return (self.base_url or "https://graph.microsoft.com/v1.0").rstrip("/")
+
+
 SourceConfig = Annotated[
     ImapSourceConfig
+    | GraphSourceConfig
     | MaildirSourceConfig
     | MboxSourceConfig
     | ZendeskSourceConfig

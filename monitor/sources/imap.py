@@ -28,6 +28,7 @@ from monitor.mail.events import FolderContext, event_from_headers
 from monitor.mail.headers import HEADER_FIELDS
 from monitor.model import FolderCursor, FolderRole, MailLocation, MessageEvent
 from monitor.sources.base import MessageSink, PollReport, read_secret
+from monitor.sources.oauth import AccessTokens, access_tokens
 
 log = logging.getLogger("replyclock.sources.imap")
 
@@ -45,6 +46,14 @@ _UIDVALIDITY_WAIT_S = 0.1
 # imapclient sends a UID list comma-joined (it cannot take ranges and still filter the reply),
 # so batches are also cut by length: FETCH command lines stay under ~8 KB on every server.
 _MAX_UID_LIST_BYTES = 7000
+
+
+class _TokenRefused(SourceError):
+    """The server refused an OAuth2 token the identity provider gave: worth one fresh try."""
+
+    def __init__(self, source: str, server: str) -> None:
+        super().__init__(source, f"{server} refused the OAuth2 token")
+        self.server = server
 
 
 def uid_batches(uids: Sequence[int], size: int) -> Iterator[list[int]]:
@@ -90,6 +99,9 @@ class ImapSource:
         self._unselect = False
         self._selected: str | None = None  # the folder the polling connection has open
         self._folders: dict[str, FolderRole] = {}
+        self._tokens: AccessTokens | None = (
+            access_tokens(config.name, config.auth, config.username) if config.auth else None
+        )
 
     # --- connection --------------------------------------------------------------------------
 
@@ -121,7 +133,44 @@ class ImapSource:
 
         ``for_idle``: a connection for the IDLE watcher, on its own thread: it leaves what
         this source learnt of the server (capabilities, folders) to the polling connection.
+        With an ``auth:`` block, a token the server refuses is replaced by a fresh one from
+        the identity provider once, on a new connection, before the login counts as refused.
         """
+        try:
+            return self._connect(for_idle=for_idle, fresh_token=False)
+        except _TokenRefused as refused:
+            log.info(
+                "OAuth2 token refused; trying once more with a fresh one",
+                extra=fields(source=self.name, server=refused.server),
+            )
+            return self._connect(for_idle=for_idle, fresh_token=True)
+
+    def _login(self, client: imapclient.IMAPClient, *, fresh_token: bool) -> None:
+        cfg = self.config
+        if self._tokens is not None:
+            client.oauth2_login(cfg.username, self._tokens.token(fresh=fresh_token))
+            return
+        kind, secret = self._secret()
+        if kind == "oauth2":
+            client.oauth2_login(cfg.username, secret)
+        else:
+            client.login(cfg.username, secret)
+
+    def _refused(self, exc: LoginError, *, fresh_token: bool) -> SourceError:
+        cfg = self.config
+        where = f"{cfg.host}:{cfg.effective_port}"
+        if self._tokens is not None and not fresh_token:
+            return _TokenRefused(self.name, where)
+        text = f"login as {cfg.username!r} was rejected by {cfg.host} ({_server_text(exc)})"
+        if self._tokens is not None:
+            return SourceAuthError(
+                self.name, f"{text} with a fresh token; {self._tokens.refused_hint(cfg.username)}"
+            )
+        return SourceAuthError(
+            self.name, f"{text}; check username and password (or the OAuth2 token)"
+        )
+
+    def _connect(self, *, for_idle: bool, fresh_token: bool) -> imapclient.IMAPClient:
         cfg = self.config
         where = f"{cfg.host}:{cfg.effective_port}"
         try:
@@ -156,11 +205,7 @@ class ImapSource:
         try:
             if cfg.starttls:
                 client.starttls(self._ssl_context())
-            kind, secret = self._secret()
-            if kind == "oauth2":
-                client.oauth2_login(cfg.username, secret)
-            else:
-                client.login(cfg.username, secret)
+            self._login(client, fresh_token=fresh_token)
             if not for_idle:
                 self._gmail = client.has_capability("X-GM-EXT-1")
                 self._condstore = client.has_capability("CONDSTORE")
@@ -170,11 +215,10 @@ class ImapSource:
                 self._folders = self._discover_folders(client)
         except LoginError as exc:
             quietly_close(client)
-            raise SourceAuthError(
-                self.name,
-                f"login as {cfg.username!r} was rejected by {cfg.host} ({_server_text(exc)}); "
-                "check username and password (or the OAuth2 token)",
-            ) from exc
+            raise self._refused(exc, fresh_token=fresh_token) from exc
+        except SourceError:  # the identity provider refused or could not be reached
+            quietly_close(client)
+            raise
         except ssl.SSLCertVerificationError as exc:
             quietly_close(client)
             raise SourceError(self.name, _tls_verify_hint(where, exc)) from exc

@@ -32,6 +32,22 @@ def problems_of(path: Path, environ: dict[str, str] | None = None) -> list[str]:
     return [str(p) for p in caught.value.problems]
 
 
+def imap_password_config(tmp_path: Path, password: str, *, one_line: bool = False) -> Path:
+    """c.yaml with one IMAP source whose password is written as ``password``: on line 6, or
+    with ``one_line`` on line 2, the source written as one flow mapping."""
+    if one_line:
+        source = f"  - {{name: a, type: imap, host: h, username: u, password: {password}}}\n"
+    else:
+        source = (
+            "  - name: support\n"
+            "    type: imap\n"
+            "    host: imap.example.com\n"
+            "    username: support@example.com\n"
+            f"    password: {password}\n"
+        )
+    return write(tmp_path, "c.yaml", "sources:\n" + source)
+
+
 def test_three_mistakes_give_three_located_lines(tmp_path: Path) -> None:
     """A config with three mistakes yields exactly three problems, each on its own line number."""
     path = write(
@@ -93,8 +109,8 @@ def test_check_command_accepts_the_shipped_example(capsys: pytest.CaptureFixture
         pytest.param(
             "sources:\n  - name: a\n    type: pop3\n",
             ":2: sources[0]: Input tag 'pop3' found using 'type' does not match any of the "
-            "expected tags: 'imap', 'maildir', 'mbox', 'zendesk', 'freshdesk', 'helpscout', "
-            "'github'",
+            "expected tags: 'imap', 'graph', 'maildir', 'mbox', 'zendesk', 'freshdesk', "
+            "'helpscout', 'github'",
             id="unknown_source_type",
         ),
         pytest.param(
@@ -150,7 +166,8 @@ def test_imap_credentials_need_exactly_one_secret(tmp_path: Path) -> None:
         """,
     )
     assert problems_of(path) == [
-        f"{path}:2: sources[0]: give exactly one of password, password_file or oauth2_token_file"
+        f"{path}:2: sources[0]: give exactly one of password, password_file, oauth2_token_file "
+        "or auth"
     ]
 
 
@@ -245,6 +262,9 @@ SECRET_FIELDS = {
     ("GitHubSourceConfig", "token"): "sources[4].token",
     ("SlackConfig", "token"): "alerts.slack.token",
     ("WebhookConfig", "url"): "alerts.webhook.url",
+    ("MicrosoftAuthConfig", "client_secret"): "sources[5].auth.client_secret",
+    ("MicrosoftAuthConfig", "certificate"): "sources[6].auth.certificate",
+    ("GoogleAuthConfig", "service_account"): "sources[7].auth.service_account",
 }
 EVERY_SECRET_AS_A_NUMBER = """
 metrics:
@@ -259,6 +279,11 @@ sources:
   - {name: c, type: freshdesk, domain: acme, api_key: 7319004}
   - {name: d, type: helpscout, app_id: x, app_secret: 7319005}
   - {name: e, type: github, repositories: [acme/widgets], token: 7319006}
+  - {name: f, type: imap, host: h, username: u,
+     auth: {type: microsoft, tenant_id: t, client_id: c, client_secret: 7319009}}
+  - {name: g, type: imap, host: h, username: u,
+     auth: {type: microsoft, tenant_id: t, client_id: c, certificate: 7319010}}
+  - {name: h, type: imap, host: h, username: u, auth: {type: google, service_account: 7319011}}
 """
 
 
@@ -291,6 +316,9 @@ def test_no_secret_field_shows_its_value_when_it_is_not_a_string(tmp_path: Path)
             (10, "sources[2].api_key"),
             (11, "sources[3].app_secret"),
             (12, "sources[4].token"),
+            (14, "sources[5].auth.client_secret"),
+            (16, "sources[6].auth.certificate"),
+            (17, "sources[7].auth.service_account"),
         ]
     ]
     assert sorted(found) == sorted(expected)
@@ -330,18 +358,7 @@ def test_check_never_prints_a_secret_of_the_wrong_type(
 ) -> None:
     """`replyclock check` says a secret must be a string and how to write it, and no part of
     the value appears on stdout or stderr."""
-    path = write(
-        tmp_path,
-        "c.yaml",
-        f"""
-        sources:
-          - name: support
-            type: imap
-            host: imap.example.com
-            username: support@example.com
-            password: {value}
-        """,
-    )
+    path = imap_password_config(tmp_path, value)
     assert main(["check", "-c", str(path)]) == 1
     captured = capsys.readouterr()
     assert captured.out.splitlines() == [
@@ -427,18 +444,7 @@ def test_a_dollar_brace_that_starts_no_reference_is_a_located_problem(
     """`${` that does not open a `${NAME}` or `${NAME:-default}` reference is refused at its
     key, with the right forms, and `replyclock check` does not print the value."""
     monkeypatch.setenv("IMAP_PASSWORD", "pw")
-    path = write(
-        tmp_path,
-        "c.yaml",
-        f"""
-        sources:
-          - name: support
-            type: imap
-            host: imap.example.com
-            username: support@example.com
-            password: {written}
-        """,
-    )
+    path = imap_password_config(tmp_path, written)
     assert problems_of(path, {"IMAP_PASSWORD": "pw"}) == [
         f"{path}:6: sources[0].password: {BAD_REFERENCE}"
     ]
@@ -463,14 +469,7 @@ def test_double_dollar_brace_writes_a_literal_dollar_brace(
     tmp_path: Path, written: str, loaded: str
 ) -> None:
     """`$${` stands for a literal `${`; other dollars are kept as written."""
-    path = write(
-        tmp_path,
-        "c.yaml",
-        f"""
-        sources:
-          - {{name: a, type: imap, host: h, username: u, password: {written}}}
-        """,
-    )
+    path = imap_password_config(tmp_path, written, one_line=True)
     source = load_config(path, environ={"USER_PART": "alice"}).config.sources[0]
     assert isinstance(source, ImapSourceConfig)
     assert source.password is not None
@@ -498,14 +497,7 @@ def test_a_value_its_yaml_type_cannot_read_is_a_problem_without_the_value(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], written: str, message: str
 ) -> None:
     """A scalar PyYAML cannot construct is reported at its key instead of raising, unshown."""
-    path = write(
-        tmp_path,
-        "c.yaml",
-        f"""
-        sources:
-          - {{name: a, type: imap, host: h, username: u, password: {written}}}
-        """,
-    )
+    path = imap_password_config(tmp_path, written, one_line=True)
     assert main(["check", "-c", str(path)]) == 1
     captured = capsys.readouterr()
     assert captured.out == f"{path}:2: sources[0].password: {message}\n"
