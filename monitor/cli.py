@@ -23,11 +23,12 @@ from monitor.config.rules import RuleBook, build_rulebook
 from monitor.daemon import Daemon, run_forever
 from monitor.durations import format_duration
 from monitor.engine import Engine
-from monitor.errors import ConfigError, ReplyclockError
+from monitor.errors import ConfigError, ReplyclockError, SourceError
 from monitor.explain import explain
 from monitor.logs import configure_logging
 from monitor.polling import poll_source
 from monitor.sla.policy import Policy
+from monitor.sources.probe import print_probe
 from monitor.store.sqlite import prune_closed, synced_sources
 
 log = logging.getLogger("replyclock.cli")
@@ -80,11 +81,18 @@ def _parser() -> argparse.ArgumentParser:
         )
         return sub
 
-    command(
+    check = command(
         "check",
         "Validate the config and the rules files it includes; exit 1 listing every problem "
-        "as FILE:LINE: key.path: message.",
-        "replyclock check -c replyclock.yaml",
+        "as FILE:LINE: key.path: message. With --connect, also sign in to every source and "
+        "report what is there (read-only).",
+        "replyclock check -c replyclock.yaml --connect",
+    )
+    check.add_argument(
+        "--connect",
+        action="store_true",
+        help="sign in to every source: folders and counts, the Sent folder chosen and why, "
+        "server capabilities, newest mail, what a first sync would read, missing replies",
     )
     run = command(
         "run",
@@ -152,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         if args.command == "check":
-            return cmd_check(args.config, sys.stdout)
+            return cmd_check(args.config, sys.stdout, connect=args.connect)
         if args.command == "demo":
             return cmd_demo(duration=args.duration, listen=args.listen)
         loaded = load_config(args.config)
@@ -178,8 +186,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     return 2
 
 
-def cmd_check(path: Path, out: TextIO) -> int:
-    """Validate config and rules; print every problem, or a one-line summary."""
+def cmd_check(path: Path, out: TextIO, *, connect: bool = False) -> int:
+    """Validate config and rules; print every problem, or a one-line summary. With
+    ``connect``, probe every source too; exit 1 if any cannot be signed in to."""
     try:
         loaded = load_config(path)
     except ConfigError as exc:
@@ -200,7 +209,26 @@ def cmd_check(path: Path, out: TextIO) -> int:
         )
     )
     print(f"{path}: OK ({counts})", file=out)
-    return 0
+    if not connect:
+        return 0
+    configure_logging(loaded.config.log.format, "warning")
+    failed = 0
+    for source in build_sources(loaded):
+        print(file=out)
+        if sys.stderr.isatty():
+            print(f"connecting to {source.name} ...", file=sys.stderr)
+        probe = getattr(source, "probe", None)
+        try:
+            if probe is None:
+                print(f"{source.name}: nothing to connect to", file=out)
+                continue
+            print_probe(probe(datetime.now(UTC)), out)
+        except SourceError as exc:
+            failed += 1
+            print(f"{source.name}: FAILED: {exc.detail}", file=out)
+        finally:
+            source.close()
+    return 1 if failed else 0
 
 
 def _plural(count: int, noun: str) -> str:

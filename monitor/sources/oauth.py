@@ -17,6 +17,8 @@ description, never the request.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import hashlib
 import json
 import logging
@@ -371,6 +373,29 @@ class GoogleTokens:
             f"and that the delegation of client ID {self.client_id or '<client id>'} includes "
             f"{self.scope}"
         )
+
+
+def token_permissions(token: str) -> list[str] | None:
+    """The permissions a JWT access token carries (Entra's ``roles``, or ``scp``/``scope``).
+
+    Only the payload is decoded, to show an administrator what was granted; the token is not
+    verified (the server it is for does that) and never shown. None for an opaque token.
+    """
+    parts = token.split(".")
+    if len(parts) != 3 or len(parts[1]) > 16_384:
+        return None
+    try:
+        padded = parts[1] + "=" * (-len(parts[1]) % 4)
+        claims = json.loads(base64.urlsafe_b64decode(padded))
+    except (ValueError, binascii.Error):
+        return None
+    if not isinstance(claims, dict):
+        return None
+    roles = claims.get("roles")
+    if isinstance(roles, list):
+        return sorted(str(role) for role in roles)
+    scopes = claims.get("scp") or claims.get("scope")
+    return sorted(str(scopes).split()) if scopes else []
 
 
 def access_tokens(
