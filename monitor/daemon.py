@@ -41,9 +41,10 @@ from monitor.sdnotify import notify, watchdog_interval
 from monitor.sources.base import Source
 from monitor.sources.imap import ImapSource
 from monitor.sources.imap_idle import ImapIdleWatcher
+from monitor.sources.probe import RECENT
 from monitor.store import Store
 from monitor.store.sqlite import metrics_snapshot, prune_closed, synced_sources
-from monitor.supervision import PollLag, StoreHealth
+from monitor.supervision import PollLag, RepliesWatch, StoreHealth
 from monitor.web import Credentials, HttpServer, make_app, split_listen, tls_context
 
 log = logging.getLogger("replyclock.daemon")
@@ -52,6 +53,7 @@ EVALUATION_INTERVAL_S = 30
 DELIVERY_INTERVAL_S = 2
 HOUSEKEEPING_INTERVAL_S = 3600
 SUPERVISION_INTERVAL_S = 10
+REPLIES_CHECK_INTERVAL_S = 600  # how often mail sources are checked for missing replies
 MAX_BACKOFF_S = 900
 STOP_BUDGET_S = 8.0  # SIGTERM to exit stays under 10 s
 
@@ -162,6 +164,8 @@ class Daemon:
         self.store_health = StoreHealth()
         self.lag = PollLag(time.time())
         self.failure_log = FailureLog()  # a source failing the same way is logged once
+        self.replies = RepliesWatch()
+        self.replies_synced: set[str] = set()  # sources synced when replies were last checked
         # Sources whose first sync ended before this process, or whose alerts for history
         # were planned since: later stages of theirs are sent one by one.
         self.planned_synced = synced_sources(store)
@@ -219,7 +223,9 @@ class Daemon:
     def service_status(self) -> ServiceStatus:
         """What /metrics says of the daemon itself: poll lag and store health."""
         return ServiceStatus(
-            scheduler_lag_seconds=self.lag.lag(time.time())[0], store_ok=self.store_health.ok
+            scheduler_lag_seconds=self.lag.lag(time.time())[0],
+            store_ok=self.store_health.ok,
+            replies_missing=self.replies.missing(),
         )
 
     @contextmanager
@@ -333,6 +339,8 @@ class Daemon:
                 gen.engine.evaluate(now, remeasure=remeasure or bool(catching_up), hold=syncing)
                 gen.planner.plan(now, syncing=syncing, catching_up=catching_up)
                 self.planned_synced |= synced
+        if self.planned_synced - self.replies_synced:
+            self.check_replies()  # a first sync ended: are its replies where they are read?
 
     def evaluate(self) -> None:
         """The evaluation job: SLA states follow the clock even when no mail arrives. A poll
@@ -359,6 +367,23 @@ class Daemon:
         with self._job() as go, self._store_work("housekeeping") as usable, self.store_lock:
             if go and usable:
                 prune_closed(self.store, self.gen.loaded.config.store.retention, datetime.now(UTC))
+
+    def check_replies(self) -> None:
+        """Every 10 minutes: is any mail source's team missing replies (see RepliesWatch)?"""
+        with self._job() as go, self._store_work("replies check") as usable:
+            if not (go and usable):
+                return
+            with self.store_lock:
+                synced = synced_sources(self.store)
+                traffic = self.store.recent_traffic(datetime.now(UTC) - RECENT)
+            self.replies_synced = synced
+            mailboxes = {
+                source.name: watched
+                for source in self.gen.sources
+                if source.name in synced
+                and (watched := getattr(source, "replies_watched", lambda: None)()) is not None
+            }
+            self.replies.update(traffic, mailboxes, time.time())
 
     def supervise(self) -> None:
         """Every few seconds: say once when polls fall behind or catch up, and notice a store
@@ -426,6 +451,7 @@ class Daemon:
             (self.deliver, DELIVERY_INTERVAL_S),
             (self.housekeeping, HOUSEKEEPING_INTERVAL_S),
             (self.supervise, SUPERVISION_INTERVAL_S),
+            (self.check_replies, REPLIES_CHECK_INTERVAL_S),
         ]
         interval = watchdog_interval()
         if interval is not None:

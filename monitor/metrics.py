@@ -102,6 +102,16 @@ class ReplyclockCollector(Collector):
         )
         lag.add_metric([], status.scheduler_lag_seconds)
         yield lag
+        missing = GaugeMetricFamily(
+            "replyclock_replies_missing",
+            "1 while a mail source has customer mail from the last 7 days and no team message "
+            "at all: the team's replies are saved where replyclock does not read them (see "
+            "`replyclock check --connect`).",
+            labels=["source"],
+        )
+        for source, flag in status.replies_missing:
+            missing.add_metric([source], 1 if flag else 0)
+        yield missing
         info = GaugeMetricFamily(
             "replyclock_build_info", "replyclock's version; always 1", labels=["version"]
         )

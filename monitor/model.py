@@ -149,6 +149,7 @@ class ServiceStatus:
 
     scheduler_lag_seconds: float = 0.0
     store_ok: bool = True
+    replies_missing: tuple[tuple[str, bool], ...] = ()  # mail source, replies missing
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -13,6 +13,7 @@ from collections.abc import Iterable
 
 from monitor.errors import StoreError
 from monitor.logs import fields
+from monitor.sources.probe import Platform, missing_replies
 
 log = logging.getLogger("replyclock.daemon")
 
@@ -158,3 +159,52 @@ class PollLag:
             self.behind = False
             log.info("polls caught up", extra=fields(lag_s=round(worst)))
         return worst
+
+
+class RepliesWatch:
+    """Says when a mail source's replies are missing: customer mail but no team message.
+
+    The set-up mistake that makes every conversation look unanswered (an Exchange shared
+    mailbox whose agents' replies are saved in their own Sent Items, a Sent folder not
+    watched) shows as customer mail within the last 7 days and no team message at all. While
+    that holds, a warning with the platform's fix is logged once a day, and
+    ``replyclock_replies_missing`` is 1; one line says when replies are seen again.
+    """
+
+    REPEAT_S = 86400.0
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._missing: dict[str, float] = {}  # source -> when the warning was last logged
+        self._checked: dict[str, bool] = {}
+
+    def update(
+        self,
+        traffic: dict[str, tuple[int, int]],
+        mailboxes: dict[str, tuple[Platform, str]],
+        now: float,
+    ) -> None:
+        """Take (customer, team) message counts of the last 7 days per source, and log."""
+        for source, (platform, mailbox) in mailboxes.items():
+            inbound, outbound = traffic.get(source, (0, 0))
+            warning = missing_replies(platform, mailbox, inbound, outbound)
+            with self._lock:
+                self._checked[source] = warning is not None
+                last = self._missing.get(source)
+                due = warning is not None and (last is None or now - last >= self.REPEAT_S)
+                if due:
+                    self._missing[source] = now
+                cleared = warning is None and self._missing.pop(source, None) is not None
+            if due:
+                log.warning("replies missing", extra=fields(source=source, hint=warning))
+            elif cleared:
+                log.info("replies seen again", extra=fields(source=source))
+        with self._lock:
+            for source in set(self._checked) - set(mailboxes):
+                del self._checked[source]
+                self._missing.pop(source, None)
+
+    def missing(self) -> tuple[tuple[str, bool], ...]:
+        """(source, replies missing) for every mail source checked so far."""
+        with self._lock:
+            return tuple(sorted(self._checked.items()))

@@ -7,7 +7,8 @@ import logging
 import pytest
 
 from monitor.errors import StoreCorruptError, StoreUnavailableError
-from monitor.supervision import LAG_WARNING_S, PollLag, StoreHealth
+from monitor.sources.probe import Platform
+from monitor.supervision import LAG_WARNING_S, PollLag, RepliesWatch, StoreHealth
 
 FULL = StoreUnavailableError("/s.db", "disk full", "the disk holding the store /s.db is full")
 
@@ -97,3 +98,33 @@ def test_sources_removed_by_a_reload_are_no_longer_tracked() -> None:
     health.failed("poll:gone", FULL)
     health.forget(["poll:gone"])
     assert health.ok
+
+
+def test_missing_replies_are_said_once_a_day_and_when_they_are_seen_again(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """Customer mail and no team message: a warning with the platform's fix, repeated a day
+    later while it holds, and one line once replies show up; the gauge follows."""
+    caplog.set_level(logging.INFO, logger="replyclock.daemon")
+    watch = RepliesWatch()
+    mailboxes: dict[str, tuple[Platform, str]] = {
+        "shared": ("exchange", "support@acme.example"),
+        "fine": ("other", "help@acme.example"),
+    }
+    watch.update({"shared": (12, 0), "fine": (3, 2)}, mailboxes, now=1000.0)
+    assert watch.missing() == (("fine", False), ("shared", True))
+    watch.update({"shared": (14, 0)}, mailboxes, now=1000.0 + 3600)  # an hour later: quiet
+    watch.update({"shared": (15, 0)}, mailboxes, now=1000.0 + 86400)  # a day later: again
+    watch.update({"shared": (15, 1)}, mailboxes, now=1000.0 + 86400 + 600)
+    assert watch.missing() == (("fine", False), ("shared", False))
+    records = [r for r in caplog.records if r.name == "replyclock.daemon"]
+    assert [r.getMessage() for r in records] == [
+        "replies missing",
+        "replies missing",
+        "replies seen again",
+    ]
+    hint = records[0].__dict__["replyclock_fields"]["hint"]
+    assert hint.startswith("12 customer messages in the last 7 days but no team message")
+    assert "Set-Mailbox -Identity support@acme.example -MessageCopyForSentAsEnabled $true" in hint
+    watch.update({}, {"fine": mailboxes["fine"]}, now=1000.0 + 90000)  # "shared" removed
+    assert watch.missing() == (("fine", False),)

@@ -328,6 +328,10 @@ class ImapSource:
             quietly_close(client)
         return report
 
+    def replies_watched(self) -> tuple[Platform, str]:
+        """The platform and mailbox, for the daemon's check for missing replies."""
+        return self._platform({"X-GM-EXT-1"} if self._gmail else set()), self.config.username
+
     def _platform(self, capabilities: set[str]) -> Platform:
         auth = self.config.auth.type if self.config.auth is not None else None
         if auth == "microsoft" or self.config.host.lower().endswith(

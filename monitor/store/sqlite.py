@@ -375,6 +375,17 @@ class Store:
                 result[message.conversation_id].append(message)
         return result
 
+    def recent_traffic(self, since: datetime) -> dict[str, tuple[int, int]]:
+        """Per source: (customer messages, team messages) dated ``since`` or later."""
+        counts: dict[str, list[int]] = {}
+        for source, direction, n in self.conn.execute(
+            "SELECT source, direction, COUNT(*) FROM messages WHERE timestamp >= ? "
+            "AND direction IN ('inbound', 'outbound') GROUP BY source, direction",
+            (to_epoch(since),),
+        ):
+            counts.setdefault(source, [0, 0])[0 if direction == "inbound" else 1] = n
+        return {source: (pair[0], pair[1]) for source, pair in counts.items()}
+
     def source_counts(self) -> dict[str, tuple[int, int]]:
         """Per source: (messages stored, conversations)."""
         counts: dict[str, list[int]] = {}

@@ -15,7 +15,7 @@ from monitor.config.rules import build_rulebook
 from monitor.daemon import StoreSnapshots, policy_infos
 from monitor.engine import Engine
 from monitor.metrics import ReplyclockCollector, build_registry
-from monitor.model import Direction, MailLocation, MessageEvent, ThreadRef
+from monitor.model import Direction, MailLocation, MessageEvent, ServiceStatus, ThreadRef
 from monitor.store import SourceSink, Store
 from monitor.store.sqlite import record_poll
 
@@ -53,6 +53,7 @@ CONTRACT = {
     "replyclock_alerts_sent": ("counter", {"channel", "kind"}),
     "replyclock_alert_delivery_failures": ("counter", {"channel"}),
     "replyclock_scheduler_lag_seconds": ("gauge", set()),
+    "replyclock_replies_missing": ("gauge", {"source"}),
     "replyclock_store_up": ("gauge", set()),
     "replyclock_build_info": ("gauge", {"version"}),
 }
@@ -130,6 +131,7 @@ def scrape(db: Path, config: Path) -> str:
             sources=["inbox", "quiet"],
             policies=policy_infos(rules),
             clock=lambda: NOW,
+            service=lambda: ServiceStatus(replies_missing=(("inbox", False), ("quiet", True))),
         )
         return generate_latest(build_registry(collector)).decode()
     finally:
@@ -159,6 +161,8 @@ def test_every_contract_series_is_exported_with_its_labels(setup: tuple[Path, Pa
         if name not in ("replyclock_alerts_sent", "replyclock_alert_delivery_failures"):
             assert label_sets == {frozenset(labels)}, name
     assert "process_cpu_seconds" in families
+    missing = {s.labels["source"]: s.value for s in families["replyclock_replies_missing"].samples}
+    assert missing == {"inbox": 0, "quiet": 1}
 
 
 def test_values_follow_the_clock_history(setup: tuple[Path, Path]) -> None:

@@ -124,6 +124,12 @@ METRICS: tuple[Metric, ...] = (
         help="How late the most overdue poll is, in seconds (0 when all are on time).",
     ),
     Metric(
+        name="replyclock_replies_missing",
+        type="gauge",
+        labels=("source",),
+        help="1 while a mail source has customer mail this week and no team message at all.",
+    ),
+    Metric(
         name="replyclock_store_up",
         type="gauge",
         labels=(),

@@ -115,6 +115,8 @@ def _samples(name: str, scrape: int, now: float) -> list[str]:
         return [f"{name}{_labels(channel='slack')} {float(scrape // 3)}"]
     if name == "replyclock_scheduler_lag_seconds":
         return [f"{name} 0.0"]
+    if name == "replyclock_replies_missing":
+        return [f"{name}{_labels(source=s)} 0.0" for s in SOURCES]
     if name == "replyclock_store_up":
         return [f"{name} 1.0"]
     if name == "replyclock_build_info":

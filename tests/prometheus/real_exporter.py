@@ -15,6 +15,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from factories import mail
+from harness.service import imap_source
 from servers.dovecot import DovecotServer
 
 RULES = """
@@ -117,17 +118,7 @@ store: {{path: store.db}}
 metrics: {{listen: "127.0.0.1:{port}"}}
 team: {{addresses: [support@acme.example], domains: [acme.example]}}
 rules: [rules.yaml]
-sources:
-  - name: support
-    type: imap
-    host: {user.host}
-    port: {user.port}
-    starttls: true
-    ca_file: {user.ca_file}
-    username: {user.username}
-    password: {user.password}
-    poll_interval: 5s
-"""
+sources:{imap_source("support", user, poll="5s")}"""
     )
     process = subprocess.Popen(
         [sys.executable, "-m", "monitor", "run", "-c", str(workdir / "replyclock.yaml")],
