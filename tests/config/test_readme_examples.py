@@ -19,7 +19,15 @@ from monitor.config.yamlsource import load_yaml
 
 REPO = Path(__file__).resolve().parents[2]
 # The secret files the examples name under ${CREDENTIALS_DIRECTORY}.
-CREDENTIALS = ("slack-token", "zendesk", "freshdesk", "helpscout", "github")
+CREDENTIALS = (
+    "slack-token",
+    "zendesk",
+    "freshdesk",
+    "helpscout",
+    "github",
+    "entra-secret",
+    "google-key.json",
+)
 EMPTY_CALENDAR = "BEGIN:VCALENDAR\r\nVERSION:2.0\r\nPRODID:-//test//EN\r\nEND:VCALENDAR\r\n"
 
 
