@@ -1,4 +1,5 @@
-"""Shared fixtures: one real Dovecot IMAP server per test session, a fresh user per test."""
+"""Shared fixtures: one real Dovecot IMAP server per test session, a fresh user per test;
+a fake identity provider (Entra, Google) and a Dovecot that checks OAuth2 tokens against it."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import pytest
 
 # tests/ is not a package: pytest puts it on sys.path, so its helper packages import by name.
 from servers.dovecot import DovecotServer, ImapUser, find_dovecot
+from servers.fake_identity import FakeIdentityProvider
 from servers.prometheus import find_prometheus, find_promtool
 
 IN_CI = os.environ.get("CI") == "true"
@@ -22,9 +24,8 @@ def require_server(what: str, install: str) -> None:
     pytest.skip(message)
 
 
-@pytest.fixture(scope="session")
-def dovecot() -> Iterator[DovecotServer]:
-    """A running Dovecot on free loopback ports, stopped (and its files removed) at the end."""
+def require_dovecot() -> None:
+    """Skip (or under CI=true fail) unless Dovecot is installed and we are root."""
     if find_dovecot() is None:
         require_server("dovecot-imapd is not installed", "apt-get install -y dovecot-imapd")
     if os.geteuid() != 0:
@@ -32,6 +33,12 @@ def dovecot() -> Iterator[DovecotServer]:
             "the Dovecot test server must start as root (it drops to the dovecot user)",
             "run make test as root",
         )
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[DovecotServer]:
+    """A running Dovecot on free loopback ports, stopped (and its files removed) at the end."""
+    require_dovecot()
     server = DovecotServer()
     try:
         server.start()
@@ -44,6 +51,42 @@ def dovecot() -> Iterator[DovecotServer]:
 def imap_user(dovecot: DovecotServer) -> ImapUser:
     """A new user on the session's Dovecot, so each test starts with an empty mailbox."""
     return dovecot.create_user()
+
+
+@pytest.fixture(scope="session")
+def identity_provider() -> Iterator[FakeIdentityProvider]:
+    """The fake Entra and Google token services (HTTPS), for the whole session."""
+    with FakeIdentityProvider() as provider:
+        yield provider
+
+
+@pytest.fixture
+def identity(identity_provider: FakeIdentityProvider) -> FakeIdentityProvider:
+    """The session's identity provider with nothing registered, so each test starts clean."""
+    identity_provider.reset()
+    return identity_provider
+
+
+@pytest.fixture(scope="session")
+def oauth_dovecot(identity_provider: FakeIdentityProvider) -> Iterator[DovecotServer]:
+    """A Dovecot whose XOAUTH2 / OAUTHBEARER logins its real oauth2 passdb checks by asking
+    the identity provider's introspection endpoint; passwords work as on ``dovecot``."""
+    require_dovecot()
+    server = DovecotServer(
+        oauth2_introspection_url=identity_provider.introspection_url,
+        oauth2_ca_file=identity_provider.ca_file,
+    )
+    try:
+        server.start()
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def oauth_imap_user(oauth_dovecot: DovecotServer) -> ImapUser:
+    """A new mailbox (an address at example.com) on the OAuth2-checking Dovecot."""
+    return oauth_dovecot.create_user("support", domain="example.com")
 
 
 @pytest.fixture(scope="session")

@@ -11,7 +11,9 @@ process is left behind.  What the server offers:
 * users added at run time, usable at once: one passwd-file per user (``passwd.d/<user>``;
   a new file is read on first lookup, whereas one shared file is re-checked by Dovecot at
   most once a second), with PLAIN and LOGIN for the password and XOAUTH2 / OAUTHBEARER for
-  a separate per-user token (``oauth-tokens.d/<user>``);
+  a separate per-user token (``oauth-tokens.d/<user>``), or, with
+  ``oauth2_introspection_url``, Dovecot's real ``oauth2`` passdb asking an identity provider
+  (``fake_identity.py``) whether the token is live and for which mailbox;
 * Maildir storage; INBOX plus ``Sent``, ``Drafts``, ``Trash`` and ``Archive``, each created
   and subscribed automatically and carrying its SPECIAL-USE flag; hierarchy separator ``/``;
 * Dovecot's default capabilities (CONDSTORE, QRESYNC, IDLE, UIDPLUS, MOVE, SPECIAL-USE...);
@@ -55,6 +57,7 @@ DEFAULT_DOVEADM = "/usr/bin/doveadm"
 START_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 CLIENT_TIMEOUT = 10.0
+OAUTH2_TIMEOUT_MSECS = 5000  # the oauth2 passdb's wait for the introspection answer
 # Folders every user has, with the SPECIAL-USE flag LIST shows for each.
 SPECIAL_FOLDERS: dict[str, str] = {
     "Sent": "\\Sent",
@@ -66,6 +69,8 @@ SPECIAL_FOLDERS: dict[str, str] = {
 _SAFE_PATH = re.compile(r"[A-Za-z0-9/._+-]+")
 _USERNAME = re.compile(r"[a-z0-9][a-z0-9._+@-]{0,63}")
 _APPENDUID = re.compile(rb"\[APPENDUID (\d+) (\d+)\]")
+# What may go into the oauth2 args file unquoted (it has no quoting for spaces or "#").
+_URL = re.compile(r"https?://[A-Za-z0-9.:\[\]-]+(/[A-Za-z0-9/._~%+=?&-]*)?")
 # Longest socket Dovecot creates under base_dir, and the sun_path limit on Linux.
 _LONGEST_SOCKET = "token-login/imap-urlauth"
 _SUN_PATH_MAX = 107
@@ -108,12 +113,26 @@ class ImapUser:
 class DovecotServer:
     """One Dovecot instance in a private directory; see the module docstring."""
 
-    def __init__(self, root: str | os.PathLike[str] | None = None, *, binary: str | None = None):
+    def __init__(
+        self,
+        root: str | os.PathLike[str] | None = None,
+        *,
+        binary: str | None = None,
+        oauth2_introspection_url: str | None = None,
+        oauth2_ca_file: str | os.PathLike[str] | None = None,
+    ):
         """Prepare (but do not start) a server living in ``root``.
 
         Without ``root`` a fresh directory is made with ``tempfile.mkdtemp`` and removed by
         ``stop()``.  A given ``root`` is kept; it and every parent must be traversable by
         other users (pytest's ``tmp_path`` is not: its parents are mode 700).
+
+        With ``oauth2_introspection_url`` XOAUTH2 and OAUTHBEARER go to Dovecot's real
+        ``oauth2`` passdb, which POSTs each token to that RFC 7662 endpoint and lets the
+        user in when the answer is ``{"active": true, "email": <the login user>}``; an
+        ``https`` endpoint is verified against ``oauth2_ca_file``. The per-user token
+        files are not used then (``add_user`` refuses an ``oauth_token``, ``create_user``
+        hands out an empty one).
         """
         found = binary if binary is not None else find_dovecot()
         if found is None:
@@ -137,6 +156,15 @@ class DovecotServer:
         self.tokens_dir = self.root / "oauth-tokens.d"
         self.ca_file = self.root / "cert.pem"
         self.key_file = self.root / "key.pem"
+        self.oauth2_introspection_url = oauth2_introspection_url
+        self.oauth2_ca_file = None if oauth2_ca_file is None else Path(oauth2_ca_file)
+        self.oauth2_config_path = self.root / "dovecot-oauth2.conf.ext"
+        if oauth2_introspection_url is not None and not _URL.fullmatch(oauth2_introspection_url):
+            raise ValueError(
+                f"introspection URL must match {_URL.pattern}: {oauth2_introspection_url}"
+            )
+        if self.oauth2_ca_file is not None and not _SAFE_PATH.fullmatch(str(self.oauth2_ca_file)):
+            raise ValueError(f"CA file name must match {_SAFE_PATH.pattern}: {oauth2_ca_file}")
         self._make_root()
         self._proc: subprocess.Popen[bytes] | None = None
         self._users: set[str] = set()
@@ -229,6 +257,11 @@ class DovecotServer:
         """
         if not _USERNAME.fullmatch(name):
             raise ValueError(f"user name must match {_USERNAME.pattern}: {name!r}")
+        if oauth_token is not None and self.oauth2_introspection_url is not None:
+            raise ValueError(
+                "this server checks OAuth2 tokens with its identity provider; "
+                f"get {name!r} a token there instead of passing oauth_token"
+            )
         self._prepare()
         with self._lock:
             if name in self._users:
@@ -238,15 +271,20 @@ class DovecotServer:
                 _write_passwd_file(self.tokens_dir / name, name, oauth_token)
             _write_passwd_file(self.passwd_dir / name, name, password)
 
-    def create_user(self, prefix: str = "user") -> ImapUser:
+    def create_user(self, prefix: str = "user", *, domain: str | None = None) -> ImapUser:
         """Add a new user with a unique name, random password and token; empty mailbox.
 
-        Call it after ``start()``: the returned ports are those in use at this moment.
+        With ``domain`` the name is an address (``support7-1a2b3c4d@example.com``), as
+        mailboxes behind OAuth2 are. Call it after ``start()``: the returned ports are those
+        in use at this moment.
         """
         name = f"{prefix}{next(_user_numbers)}-{secrets.token_hex(4)}"
+        if domain is not None:
+            name = f"{name}@{domain}"
         password = secrets.token_urlsafe(12)
-        token = "ya29." + secrets.token_urlsafe(24)
-        self.add_user(name, password, oauth_token=token)
+        # With the oauth2 passdb the identity provider issues the tokens, not this server.
+        token = "" if self.oauth2_introspection_url else "ya29." + secrets.token_urlsafe(24)
+        self.add_user(name, password, oauth_token=token or None)
         return ImapUser(
             host=self.host,
             port=self.port,
@@ -433,6 +471,9 @@ class DovecotServer:
             directory.chmod(0o750)
             os.chown(directory, 0, mail_user.pw_gid)
         _make_certificate(self.ca_file, self.key_file)
+        if self.oauth2_introspection_url is not None:
+            self.oauth2_config_path.write_text(self._oauth2_config())
+            os.chmod(self.oauth2_config_path, 0o644)
         self.port, self.ssl_port = _free_ports(2)
         self._prepared = True
 
@@ -553,11 +594,7 @@ passdb {{
   args = username_format=%u {self.passwd_dir}/%u
   mechanisms = plain login
 }}
-passdb {{
-  driver = passwd-file
-  args = username_format=%u {self.tokens_dir}/%u
-  mechanisms = xoauth2 oauthbearer
-}}
+{self._token_passdb()}
 userdb {{
   driver = static
   args = uid={mail_user.pw_uid} gid={mail_user.pw_gid} home={self.mail_dir}/%u allow_all_users=yes
@@ -592,6 +629,35 @@ service anvil {{
   }}
 }}
 """
+
+    def _token_passdb(self) -> str:
+        """XOAUTH2 / OAUTHBEARER: the per-user token files, or the real oauth2 passdb."""
+        if self.oauth2_introspection_url is None:
+            return f"""\
+passdb {{
+  driver = passwd-file
+  args = username_format=%u {self.tokens_dir}/%u
+  mechanisms = xoauth2 oauthbearer
+}}"""
+        return f"""\
+passdb {{
+  driver = oauth2
+  args = {self.oauth2_config_path}
+  mechanisms = xoauth2 oauthbearer
+}}"""
+
+    def _oauth2_config(self) -> str:
+        """The oauth2 passdb's args file, in the layout of Dovecot 2.3's example."""
+        tls = "" if self.oauth2_ca_file is None else f"tls_ca_cert_file = {self.oauth2_ca_file}\n"
+        return f"""\
+# Written by tests/servers/dovecot.py: Dovecot's oauth2 passdb asks the fake identity provider.
+introspection_url = {self.oauth2_introspection_url}
+introspection_mode = post
+username_attribute = email
+active_attribute = active
+active_value = true
+timeout_msecs = {OAUTH2_TIMEOUT_MSECS}
+{tls}"""
 
 
 def _system_user(name: str) -> pwd.struct_passwd:
