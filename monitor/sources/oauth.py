@@ -80,11 +80,29 @@ class AccessTokens(Protocol):
         ...
 
 
+class _Session(requests.Session):
+    """A requests session that trusts ``ca_file`` when one is given.
+
+    requests lets ``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE`` from the environment override a
+    session's ``verify`` (psf/requests#3829), so a configured ``ca_file`` would be ignored on
+    machines that set them. Proxies and the rest still come from the environment.
+    """
+
+    def __init__(self, ca_file: Path | None) -> None:
+        super().__init__()
+        self.ca_file = str(ca_file) if ca_file is not None else None
+
+    def merge_environment_settings(
+        self, url: Any, proxies: Any, stream: Any, verify: Any, cert: Any
+    ) -> Any:
+        settings = super().merge_environment_settings(url, proxies, stream, verify, cert)
+        if self.ca_file is not None:
+            settings["verify"] = self.ca_file
+        return settings
+
+
 def _session(ca_file: Path | None) -> requests.Session:
-    session = requests.Session()
-    if ca_file is not None:
-        session.verify = str(ca_file)
-    return session
+    return _Session(ca_file)
 
 
 def _first_line(text: object, limit: int = 300) -> str:
