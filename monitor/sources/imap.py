@@ -14,7 +14,7 @@ import logging
 import ssl
 import time
 from collections.abc import Callable, Iterator, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
 import imapclient
@@ -28,14 +28,8 @@ from monitor.mail.events import FolderContext, event_from_headers
 from monitor.mail.headers import HEADER_FIELDS
 from monitor.model import FolderCursor, FolderRole, MailLocation, MessageEvent
 from monitor.sources.base import MessageSink, PollReport, read_secret
-from monitor.sources.oauth import (
-    AccessTokens,
-    GoogleTokens,
-    MicrosoftTokens,
-    access_tokens,
-    token_permissions,
-)
-from monitor.sources.probe import RECENT, FolderFacts, Platform, ProbeReport, missing_replies
+from monitor.sources.oauth import AccessTokens, access_tokens
+from monitor.sources.probe import Platform, ProbeReport
 
 log = logging.getLogger("replyclock.sources.imap")
 
@@ -53,8 +47,6 @@ _UIDVALIDITY_WAIT_S = 0.1
 # imapclient sends a UID list comma-joined (it cannot take ranges and still filter the reply),
 # so batches are also cut by length: FETCH command lines stay under ~8 KB on every server.
 _MAX_UID_LIST_BYTES = 7000
-# check --connect lists at most this many folders (Gmail labels can run to thousands).
-_PROBE_MAX_FOLDERS = 200
 
 
 class _TokenRefused(SourceError):
@@ -298,41 +290,36 @@ class ImapSource:
 
     def probe(self, now: datetime) -> ProbeReport:
         """Sign in and report the server, the folders and what a first sync would read."""
-        cfg = self.config
+        from monitor.sources.imap_probe import probe_imap  # noqa: PLC0415 - check --connect only
+
         client = self.connect()
         try:
-            capabilities = {
-                bytes(c).decode("ascii", "replace").upper() for c in client.capabilities()
-            }
-            report = ProbeReport(
-                source=self.name,
-                kind="imap",
-                account=cfg.username,
-                platform=self._platform(capabilities),
-            )
-            security = "TLS" if cfg.use_tls else "STARTTLS" if cfg.starttls else "no TLS"
-            report.detail("server", f"{cfg.host}:{cfg.effective_port} ({security})")
-            report.detail("signed in with", self._sign_in_method())
-            report.detail(
-                "capabilities",
-                ", ".join(
-                    f"{name} {'yes' if name in capabilities else 'no'}"
-                    for name in ("IDLE", "CONDSTORE", "QRESYNC", "SPECIAL-USE", "UNSELECT")
-                )
-                + f", Gmail extensions {'yes' if 'X-GM-EXT-1' in capabilities else 'no'}",
-            )
-            self._probe_folders(client, report, now)
+            return probe_imap(self, client, now)
         except (IMAPClientError, OSError) as exc:
             raise self._broke(exc) from exc
         finally:
             quietly_close(client)
-        return report
+
+    @property
+    def folders(self) -> dict[str, FolderRole]:
+        """The folders read and their roles, as found at the last connection."""
+        return dict(self._folders)
+
+    def why_sent(self, folder: str) -> str:
+        """Why ``folder`` was taken for sent mail ("" if it was not)."""
+        return self._why.get(folder, "")
+
+    @property
+    def tokens(self) -> AccessTokens | None:
+        """The OAuth2 token provider of an ``auth:`` block."""
+        return self._tokens
 
     def replies_watched(self) -> tuple[Platform, str]:
         """The platform and mailbox, for the daemon's check for missing replies."""
-        return self._platform({"X-GM-EXT-1"} if self._gmail else set()), self.config.username
+        return self.platform({"X-GM-EXT-1"} if self._gmail else set()), self.config.username
 
-    def _platform(self, capabilities: set[str]) -> Platform:
+    def platform(self, capabilities: set[str]) -> Platform:
+        """Exchange Online, Gmail or another server: whose advice fits missing replies."""
         auth = self.config.auth.type if self.config.auth is not None else None
         if auth == "microsoft" or self.config.host.lower().endswith(
             ("office365.com", "outlook.com")
@@ -341,90 +328,6 @@ class ImapSource:
         if auth == "google" or "X-GM-EXT-1" in capabilities:
             return "gmail"
         return "other"
-
-    def _sign_in_method(self) -> str:
-        cfg = self.config
-        if isinstance(self._tokens, MicrosoftTokens):
-            granted = token_permissions(self._tokens.token())
-            seen = (
-                f"; permissions in the token: {', '.join(granted) or 'none'}"
-                if granted is not None
-                else ""
-            )
-            return (
-                f"XOAUTH2, Microsoft Entra app {self._tokens.client_id} in tenant "
-                f"{self._tokens.tenant_id}{seen}"
-            )
-        if isinstance(self._tokens, GoogleTokens):
-            return f"XOAUTH2, Google service account acting as {self._tokens.subject}"
-        if cfg.oauth2_token_file is not None:
-            return f"XOAUTH2, token from {cfg.oauth2_token_file}"
-        return "password" + (f" from {cfg.password_file}" if cfg.password_file else "")
-
-    def _probe_folders(
-        self, client: imapclient.IMAPClient, report: ProbeReport, now: datetime
-    ) -> None:
-        listing = client.list_folders()
-        for flags, _, name in listing[:_PROBE_MAX_FOLDERS]:
-            folder = str(name)
-            selectable = not any(bytes(f).lower() == rb"\noselect" for f in flags)
-            messages = None
-            if selectable:
-                messages = int(client.folder_status(folder, ["MESSAGES"])[b"MESSAGES"])
-            role = self._folders.get(folder)
-            report.folders.append(
-                FolderFacts(
-                    name=folder,
-                    role="" if role is None else "sent" if role is FolderRole.SENT else "watched",
-                    messages=messages,
-                    why=self._why.get(folder, ""),
-                )
-            )
-        if len(listing) > _PROBE_MAX_FOLDERS:
-            report.detail("folders", f"{len(listing)}; the first {_PROBE_MAX_FOLDERS} are listed")
-        since = now - timedelta(seconds=self.config.since)
-        recent = now - RECENT
-        first_sync: list[str] = []
-        total = 0
-        counts = {FolderRole.INBOX: 0, FolderRole.SENT: 0}
-        for folder, role in self._folders.items():
-            client.select_folder(folder, readonly=True)
-            uids = client.search(["SINCE", since.date()])
-            total += len(uids)
-            first_sync.append(f"{folder} {len(uids):,}")
-            counts[role] += len(client.search(["SINCE", recent.date()])) if uids else 0
-            newest = self._newest(client, uids)
-            if role is FolderRole.SENT:
-                report.newest_outbound = max(
-                    filter(None, (report.newest_outbound, newest)), default=None
-                )
-            else:
-                report.newest_inbound = max(
-                    filter(None, (report.newest_inbound, newest)), default=None
-                )
-        report.recent_inbound = counts[FolderRole.INBOX]
-        report.recent_outbound = counts[FolderRole.SENT]
-        report.first_sync = (
-            f"{total:,} messages since {since.date().isoformat()} (since: "
-            f"{self.config.since // 86400}d): {', '.join(first_sync)}"
-        )
-        warning = missing_replies(
-            report.platform, self.config.username, report.recent_inbound, report.recent_outbound
-        )
-        if warning:
-            report.warnings.append(warning)
-        if not any(role is FolderRole.SENT for role in self._folders.values()):
-            report.warnings.append(
-                "no Sent folder found: set sent_folders to the folder that holds sent mail"
-            )
-
-    def _newest(self, client: imapclient.IMAPClient, uids: Sequence[int]) -> datetime | None:
-        """The arrival time of the newest of ``uids`` (highest UID), in UTC."""
-        if not uids:
-            return None
-        item = client.fetch([max(uids)], ["INTERNALDATE"]).get(max(uids), {})
-        value = item.get(b"INTERNALDATE")
-        return value.astimezone(UTC) if isinstance(value, datetime) and value.tzinfo else None
 
     def close(self) -> None:
         """Log out; the next poll reconnects."""
