@@ -12,7 +12,7 @@ import json
 import threading
 from collections import deque
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -53,11 +53,24 @@ policies:
     targets: {first_response: 1h}
     warning: 30m
 """
+# The same with an escalation 30 minutes after the breach.
+ESCALATING = ROUND_THE_CLOCK + "    escalation:\n      - after: 30m\n"
+# An alerts section for Slack's #sla-alerts (the tests hand the Dispatcher its notifier).
+SLACK = 'alerts:\n  slack: {token: xoxb-unused, channel: "#sla-alerts"}\n'
+ALERTS = "C0ALERTS01"  # the fake Slack's id of #sla-alerts
 
 
 def berlin(day: int, hour: int, minute: int = 0, second: int = 0) -> datetime:
     """An instant of November 2026 on the Berlin wall clock, as UTC."""
     return datetime(2026, 11, day, hour, minute, second, tzinfo=BERLIN).astimezone(UTC)
+
+
+T0 = berlin(16, 10)  # Monday 10:00 in Berlin (09:00 UTC)
+
+
+def minutes(count: float) -> datetime:
+    """T0 plus a number of minutes."""
+    return T0 + timedelta(minutes=count)
 
 
 def load(tmp_path: Path, rules: str, alerts: str = "") -> tuple[LoadedConfig, RuleBook]:

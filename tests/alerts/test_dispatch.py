@@ -21,8 +21,12 @@ from prometheus_client.parser import text_string_to_metric_families
 from servers.fake_slack import DEFAULT_TOKEN, FakeSlack, SlackMessage
 
 from alerts.helpers import (
+    ALERTS,
     BERLIN,
+    ESCALATING,
     ROUND_THE_CLOCK,
+    SLACK,
+    T0,
     Alerting,
     ManualClock,
     RecordingNotifier,
@@ -31,6 +35,7 @@ from alerts.helpers import (
     dispatcher,
     ingest,
     load,
+    minutes,
     outbox,
     payloads,
     settings_for,
@@ -49,10 +54,7 @@ from monitor.sla.stages import makes_moot
 from monitor.store import Store
 from monitor.store.sqlite import to_epoch
 
-ALERTS = "C0ALERTS01"  # #sla-alerts
 SUPPORT = "C0SUPPORT1"  # #support
-T0 = berlin(16, 10)  # Monday 10:00 in Berlin
-SLACK = 'alerts:\n  slack: {token: xoxb-unused, channel: "#sla-alerts"}\n'
 # Two policies: vip (bigcorp.example) alerts in a channel of its own.
 TWO_CHANNELS = """\
 policies:
@@ -78,23 +80,6 @@ def clock() -> ManualClock:
 def slack(clock: ManualClock) -> Iterator[FakeSlack]:
     with FakeSlack(clock=clock.monotonic) as fake:
         yield fake
-
-
-@pytest.fixture
-def db(tmp_path: Path) -> Path:
-    return tmp_path / "var" / "replyclock.db"
-
-
-@pytest.fixture
-def store(db: Path) -> Iterator[Store]:
-    opened = Store.open(db)
-    yield opened
-    opened.close()
-
-
-def minutes(count: float) -> datetime:
-    """T0 plus a number of minutes."""
-    return T0 + timedelta(minutes=count)
 
 
 def notifier_for(slack: FakeSlack, token: str = DEFAULT_TOKEN) -> SlackNotifier:
@@ -676,7 +661,6 @@ def test_held_alert_survives_a_restart(
 
 # --- order and errors, through a recording notifier --------------------------------------------
 
-ESCALATING = ROUND_THE_CLOCK + "    escalation:\n      - after: 30m\n"
 UNREACHABLE = TemporaryDeliveryError("cannot reach Slack (connection refused)")
 DEFAULT = "#sla-alerts"
 
@@ -759,16 +743,24 @@ def every_minute(
         send.deliver(minutes(m))
 
 
+def recording(
+    tmp_path: Path, store: Store, clock: ManualClock, rules: str, **options: int
+) -> tuple[Alerting, Dispatcher, RecordingNotifier]:
+    """Alerting on ``rules`` with Slack configured, delivering to a RecordingNotifier through a
+    Dispatcher on ``clock`` (``options`` as ``dispatcher`` takes them)."""
+    loaded, book = load(tmp_path, rules, SLACK)
+    alerting = Alerting(store, book, settings_for(loaded))
+    notifier = RecordingNotifier()
+    return alerting, dispatcher(store, notifier, clock, **options), notifier
+
+
 def test_breach_opens_the_thread_when_the_warning_never_got_out(
     tmp_path: Path, store: Store, clock: ManualClock
 ) -> None:
     """With Slack unreachable from the warning (30m) until escalation 1 is due (91m), the
     warning, made untrue by the breach, is superseded and never sent, and the breach, still
     backing off when Slack is back, opens the thread with escalation 1 after it in the thread."""
-    loaded, book = load(tmp_path, ESCALATING, SLACK)
-    alerting = Alerting(store, book, settings_for(loaded))
-    notifier = RecordingNotifier()
-    send = dispatcher(store, notifier, clock)
+    alerting, send, notifier = recording(tmp_path, store, clock, ESCALATING)
     ingest(store, customer("q1@x", T0), at=T0)
 
     every_minute(alerting, send, notifier, 30, 110, down=range(30, 92))
@@ -794,10 +786,7 @@ def test_escalation_waits_for_its_breach_and_follows_it_in_the_thread(
 ) -> None:
     """A breach still backing off when Slack is back and escalation 1 is due goes first (it is
     not made moot by the escalation); the escalation follows it in the warning's thread."""
-    loaded, book = load(tmp_path, ESCALATING, SLACK)
-    alerting = Alerting(store, book, settings_for(loaded))
-    notifier = RecordingNotifier()
-    send = dispatcher(store, notifier, clock)
+    alerting, send, notifier = recording(tmp_path, store, clock, ESCALATING)
     ingest(store, customer("q1@x", T0), at=T0)
 
     every_minute(alerting, send, notifier, 30, 100, down=range(61, 92))
@@ -821,10 +810,7 @@ def test_higher_escalation_supersedes_a_lower_one_still_pending(
     """Escalation 1 stuck behind an outage until escalation 2 is queued is superseded; the
     thread reads warning, breach, escalation 2."""
     rules = ESCALATING + "      - after: 1h\n"
-    loaded, book = load(tmp_path, rules, SLACK)
-    alerting = Alerting(store, book, settings_for(loaded))
-    notifier = RecordingNotifier()
-    send = dispatcher(store, notifier, clock)
+    alerting, send, notifier = recording(tmp_path, store, clock, rules)
     ingest(store, customer("q1@x", T0), at=T0)
 
     every_minute(alerting, send, notifier, 30, 140, down=range(91, 122))
@@ -850,10 +836,9 @@ def test_a_channel_backing_off_is_left_alone_and_other_channels_go_on(
     """With a round every 2 s, a channel that answered a temporary error is tried again only
     when its backoff ends (5 s, 10 s, 20 s, ...), an alert queued for it meanwhile waits too,
     and the other channel's alert goes out at once; once back, both wait no longer."""
-    loaded, book = load(tmp_path, TWO_CHANNELS.format(vip_channel="#support"), SLACK)
-    alerting = Alerting(store, book, settings_for(loaded))
-    notifier = RecordingNotifier()
-    send = dispatcher(store, notifier, clock)
+    alerting, send, notifier = recording(
+        tmp_path, store, clock, TWO_CHANNELS.format(vip_channel="#support")
+    )
     ingest(store, vip(1, T0), std(1, T0), at=T0)
     ingest(store, vip(2, T0 + timedelta(seconds=70)), at=T0 + timedelta(seconds=70))
     notifier.down["#support"] = TemporaryDeliveryError("Slack answered internal_error")
@@ -890,10 +875,7 @@ def test_answer_during_an_outage_obsoletes_the_breach_and_edits_the_root_once_ba
 ) -> None:
     """A breach backing off when the team replies is made obsolete by the planner and never
     sent; the 'answered' edit of the root waits for the channel's backoff, then goes once."""
-    loaded, book = load(tmp_path, ROUND_THE_CLOCK, SLACK)
-    alerting = Alerting(store, book, settings_for(loaded))
-    notifier = RecordingNotifier()
-    send = dispatcher(store, notifier, clock)
+    alerting, send, notifier = recording(tmp_path, store, clock, ROUND_THE_CLOCK)
     ingest(store, customer("q1@x", T0), at=T0)
     every_minute(alerting, send, notifier, 30, 70, down=range(61, 72))
     reply = team_reply("r1@acme", minutes(70), "tom@smallshop.example", refs=("q1@x",))
@@ -921,10 +903,7 @@ def test_a_summary_that_fails_for_now_backs_off_every_row_it_stands_for(
     """A burst's summary that meets server errors adds an attempt and the backoff to each of
     its rows and logs one warning per failed try; it is not posted again before the backoff
     ends, and is posted once when Slack answers."""
-    loaded, book = load(tmp_path, ROUND_THE_CLOCK, SLACK)
-    alerting = Alerting(store, book, settings_for(loaded))
-    notifier = RecordingNotifier()
-    send = dispatcher(store, notifier, clock, burst=3)
+    alerting, send, notifier = recording(tmp_path, store, clock, ROUND_THE_CLOCK, burst=3)
     ingest(store, *(std(n, T0) for n in range(1, 6)), at=T0)
     alerting.at(minutes(31))
     notifier.fail_next(DEFAULT, *[TemporaryDeliveryError("Slack answered internal_error")] * 3)

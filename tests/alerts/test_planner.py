@@ -16,6 +16,8 @@ from servers.fake_slack import DEFAULT_TOKEN, FakeSlack
 
 from alerts.helpers import (
     ROUND_THE_CLOCK,
+    SLACK,
+    T0,
     Alerting,
     ManualClock,
     berlin,
@@ -23,6 +25,7 @@ from alerts.helpers import (
     dispatcher,
     ingest,
     load,
+    minutes,
     outbox,
     payloads,
     settings_for,
@@ -35,26 +38,11 @@ from monitor.alerts.slack import SlackNotifier, WebhookNotifier
 from monitor.store import Store
 from monitor.store.sqlite import to_epoch
 
-SLACK = 'alerts:\n  slack: {token: xoxb-unused, channel: "#sla-alerts"}\n'
-T0 = berlin(16, 10)  # Monday 10:00 in Berlin (09:00 UTC)
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(tmp_path / "var" / "replyclock.db")
-    yield opened
-    opened.close()
-
 
 @pytest.fixture
 def slack() -> Iterator[FakeSlack]:
     with FakeSlack() as fake:
         yield fake
-
-
-def minutes(count: float) -> datetime:
-    """T0 plus a number of minutes."""
-    return T0 + timedelta(minutes=count)
 
 
 def deliver(store: Store, now: datetime) -> None:

@@ -13,7 +13,7 @@ import logging
 import re
 from collections import Counter
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -22,14 +22,17 @@ from servers.fake_slack import DEFAULT_TOKEN, FakeSlack
 from slack_sdk.http_retry import builtin_handlers, handler
 
 from alerts.helpers import (
-    ROUND_THE_CLOCK,
+    ALERTS,
+    ESCALATING,
+    SLACK,
+    T0,
     Alerting,
     ManualClock,
-    berlin,
     customer,
     dispatcher,
     ingest,
     load,
+    minutes,
     outbox,
     settings_for,
 )
@@ -37,10 +40,6 @@ from monitor.alerts.slack import SlackNotifier
 from monitor.store import Store
 from monitor.store.sqlite import metrics_snapshot
 
-ALERTS = "C0ALERTS01"  # #sla-alerts
-T0 = berlin(16, 10)  # Monday 10:00 in Berlin
-SLACK = 'alerts:\n  slack: {token: xoxb-unused, channel: "#sla-alerts"}\n'
-ESCALATING = ROUND_THE_CLOCK + "    escalation:\n      - after: 30m\n"
 ARRIVALS = {n: 4 * (n - 1) for n in range(1, 7)}  # Shop n writes at T0 + 0, 4, ..., 20 minutes
 
 
@@ -58,18 +57,6 @@ def clock(monkeypatch: pytest.MonkeyPatch) -> ManualClock:
 def slack(clock: ManualClock) -> Iterator[FakeSlack]:
     with FakeSlack(clock=clock.monotonic, rate_limit_per_channel=True) as fake:
         yield fake
-
-
-@pytest.fixture
-def store(tmp_path: Path) -> Iterator[Store]:
-    opened = Store.open(tmp_path / "var" / "replyclock.db")
-    yield opened
-    opened.close()
-
-
-def minutes(count: float) -> datetime:
-    """T0 plus a number of minutes."""
-    return T0 + timedelta(minutes=count)
 
 
 _STAGE = re.compile(

@@ -17,7 +17,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from harness import wait_for
 from harness.compare import differences, store_facts
-from harness.mailbox import RULES, message, support_mailbox
+from harness.mailbox import RULES, ask_question, message, support_mailbox
 from harness.service import Service, imap_source
 from servers.dovecot import DovecotServer
 
@@ -95,22 +95,10 @@ def test_kill_9_during_steady_polling_loses_and_invents_nothing(
     expected = len(service.identities())
     for round_ in range(4):
         for n in range(5):
-            when = datetime.now(UTC).replace(microsecond=0)
-            qid = f"live{round_}.{n}@shop.example"
-            dovecot.append(
-                user.username,
-                user.password,
-                "INBOX",
-                message(
-                    sender=f"live{n}@shop.example",
-                    to="support@acme.example",
-                    subject=f"Live question {round_}.{n}",
-                    message_id=qid,
-                    date=when,
-                ),
-                internaldate=when,
-            )
+            tag = f"live{round_}.{n}"
+            qid = ask_question(dovecot, user, tag, sender=f"live{n}@shop.example")
             if n % 2:
+                replied = datetime.now(UTC).replace(microsecond=0) + timedelta(seconds=1)
                 dovecot.append(
                     user.username,
                     user.password,
@@ -118,12 +106,12 @@ def test_kill_9_during_steady_polling_loses_and_invents_nothing(
                     message(
                         sender="support@acme.example",
                         to=f"live{n}@shop.example",
-                        subject=f"Re: Live question {round_}.{n}",
+                        subject=f"Re: Question {tag}",
                         message_id=f"live-reply{round_}.{n}@acme.example",
-                        date=when + timedelta(seconds=1),
+                        date=replied,
                         refs=(qid,),
                     ),
-                    internaldate=when + timedelta(seconds=1),
+                    internaldate=replied,
                 )
                 expected += 1
             expected += 1

@@ -4,11 +4,10 @@ UIDVALIDITY changes, with and without mail vanishing. The daemon heals by itself
 from __future__ import annotations
 
 import time
-from datetime import UTC, datetime, timedelta
 
 import pytest
 from harness import wait_for
-from harness.mailbox import RULES, message
+from harness.mailbox import RULES, ask_question
 from harness.service import Service, imap_source
 from servers.dovecot import DovecotServer, ImapUser
 
@@ -20,25 +19,6 @@ pytestmark = pytest.mark.imap
 RECOVERY_BOUND_S = 30.0
 # CPU the daemon may burn while its server is down (it once spun one core at 100%).
 OUTAGE_CPU_SHARE = 0.05
-
-
-def question(dovecot: DovecotServer, user: ImapUser, tag: str, minutes_ago: int = 0) -> str:
-    when = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=minutes_ago)
-    qid = f"{tag}@customer.example"
-    dovecot.append(
-        user.username,
-        user.password,
-        "INBOX",
-        message(
-            sender=f"{tag}@customer.example",
-            to="support@acme.example",
-            subject=f"Question {tag}",
-            message_id=qid,
-            date=when,
-        ),
-        internaldate=when,
-    )
-    return qid
 
 
 def closed_without_reply(service: Service) -> float:
@@ -57,13 +37,22 @@ def waiting(service: Service) -> float:
     )
 
 
+def started_on(service: Service, dovecot: DovecotServer, user: ImapUser, questions: int) -> None:
+    """The daemon (1 s polls) ready on ``questions`` questions of five minutes ago."""
+    for n in range(questions):
+        ask_question(dovecot, user, f"q{n}", minutes_ago=5)
+    service.write(imap_source("support", user, poll="1s"), rules=RULES)
+    service.start()
+    assert wait_for(service.ready, timeout=30)
+
+
 def test_imap_outage_costs_no_cpu_and_new_mail_is_seen_soon_after_it_ends(
     dovecot: DovecotServer, imap_user: ImapUser, service: Service
 ) -> None:
     """With the server stopped for 12 s the daemon stays idle (no spinning IDLE loop), says
     once that IDLE was lost, and after the server is back a new message is stored within
     RECOVERY_BOUND_S with the default 60 s poll interval: IDLE reconnects and asks for a poll."""
-    question(dovecot, imap_user, "before", 5)
+    ask_question(dovecot, imap_user, "before", minutes_ago=5)
     service.write(imap_source("support", imap_user), rules=RULES)
     service.start()
     assert wait_for(service.ready, timeout=30)
@@ -78,7 +67,7 @@ def test_imap_outage_costs_no_cpu_and_new_mail_is_seen_soon_after_it_ends(
         dovecot.restart()
     assert cpu < OUTAGE_CPU_SHARE * elapsed, f"{cpu:.2f} s of CPU in {elapsed:.1f} s of outage"
     back = time.monotonic()
-    qid = question(dovecot, imap_user, "after")
+    qid = ask_question(dovecot, imap_user, "after")
     assert wait_for(lambda: qid in service.identities(), timeout=RECOVERY_BOUND_S), (
         service.log_text()[-4000:]
     )
@@ -95,11 +84,7 @@ def test_uidvalidity_change_without_vanished_mail_changes_nothing(
 ) -> None:
     """A folder whose UIDVALIDITY changes with all its mail still there is read again: no
     message twice, no clock closed, the same number waiting."""
-    for n in range(5):
-        question(dovecot, imap_user, f"q{n}", 5)
-    service.write(imap_source("support", imap_user, poll="1s"), rules=RULES)
-    service.start()
-    assert wait_for(service.ready, timeout=30)
+    started_on(service, dovecot, imap_user, questions=5)
     assert waiting(service) == 5
     dovecot.set_uidvalidity(imap_user.username, "INBOX")
     assert wait_for(lambda: "uidvalidity changed" in service.log_text(), timeout=15)
@@ -115,11 +100,7 @@ def test_mail_vanished_across_a_uidvalidity_change_closes_its_clocks(
     """Ten unanswered messages removed while the inbox's UIDVALIDITY changes (an index rebuilt
     or restored while the daemon was stopped) close as "closed without reply", as a plain
     expunge does; the rest wait on."""
-    for n in range(14):
-        question(dovecot, imap_user, f"q{n}", 5)
-    service.write(imap_source("support", imap_user, poll="1s"), rules=RULES)
-    service.start()
-    assert wait_for(service.ready, timeout=30)
+    started_on(service, dovecot, imap_user, questions=14)
     assert waiting(service) == 14
     with dovecot.session(imap_user.username, imap_user.password) as client:
         client.select_folder("INBOX", readonly=True)

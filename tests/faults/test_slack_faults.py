@@ -6,11 +6,10 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime
 
 import pytest
 from harness import wait_for
-from harness.mailbox import message
+from harness.mailbox import ask_question
 from harness.service import Service, imap_source
 from servers.dovecot import DovecotServer, ImapUser
 from servers.fake_slack import DEFAULT_TOKEN, FakeSlack, SlackMessage
@@ -61,23 +60,6 @@ def slack() -> Iterator[FakeSlack]:
         yield fake
 
 
-def ask(dovecot: DovecotServer, user: ImapUser, n: int) -> None:
-    when = datetime.now(UTC).replace(microsecond=0)
-    dovecot.append(
-        user.username,
-        user.password,
-        "INBOX",
-        message(
-            sender=f"Customer {n} <c{n}@shop{n}.example>",
-            to="support@acme.example",
-            subject=f"Question {n}",
-            message_id=f"q{n}@shop{n}.example",
-            date=when,
-        ),
-        internaldate=when,
-    )
-
-
 def test_alerts_survive_a_slack_outage_once_each_and_in_order(
     dovecot: DovecotServer, imap_user: ImapUser, service: Service, slack: FakeSlack
 ) -> None:
@@ -96,7 +78,7 @@ def test_alerts_survive_a_slack_outage_once_each_and_in_order(
     service.start()
     assert wait_for(service.ready, timeout=30)
     for n in range(3):
-        ask(dovecot, imap_user, n)
+        ask_question(dovecot, imap_user, f"q{n}", sender=f"Customer {n} <c{n}@shop{n}.example>")
         time.sleep(4)  # staggered, so the outage catches each clock at another stage
     slack.refuse_connections()
     time.sleep(20)  # warnings and first breaches fall due and fail

@@ -14,13 +14,12 @@ import shutil
 import subprocess
 import time
 from collections.abc import Iterator
-from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from conftest import require_server
 from harness import wait_for
-from harness.mailbox import RULES, message
+from harness.mailbox import RULES, ask_question
 from harness.service import Service, imap_source
 from servers.dovecot import DovecotServer, ImapUser
 
@@ -58,25 +57,6 @@ def fill(disk: Path) -> Path:
     return filler
 
 
-def ask(dovecot: DovecotServer, user: ImapUser, tag: str) -> str:
-    when = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=2)
-    qid = f"{tag}@customer.example"
-    dovecot.append(
-        user.username,
-        user.password,
-        "INBOX",
-        message(
-            sender=f"{tag}@customer.example",
-            to="support@acme.example",
-            subject=f"Question {tag}",
-            message_id=qid,
-            date=when,
-        ),
-        internaldate=when,
-    )
-    return qid
-
-
 def store_up(service: Service) -> float:
     return service.metrics()[("replyclock_store_up", frozenset())]
 
@@ -85,7 +65,7 @@ def started_on(service: Service, dovecot: DovecotServer, db: Path | None = None)
     """A user with three questions, and the daemon (1 s polls) ready on them."""
     user = dovecot.create_user("storefault")
     for n in range(3):
-        ask(dovecot, user, f"early{n}")
+        ask_question(dovecot, user, f"early{n}", minutes_ago=2)
     service.store_path = db
     service.write(imap_source("support", user, poll="1s"), rules=RULES)
     service.start()
@@ -103,7 +83,7 @@ def test_a_full_disk_is_reported_and_nothing_is_lost_once_space_returns(
         db = disk / "store.db"
         user = started_on(service, dovecot, db)
         filler = fill(disk)
-        late = [ask(dovecot, user, f"late{n}") for n in range(5)]
+        late = [ask_question(dovecot, user, f"late{n}", minutes_ago=2) for n in range(5)]
         assert wait_for(lambda: service.readyz()[0] == 503, timeout=20), service.log_text()
         _status, reason = service.readyz()
         assert reason.startswith("disk full: the disk holding the store"), reason
@@ -162,7 +142,7 @@ def test_a_store_file_deleted_or_replaced_under_the_daemon_stops_all_writing(
         other = tmp_path / "other.db"
         shutil.copy(service.db, other)
         os.replace(other, service.db)
-    ask(dovecot, user, "after")
+    ask_question(dovecot, user, "after", minutes_ago=2)
     assert wait_for(lambda: service.readyz()[0] == 503, timeout=20)
     reason = service.readyz()[1]
     what = "was deleted" if how == "deleted" else "was replaced by another file"
@@ -203,7 +183,7 @@ def test_a_damaged_store_is_refused_at_start_saying_how_to_recover(
     is damaged and how to recover, instead of logging a traceback every few seconds."""
     user = started_on(service, dovecot)
     for n in range(300):
-        ask(dovecot, user, f"bulk{n}")
+        ask_question(dovecot, user, f"bulk{n}", minutes_ago=2)
     assert wait_for(lambda: len(service.identities()) == 303, timeout=30)
     service.stop()
     data = bytearray(service.db.read_bytes())

@@ -11,8 +11,11 @@ from __future__ import annotations
 
 import random
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from email.utils import format_datetime
+from typing import Any
+
+from servers.dovecot import DovecotServer, ImapUser
 
 RULES = """
 policies:
@@ -38,6 +41,7 @@ SAFE_AGES = (
     timedelta(days=9),
 )
 DOMAINS = ("shop.example", "bigcorp.example", "mail.example", "clinic.example", "school.example")
+TEAM = "Acme Support <support@acme.example>"
 
 
 @dataclass
@@ -51,6 +55,15 @@ class Mailbox:
     @property
     def size(self) -> int:
         return len(self.inbox) + len(self.sent)
+
+    def receive(self, sender: str, date: datetime, **fields: Any) -> None:
+        """A message from ``sender`` to the team, in INBOX from the time it is dated; the other
+        fields as ``message`` takes them."""
+        self.inbox.append((message(sender=sender, to=TEAM, date=date, **fields), date))
+
+    def send(self, to: str, date: datetime, **fields: Any) -> None:
+        """The team's message to ``to``, in Sent from the time it is dated."""
+        self.sent.append((message(sender=TEAM, to=to, date=date, **fields), date))
 
 
 def message(
@@ -90,7 +103,6 @@ def support_mailbox(
     """``conversations`` conversations of one support mailbox; ``tag`` keeps ids unique."""
     rng = random.Random(f"{tag}:{seed}")
     box = Mailbox()
-    team = "Acme Support <support@acme.example>"
     for n in range(conversations):
         domain = DOMAINS[n % len(DOMAINS)]
         customer = f"customer{n % 997}@{domain}"
@@ -99,12 +111,7 @@ def support_mailbox(
         kind = rng.random()
         if kind < 0.12:  # never answered: waiting now
             asked = now - rng.choice(SAFE_AGES)
-            box.inbox.append(
-                (
-                    message(sender=customer, to=team, subject=subject, message_id=qid, date=asked),
-                    asked,
-                )
-            )
+            box.receive(customer, asked, subject=subject, message_id=qid)
             box.waiting += 1
             continue
         # Conversations with a follow-up start at least 4 days back, so the follow-up and
@@ -113,37 +120,17 @@ def support_mailbox(
         asked = now - timedelta(seconds=rng.randint(earliest, days * 86400))
         replied = asked + timedelta(seconds=rng.randint(300, 6 * 3600))
         rid = f"{tag}.r{n}@acme.example"
-        box.inbox.append(
-            (message(sender=customer, to=team, subject=subject, message_id=qid, date=asked), asked)
-        )
-        box.sent.append(
-            (
-                message(
-                    sender=team,
-                    to=customer,
-                    subject=f"Re: {subject}",
-                    message_id=rid,
-                    date=replied,
-                    refs=(qid,),
-                ),
-                replied,
-            )
-        )
+        box.receive(customer, asked, subject=subject, message_id=qid)
+        box.send(customer, replied, subject=f"Re: {subject}", message_id=rid, refs=(qid,))
         if kind < 0.20:  # an out-of-office answer to our reply: no new clock
             away = replied + timedelta(seconds=rng.randint(5, 60))
-            box.inbox.append(
-                (
-                    message(
-                        sender=customer,
-                        to=team,
-                        subject=f"Out of office: Re: {subject}",
-                        message_id=f"{tag}.ooo{n}@{domain}",
-                        date=away,
-                        refs=(qid, rid),
-                        extra=(("Auto-Submitted", "auto-replied"),),
-                    ),
-                    away,
-                )
+            box.receive(
+                customer,
+                away,
+                subject=f"Out of office: Re: {subject}",
+                message_id=f"{tag}.ooo{n}@{domain}",
+                refs=(qid, rid),
+                extra=(("Auto-Submitted", "auto-replied"),),
             )
         elif kind < 0.45:  # a follow-up, answered or (for some) still waiting
             waiting = kind < 0.27
@@ -152,34 +139,39 @@ def support_mailbox(
             else:
                 followed = replied + timedelta(seconds=rng.randint(600, 2 * 86400))
             fid = f"{tag}.f{n}@{domain}"
-            box.inbox.append(
-                (
-                    message(
-                        sender=customer,
-                        to=team,
-                        subject=f"Re: {subject}",
-                        message_id=fid,
-                        date=followed,
-                        refs=(qid, rid),
-                    ),
-                    followed,
-                )
+            box.receive(
+                customer, followed, subject=f"Re: {subject}", message_id=fid, refs=(qid, rid)
             )
             if waiting:
                 box.waiting += 1
                 continue
             again = followed + timedelta(seconds=rng.randint(300, 4 * 3600))
-            box.sent.append(
-                (
-                    message(
-                        sender=team,
-                        to=customer,
-                        subject=f"Re: {subject}",
-                        message_id=f"{tag}.again{n}@acme.example",
-                        date=again,
-                        refs=(qid, rid, fid),
-                    ),
-                    again,
-                )
+            aid = f"{tag}.again{n}@acme.example"
+            box.send(
+                customer, again, subject=f"Re: {subject}", message_id=aid, refs=(qid, rid, fid)
             )
     return box
+
+
+def ask_question(
+    dovecot: DovecotServer,
+    user: ImapUser,
+    tag: str,
+    *,
+    minutes_ago: int = 0,
+    sender: str | None = None,
+) -> str:
+    """Append a customer's question "Question ``tag``" to ``user``'s INBOX over IMAP, dated and
+    arrived ``minutes_ago`` minutes ago (to the second); return its Message-ID,
+    ``tag@customer.example``, which is also the sender unless ``sender`` says otherwise."""
+    when = datetime.now(UTC).replace(microsecond=0) - timedelta(minutes=minutes_ago)
+    qid = f"{tag}@customer.example"
+    question = message(
+        sender=sender or qid,
+        to="support@acme.example",
+        subject=f"Question {tag}",
+        message_id=qid,
+        date=when,
+    )
+    dovecot.append(user.username, user.password, "INBOX", question, internaldate=when)
+    return qid
