@@ -13,6 +13,7 @@ from monitor.config.loader import LoadedConfig
 from monitor.config.models import (
     FreshdeskSourceConfig,
     GitHubSourceConfig,
+    GraphSourceConfig,
     HelpScoutSourceConfig,
     ImapSourceConfig,
     MailClassificationConfig,
@@ -25,6 +26,7 @@ from monitor.sources.base import Source
 from monitor.sources.files import MaildirSource, MboxSource
 from monitor.sources.freshdesk import FreshdeskSource
 from monitor.sources.github import GitHubSource
+from monitor.sources.graph import GraphSource
 from monitor.sources.helpscout import HelpScoutSource
 from monitor.sources.imap import ImapSource, Progress
 from monitor.sources.zendesk import ZendeskSource
@@ -55,6 +57,8 @@ def build_sources(loaded: LoadedConfig, progress: Progress | None = None) -> lis
         if isinstance(config, ImapSourceConfig):
             identity = mailbox_identity(loaded, config)
             sources.append(ImapSource(config, identity, progress=progress))
+        elif isinstance(config, GraphSourceConfig):
+            sources.append(GraphSource(config, mailbox_identity(loaded, config)))
         elif isinstance(config, MaildirSourceConfig):
             sources.append(MaildirSource(config, mailbox_identity(loaded, config)))
         elif isinstance(config, MboxSourceConfig):

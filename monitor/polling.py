@@ -138,6 +138,14 @@ class GuardedSink:
         with self._turn():
             return self.sink.oldest_open_message()
 
+    def known_thread_hints(self, hints: Iterable[str]) -> set[str]:
+        with self._turn():
+            return self.sink.known_thread_hints(hints)
+
+    def message_thread_hints(self, message_ids: Iterable[str]) -> dict[str, str | None]:
+        with self._turn():
+            return self.sink.message_thread_hints(message_ids)
+
 
 @dataclass(frozen=True, slots=True)
 class PollOutcome:

@@ -60,6 +60,12 @@ class MessageSink(Protocol):
 
     def oldest_open_message(self) -> datetime | None: ...
 
+    # What a source reading team members' own mailboxes asks before it keeps a message there
+    # (Microsoft Graph's reply_mailboxes): does it belong to a conversation stored already?
+    def known_thread_hints(self, hints: Iterable[str]) -> set[str]: ...
+
+    def message_thread_hints(self, message_ids: Iterable[str]) -> dict[str, str | None]: ...
+
 
 @dataclass(slots=True)
 class PollReport:

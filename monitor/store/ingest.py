@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 
 from monitor.conversations import decide_thread, thread_keys
-from monitor.model import Direction, FolderCursor, MessageEvent
+from monitor.model import Direction, FolderCursor, MessageEvent, ThreadRef
 from monitor.store.sqlite import Store, from_epoch, to_epoch
 
 _CHUNK = 500
@@ -204,6 +204,41 @@ class SourceSink:
                     )
                 )
             return _mark_removed_if_nowhere(conn, recent, now)
+
+    def known_thread_hints(self, hints: Iterable[str]) -> set[str]:
+        """The thread hints (Gmail thread ids, Graph conversation ids) among ``hints`` that a
+        stored message of this source carries: a lookup on the thread keys' primary key."""
+        keys = {thread_keys(ThreadRef(gm_thread_id=hint))[0]: hint for hint in hints if hint}
+        wanted = list(keys)
+        found: set[str] = set()
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                keys[key]
+                for (key,) in self.store.conn.execute(
+                    f"SELECT key FROM thread_keys WHERE source = ? AND key IN ({marks})",
+                    [self.source, *chunk],
+                )
+            )
+        return found
+
+    def message_thread_hints(self, message_ids: Iterable[str]) -> dict[str, str | None]:
+        """The stored messages of this source among these Message-IDs, each with its thread
+        hint (None when it has none): a lookup on the messages' (source, identity) index."""
+        wanted = list(dict.fromkeys(mid for mid in message_ids if mid))
+        found: dict[str, str | None] = {}
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start : start + _CHUNK]
+            marks = ",".join("?" * len(chunk))
+            found.update(
+                self.store.conn.execute(
+                    f"SELECT identity, gm_thread_id FROM messages WHERE source = ? "
+                    f"AND identity IN ({marks})",
+                    [self.source, *chunk],
+                ).fetchall()
+            )
+        return found
 
     def oldest_open_message(self) -> datetime | None:
         """The first message of the oldest conversation still holding unremoved inbound mail."""
