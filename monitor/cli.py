@@ -36,6 +36,7 @@ log = logging.getLogger("replyclock.cli")
 EPILOG = """\
 commands:
   check      validate the config and rules files; list every problem with file and line
+             (--connect: sign in to every source and report what is there)
   run        poll every source and keep SLA states current (--once: poll once and summarize)
   status     list the conversations awaiting a reply, soonest breach first
   explain    show one conversation's timeline: messages, policy, clocks, business time
@@ -44,6 +45,7 @@ commands:
 
 examples:
   replyclock check -c replyclock.yaml
+  replyclock check -c replyclock.yaml --connect
   replyclock run -c replyclock.yaml --once
   replyclock run -c replyclock.yaml
   replyclock status -c replyclock.yaml --source support-inbox

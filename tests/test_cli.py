@@ -177,7 +177,7 @@ def test_help_lists_commands_with_examples(capsys: pytest.CaptureFixture[str]) -
 @pytest.mark.parametrize(
     ("command", "example"),
     [
-        pytest.param("check", "replyclock check -c replyclock.yaml", id="check"),
+        pytest.param("check", "replyclock check -c replyclock.yaml --connect", id="check"),
         pytest.param("run", "replyclock run -c replyclock.yaml --once", id="run"),
         pytest.param(
             "status", "replyclock status -c replyclock.yaml --source support-inbox", id="status"
