@@ -8,8 +8,11 @@ The rules, strongest first:
    to the same conversation. Ids of messages not seen yet are remembered as "ghosts", so a reply
    that arrives before its parent (the Sent folder synced first, a delayed delivery) still joins
    the parent later, and two conversations that turn out to share an id are merged.
-4. A message that names no other message falls back to its normalized subject plus the
-   customer's address, if that pair was active within a time window.
+4. The normalized subject plus the customer's address, within a time window either side:
+   a message that names no other message (a root) joins any message of that pair, and a
+   reply joins a root of that pair. Every conversation a message is tied to, by id or by
+   subject, is merged into one. Each such tie is found by whichever of its two messages is
+   read second, so the conversations come out the same whatever order mail is read in.
 
 The store owns the data and implements ``ThreadLookup``; this module only decides.
 """
@@ -33,10 +36,12 @@ class ThreadLookup(Protocol):
         """Ids of the conversations any of ``keys`` already belongs to, without repeats."""
         ...
 
-    def conversation_for_subject(
-        self, customer: str, subject_key: str, since: datetime
-    ) -> int | None:
-        """The conversation with this customer and normalized subject active since ``since``."""
+    def conversations_for_subject(
+        self, customer: str, subject_key: str, start: datetime, end: datetime, *, roots_only: bool
+    ) -> list[int]:
+        """Ids of the conversations holding a message with this customer and normalized
+        subject dated from ``start`` to ``end`` (with ``roots_only``, one that names no other
+        message), without repeats."""
         ...
 
 
@@ -79,19 +84,33 @@ def decide_thread(
     lookup: ThreadLookup,
     subject_window: timedelta = DEFAULT_SUBJECT_WINDOW,
 ) -> ThreadDecision:
-    """Decide which conversation a message joins, and which conversations it proves are one."""
+    """Decide which conversation a message joins, and which conversations it proves are one.
+
+    A message may be tied to several conversations at once: by ids (a message read earlier
+    named it, or it names messages read earlier) and by subject (rule 4). They are all one
+    thread, so they are merged, the oldest keeping its id. Otherwise the order mail is read in
+    would decide: a reply that only its subject ties to the question, read after the
+    customer's answer to it (INBOX is read before Sent), would leave the question unanswered
+    in one conversation and the rest in another.
+    """
     keys = thread_keys(ref)
     found = lookup.conversations_for_keys(keys) if keys else []
-    if found:
-        target = min(found)  # the oldest conversation keeps its id; the others fold into it
-        return ThreadDecision(
-            keys=keys, conversation=target, merge=tuple(sorted(c for c in found if c != target))
+    by_subject: list[int] = []
+    if not (ref.conversation or ref.gm_thread_id) and ref.subject_key and ref.customer:
+        by_subject = lookup.conversations_for_subject(
+            ref.customer,
+            ref.subject_key,
+            timestamp - subject_window,
+            timestamp + subject_window,
+            roots_only=names_other_messages(ref),
         )
-    explicit = bool(ref.conversation or ref.gm_thread_id)
-    if not explicit and not names_other_messages(ref) and ref.subject_key and ref.customer:
-        by_subject = lookup.conversation_for_subject(
-            ref.customer, ref.subject_key, timestamp - subject_window
-        )
-        if by_subject is not None:
-            return ThreadDecision(keys=keys, conversation=by_subject, by_subject=True)
-    return ThreadDecision(keys=keys, conversation=None)
+    joined = list(dict.fromkeys([*found, *by_subject]))
+    if not joined:
+        return ThreadDecision(keys=keys, conversation=None)
+    target = min(joined)  # the oldest conversation keeps its id; the others fold into it
+    return ThreadDecision(
+        keys=keys,
+        conversation=target,
+        merge=tuple(sorted(c for c in joined if c != target)),
+        by_subject=not found,
+    )

@@ -53,15 +53,18 @@ class _BatchThreadLookup:
     def conversations_for_keys(self, keys: Sequence[str]) -> list[int]:
         return list(dict.fromkeys(self.known[key] for key in keys if key in self.known))
 
-    def conversation_for_subject(
-        self, customer: str, subject_key: str, since: datetime
-    ) -> int | None:
-        row = self.conn.execute(
-            "SELECT conversation_id FROM messages WHERE source = ? AND customer = ? "
-            "AND subject_key = ? AND timestamp >= ? ORDER BY timestamp DESC LIMIT 1",
-            (self.source, customer, subject_key, to_epoch(since)),
-        ).fetchone()
-        return int(row[0]) if row else None
+    def conversations_for_subject(
+        self, customer: str, subject_key: str, start: datetime, end: datetime, *, roots_only: bool
+    ) -> list[int]:
+        # A root names no other message: no Message-ID (an id has an "@") in its In-Reply-To
+        # or References, as conversations.names_other_messages decides.
+        roots = " AND instr(in_reply_to, '@') = 0 AND instr(refs, '@') = 0" if roots_only else ""
+        rows = self.conn.execute(
+            "SELECT DISTINCT conversation_id FROM messages WHERE source = ? AND customer = ? "
+            f"AND subject_key = ? AND timestamp BETWEEN ? AND ?{roots}",
+            (self.source, customer, subject_key, to_epoch(start), to_epoch(end)),
+        )
+        return [int(cid) for (cid,) in rows]
 
     def assign(self, keys: Iterable[str], conversation: int) -> None:
         for key in keys:

@@ -94,7 +94,8 @@ def test_conversations_are_the_reply_trees_whatever_the_arrival_order(
 
 
 class DictLookup:
-    """A tiny in-memory ThreadLookup for the pure decision function."""
+    """A tiny in-memory ThreadLookup for the pure decision function: conversation 99 has a
+    root message with customer c@x and subject "hello", conversation 98 only replies."""
 
     def __init__(self, keys: dict[str, int]) -> None:
         self.keys = keys
@@ -102,10 +103,12 @@ class DictLookup:
     def conversations_for_keys(self, keys: list[str]) -> list[int]:
         return list(dict.fromkeys(self.keys[k] for k in keys if k in self.keys))
 
-    def conversation_for_subject(
-        self, customer: str, subject_key: str, since: datetime
-    ) -> int | None:
-        return 99 if (customer, subject_key) == ("c@x", "hello") else None
+    def conversations_for_subject(
+        self, customer: str, subject_key: str, start: datetime, end: datetime, *, roots_only: bool
+    ) -> list[int]:
+        if (customer, subject_key) != ("c@x", "hello") or not start <= T0 <= end:
+            return []
+        return [99] if roots_only else [98, 99]
 
 
 def test_explicit_ticket_key_overrides_headers() -> None:
@@ -129,12 +132,26 @@ def test_decision_joins_oldest_and_merges_the_rest() -> None:
     )
 
 
-def test_subject_fallback_only_for_messages_that_name_no_other() -> None:
-    """The subject fallback applies to messages without In-Reply-To/References only."""
+def test_a_root_joins_by_subject_and_a_reply_only_through_a_root() -> None:
+    """A message naming no other joins every conversation of its customer and subject in the
+    window (and merges them); a reply joins only those holding a root of that pair."""
     lookup = DictLookup({})
     plain = ThreadRef(message_id="n@x", subject_key="hello", customer="c@x")
-    assert decide_thread(plain, T0, lookup).conversation == 99
+    assert decide_thread(plain, T0, lookup) == ThreadDecision(
+        keys=("mid:n@x",), conversation=98, merge=(99,), by_subject=True
+    )
     reply = ThreadRef(
         message_id="n@x", in_reply_to=("gone@x",), subject_key="hello", customer="c@x"
     )
-    assert decide_thread(reply, T0, lookup).conversation is None
+    assert decide_thread(reply, T0, lookup).conversation == 99
+    elsewhere = ThreadRef(message_id="n@x", subject_key="other", customer="c@x")
+    assert decide_thread(elsewhere, T0, lookup).conversation is None
+
+
+def test_a_subject_tie_and_an_id_tie_merge_their_conversations() -> None:
+    """A message placed by its Message-ID (a later message named it) and by its subject joins
+    both: the conversations are one."""
+    lookup = DictLookup({"mid:r@x": 7})
+    reply = ThreadRef(message_id="r@x", subject_key="hello", customer="c@x")
+    decision = decide_thread(reply, T0, lookup)
+    assert (decision.conversation, decision.merge) == (7, (98, 99))
