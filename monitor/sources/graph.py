@@ -66,6 +66,7 @@ from monitor.model import FolderRole, MailLocation, MessageEvent
 from monitor.sources.base import MessageSink, PollReport
 from monitor.sources.http import retry_after_seconds
 from monitor.sources.oauth import AccessTokens, access_tokens
+from monitor.sources.probe import Platform, ProbeReport
 
 log = logging.getLogger("replyclock.sources.graph")
 
@@ -510,6 +511,16 @@ class GraphSource:
             for agent in cfg.reply_mailboxes
         ]
         return found
+
+    def probe(self, now: datetime) -> ProbeReport:
+        """What `check --connect` shows: permissions, folders, counts, newest mail."""
+        from monitor.sources.graph_probe import probe_graph  # noqa: PLC0415 - check only
+
+        return probe_graph(self, now)
+
+    def replies_watched(self) -> tuple[Platform, str]:
+        """The platform and mailbox, for the daemon's check for missing replies."""
+        return "exchange", self.config.mailbox
 
     def close(self) -> None:
         """Forget resolved folder ids (there is no connection to close)."""

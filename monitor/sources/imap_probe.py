@@ -112,12 +112,7 @@ def _first_sync(
         parts.append(f"{folder} {len(uids):,}")
         counts[role] += len(client.search(["SINCE", recent.date()])) if uids else 0
         newest = _newest(client, uids)
-        if role is FolderRole.SENT:
-            report.newest_outbound = max(
-                filter(None, (report.newest_outbound, newest)), default=None
-            )
-        else:
-            report.newest_inbound = max(filter(None, (report.newest_inbound, newest)), default=None)
+        report.saw(newest, outbound=role is FolderRole.SENT)
     report.recent_inbound = counts[FolderRole.INBOX]
     report.recent_outbound = counts[FolderRole.SENT]
     report.first_sync = (

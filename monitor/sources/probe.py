@@ -56,6 +56,15 @@ class ProbeReport:
         """Add one labelled fact."""
         self.details.append((label, str(value)))
 
+    def saw(self, instant: datetime | None, *, outbound: bool) -> None:
+        """Keep the newest arrival seen each way."""
+        if instant is None:
+            return
+        if outbound:
+            self.newest_outbound = max(instant, self.newest_outbound or instant)
+        else:
+            self.newest_inbound = max(instant, self.newest_inbound or instant)
+
 
 class Probing(Protocol):
     """A source that can be probed."""

@@ -5,6 +5,8 @@ It serves what the Graph source reads, under ``/v1.0``:
 * ``GET /users/{mailbox}/mailFolders`` and ``.../mailFolders/{id}/childFolders`` (``$select``,
   ``$top``, ``$skip``; ``@odata.nextLink`` paging), seeded with the folders of the docs' example
   (tests/sources/graph_fixtures/beta_user-list-mailfolders__response1.json);
+* ``GET /users/{mailbox}/mailFolders/{folder}`` and ``.../messages`` (``$select``, ``$top``,
+  ``$filter``, ``$orderby``, ``$count``), which `check --connect` reads;
 * ``GET /users/{mailbox}/mailFolders/{folder}/messages/delta`` by well-known name or id, and the
   ``users('{mailbox}')/mailFolders('{folder}')`` form its own links use: rounds of pages with
   ``@odata.context``, ``@odata.nextLink`` (``$skiptoken``) and, on the last page,
@@ -70,6 +72,12 @@ _DELTA_PATH = re.compile(
 _FOLDERS_PATH = re.compile(
     r"^/v1\.0/users/(?P<m>[^/]+)/mailfolders(?:/(?P<parent>[^/]+)/childfolders)?$", re.IGNORECASE
 )
+_MESSAGES_PATH = re.compile(
+    r"^/v1\.0/users/(?P<m>[^/]+)/mailfolders/(?P<f>[^/]+)/messages$", re.IGNORECASE
+)
+_FOLDER_PATH = re.compile(r"^/v1\.0/users/(?P<m>[^/]+)/mailfolders/(?P<f>[^/]+)$", re.IGNORECASE)
+# Listing a folder's messages (api/mailfolder-list-messages.md: OData query parameters).
+LIST_OPTIONS = frozenset({"$select", "$filter", "$top", "$orderby", "$count", "$skip"})
 _FILTER = re.compile(r"^receivedDateTime (ge|gt) (\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(?:\.\d+)?Z)$")
 
 
@@ -225,6 +233,16 @@ class FakeGraph(FakeApi):
             mailbox = urllib.parse.unquote(delta["m1"] or delta["m2"])
             folder = urllib.parse.unquote(delta["f1"] or delta["f2"])
             return self._checked(mailbox, lambda: self._delta(request, mailbox, folder))
+        messages = _MESSAGES_PATH.match(request.path)
+        if messages:
+            mailbox = urllib.parse.unquote(messages["m"])
+            name = urllib.parse.unquote(messages["f"])
+            return self._checked(mailbox, lambda: self._messages(request, mailbox, name))
+        one = _FOLDER_PATH.match(request.path)
+        if one:
+            mailbox = urllib.parse.unquote(one["m"])
+            name = urllib.parse.unquote(one["f"])
+            return self._checked(mailbox, lambda: self._one_folder(request, mailbox, name))
         listing = _FOLDERS_PATH.match(request.path)
         if listing:
             mailbox = urllib.parse.unquote(listing["m"])
@@ -273,6 +291,49 @@ class FakeGraph(FakeApi):
                 {**{k: v[0] for k, v in request.query.items()}, "$skip": skip + top}
             )
             body["@odata.nextLink"] = f"{self.url}{request.path}?{query}"
+        return 200, {}, body
+
+    def _one_folder(self, request: FakeRequest, mailbox: str, name: str) -> Answer:
+        if set(request.query) - {"$select"}:
+            return error(400, "BadRequest", "Only $select is allowed on a folder.")
+        try:
+            folder = self.folder(mailbox, name)
+        except KeyError:
+            return error(
+                404, "ErrorItemNotFound", "The specified object was not found in the store."
+            )
+        select = [p for p in (request.param("$select") or "").split(",") if p]
+        if any(prop not in FOLDER_PROPERTIES for prop in select):
+            return error(400, "RequestBroker--ParseUri", "Could not find a property on mailFolder.")
+        return 200, {}, _folder_json(folder, select, self.mailboxes[mailbox.lower()])
+
+    def _messages(self, request: FakeRequest, mailbox: str, name: str) -> Answer:
+        """A folder's messages, newest first: what `check --connect` asks (counts, newest)."""
+        for option in request.query:
+            if option not in LIST_OPTIONS:
+                return error(400, "BadRequest", f"Query option '{option}' is not allowed.")
+        query = {k: v[0] for k, v in request.query.items()}
+        problem = _check_query(query)
+        if problem is not None:
+            return problem
+        if query.get("$count") not in (None, "true"):
+            return error(400, "BadRequest", "$count takes true.")
+        try:
+            folder = self.folder(mailbox, name)
+        except KeyError:
+            return error(
+                404, "ErrorItemNotFound", "The specified object was not found in the store."
+            )
+        found = [m for m in folder.messages.values() if _matches(m, query.get("$filter"))]
+        found.sort(key=lambda m: m["receivedDateTime"], reverse=True)
+        top = int(query.get("$top") or 10)
+        body: dict[str, Any] = {
+            "@odata.context": f"{self.base}/$metadata#users('{mailbox}')/mailFolders('{name}')"
+            "/messages",
+            "value": [_project(m, query) for m in found[:top]],
+        }
+        if query.get("$count") == "true":
+            body["@odata.count"] = len(found)
         return 200, {}, body
 
     def _delta(self, request: FakeRequest, mailbox: str, segment: str) -> Answer:

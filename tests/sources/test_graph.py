@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import copy
 import json
 import re
@@ -722,3 +723,53 @@ def test_a_graph_source_in_the_config_is_built(tmp_path: Path) -> None:
         (SHARED, "sentitems", "sentitems"),
         (ALICE, "sentitems", f"{ALICE}/sentitems"),
     ]
+
+
+# --- check --connect -------------------------------------------------------------------------
+
+
+def jwt(claims: dict[str, Any]) -> str:
+    """A token shaped like Entra's (header.payload.signature), for the probe to read roles."""
+
+    def part(value: dict[str, Any]) -> str:
+        return base64.urlsafe_b64encode(json.dumps(value).encode()).decode().rstrip("=")
+
+    return f"{part({'alg': 'RS256', 'typ': 'JWT'})}.{part(claims)}.c2lnbmF0dXJl"
+
+
+def test_probe_shows_permissions_folders_counts_and_missing_replies(graph: FakeGraph) -> None:
+    """check --connect on Graph: the roles in the token, the folders with their counts and
+    which are read, the newest mail, the first sync's size; and, with customer mail this
+    week and nothing in Sent Items, the Exchange fix for replies saved elsewhere."""
+    token = jwt({"roles": ["Mail.Read"], "aud": "https://graph.microsoft.com"})
+    graph.tokens.add(token)
+    for n in (1, 2, 3):
+        graph.deliver(SHARED, "inbox", message(n, minutes_ago=60 * 24 * 3 * n))
+    graph.deliver(SHARED, "inbox", message(4, minutes_ago=60 * 24 * 40))  # before `since`
+    report = source(graph, Tokens(current=token)).probe(NOW)
+    assert (report.kind, report.account, report.platform) == ("graph", SHARED, "exchange")
+    assert ("permissions", "Mail.Read") in report.details
+    rows = {f.name: (f.role, f.messages) for f in report.folders}
+    assert rows["Inbox"] == ("watched", 4)
+    assert rows["Sent Items"] == ("sent", 0)
+    assert rows["Deleted Items"] == ("", 0)
+    assert report.first_sync.startswith("3 messages since ")
+    assert report.newest_inbound == NOW - timedelta(days=3)
+    assert report.newest_outbound is None
+    assert (report.recent_inbound, report.recent_outbound) == (2, 0)
+    (warning,) = report.warnings
+    assert warning.startswith("2 customer messages in the last 7 days but no team message")
+    assert f"Set-Mailbox -Identity {SHARED} -MessageCopyForSentAsEnabled $true" in warning
+    assert all(r.method == "GET" for r in graph.requests)
+
+
+def test_probe_lists_agents_sent_items_and_takes_their_replies_into_account(
+    graph: FakeGraph,
+) -> None:
+    graph.deliver(SHARED, "inbox", message(1, minutes_ago=90))
+    graph.deliver(ALICE, "sentitems", message(2, minutes_ago=30, sender=("Alice", ALICE)))
+    report = source(graph, reply_mailboxes=[ALICE]).probe(NOW)
+    agent = next(f for f in report.folders if f.role == "agent sent")
+    assert (agent.name, agent.messages) == (f"{ALICE}/sentitems", 1)
+    assert ("permissions", "not readable from the token") in report.details
+    assert report.warnings == []
