@@ -481,7 +481,7 @@ class GraphSourceConfig(MailClassificationConfig):
 
     @property
     def api_url(self) -> str:
-        """Where Graph lives (national clouds: https://graph.microsoft.us/v1.0, ...)."""
+        """Where Graph lives (21Vianet: https://microsoftgraph.chinacloudapi.cn/v1.0)."""
         return (self.base_url or "https://graph.microsoft.com/v1.0").rstrip("/")
 
 
