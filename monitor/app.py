@@ -47,6 +47,8 @@ def mailbox_identity(loaded: LoadedConfig, source: MailClassificationConfig) -> 
         ignore_senders=tuple(dict.fromkeys(ignore_senders)),
         ignore_domains=frozenset(ignore_domains),
         mailing_lists=source.mailing_lists,
+        contact_forms=source.contact_forms,
+        form_senders=tuple(source.form_senders),
     )
 
 

@@ -187,6 +187,8 @@ class MailClassificationConfig(Strict):
     ignore_senders: list[str] = []  # glob patterns on the sender address, added to the defaults
     ignore_domains: list[Domain] = []
     mailing_lists: Literal["ignore", "count"] = "ignore"
+    contact_forms: bool = True  # From us or no-reply with the customer in Reply-To: a customer
+    form_senders: list[str] = []  # more From glob patterns a contact form sends from
     since: PositiveSeconds = 30 * 86400
     poll_interval: PositiveSeconds = 60
 

@@ -11,14 +11,19 @@ policy (each rung says why in ``Classification.reason``, shown by ``replyclock e
    last resort an auto-reply subject *combined with* In-Reply-To or X-Auto-Response-Suppress
    (iCloud, Request Tracker and Exchange auto-replies in the corpora carry no Auto-Submitted).
    From the team or in the Sent folder this is "our own auto-reply": it must not stop a clock.
-3. Senders the mailbox ignores (``ignore_senders`` globs, ``ignore_domains``), in any folder:
+3. Contact forms, outside the Sent folder: From a team address, a no-reply address or a
+   ``form_senders`` pattern, with exactly one Reply-To outside the team (and not itself a
+   no-reply or ignored address). A web form sends the customer's words this way; the
+   message is a customer message and the Reply-To address is the customer
+   (``contact_forms: false`` turns this off).
+4. Senders the mailbox ignores (``ignore_senders`` globs, ``ignore_domains``), in any folder:
    a notification the team's tooling sends as noreply@ must not stop a clock either.
-4. Mailing lists, when ``mailing_lists == "ignore"``, in any folder (a Sent copy only carries
+5. Mailing lists, when ``mailing_lists == "ignore"``, in any folder (a Sent copy only carries
    List-Id or List-Unsubscribe when it is a newsletter, not a reply) -- except the team's own
    list (a Google Group used as the support address), whose List-Id is the team address.
-5. The Sent folder: outbound.
-6. From a team address or team domain: outbound (a teammate replying from their own account).
-7. Everything else: a customer message, inbound -- also with no From at all, so nothing is lost.
+6. The Sent folder: outbound.
+7. From a team address or team domain: outbound (a teammate replying from their own account).
+8. Everything else: a customer message, inbound -- also with no From at all, so nothing is lost.
 
 Subject heuristics alone never ignore a message: a customer may well write "Out of office
 replies not working"; only an auto-reply-shaped subject that is also a reply (In-Reply-To) or
@@ -53,6 +58,9 @@ DEFAULT_IGNORE_SENDERS: tuple[str, ...] = (
     "staff@hotmail.com",  # Outlook.com's junk-mail feedback loop (JMRP) complaints
 )
 
+# The no-reply addresses a contact form may send from (the customer is in Reply-To).
+NO_REPLY_SENDERS: tuple[str, ...] = tuple(p for p in DEFAULT_IGNORE_SENDERS if "reply" in p)
+
 # Local parts of the addresses MTAs send delivery reports from; "post_master" is Verizon's.
 _BOUNCE_LOCAL_PARTS = frozenset({"mailer-daemon", "mailer_daemon", "postmaster", "post_master"})
 _REPORT_KINDS = {
@@ -81,6 +89,8 @@ class MailboxIdentity:
     ignore_senders: tuple[str, ...] = DEFAULT_IGNORE_SENDERS  # globs on the lowercase address
     ignore_domains: frozenset[str] = frozenset()  # other internal domains: not customers, not us
     mailing_lists: Literal["ignore", "count"] = "ignore"
+    contact_forms: bool = True  # a form's mail (From us or no-reply, Reply-To: customer)
+    form_senders: tuple[str, ...] = ()  # more From globs a contact form sends from
 
     def is_team(self, address: str) -> bool:
         """Tell whether a lowercase address belongs to the team (address or exact domain)."""
@@ -93,6 +103,7 @@ class Classification:
 
     direction: Direction
     reason: str
+    customer: str | None = None  # who the customer is when not the sender (a contact form)
 
 
 def classify(headers: ParsedHeaders, role: FolderRole, identity: MailboxIdentity) -> Classification:
@@ -111,6 +122,14 @@ def classify(headers: ParsedHeaders, role: FolderRole, identity: MailboxIdentity
         if ours:
             kind = "our own auto-reply" if kind == "auto-reply" else f"our own {kind}"
         return Classification(direction=Direction.IGNORED, reason=f"{kind} ({marker})")
+
+    customer = _contact_form_customer(headers, role, identity)
+    if customer is not None:
+        return Classification(
+            direction=Direction.INBOUND,
+            reason="customer taken from Reply-To (contact form)",
+            customer=customer,
+        )
 
     ignored = _ignored_sender_reason(sender, identity)
     if ignored is not None:
@@ -207,6 +226,25 @@ def _keyword(value: str | None) -> str:
     if not value:
         return ""
     return re.split(r"[\s;,(]", value.strip(), maxsplit=1)[0].lower()
+
+
+def _contact_form_customer(
+    headers: ParsedHeaders, role: FolderRole, identity: MailboxIdentity
+) -> str | None:
+    """The Reply-To address when the message is a contact form's (see rung 3), else None."""
+    if not identity.contact_forms or role is FolderRole.SENT or len(headers.reply_to) != 1:
+        return None
+    sender = headers.from_addr
+    form = bool(sender) and (
+        identity.is_team(sender)
+        or any(fnmatchcase(sender, p.lower()) for p in (*NO_REPLY_SENDERS, *identity.form_senders))
+    )
+    (customer,) = headers.reply_to
+    if not form or "@" not in customer or identity.is_team(customer):
+        return None
+    if _ignored_sender_reason(customer, identity) is not None:
+        return None
+    return customer
 
 
 def _ignored_sender_reason(sender: str, identity: MailboxIdentity) -> str | None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from monitor.mail.classify import MailboxIdentity, classify
+from monitor.mail.classify import Classification, MailboxIdentity, classify
 from monitor.mail.headers import ParsedHeaders, message_identity, parse_headers
 from monitor.mail.subjects import normalize_subject
 from monitor.model import Direction, FolderRole, MailLocation, MessageEvent, ThreadRef, require_utc
@@ -37,9 +37,12 @@ def message_instant(headers: ParsedHeaders, received: datetime, role: FolderRole
     return received
 
 
-def _customer(headers: ParsedHeaders, direction: Direction, identity: MailboxIdentity) -> str:
-    """The customer's address: the sender of inbound mail, a reply's first outside recipient."""
-    if direction is not Direction.OUTBOUND:
+def _customer(headers: ParsedHeaders, verdict: Classification, identity: MailboxIdentity) -> str:
+    """The customer's address: the sender of inbound mail (a contact form's Reply-To), a
+    reply's first outside recipient."""
+    if verdict.customer is not None:
+        return verdict.customer
+    if verdict.direction is not Direction.OUTBOUND:
         return headers.from_addr
     for address in (*headers.to, *headers.cc):
         domain = address.rpartition("@")[2]
@@ -67,8 +70,9 @@ def event_from_headers(
         timestamp=instant,
         direction=verdict.direction,
         reason=verdict.reason,
-        author=headers.from_addr,
-        author_name=headers.from_name,
+        # A contact form's author is the customer it names (policies match on the author).
+        author=verdict.customer or headers.from_addr,
+        author_name="" if verdict.customer else headers.from_name,
         subject=headers.subject,
         recipients=(*headers.to, *headers.cc),
         thread=ThreadRef(
@@ -77,7 +81,7 @@ def event_from_headers(
             references=headers.references,
             gm_thread_id=gm_thread_id,
             subject_key=normalize_subject(headers.subject),
-            customer=_customer(headers, verdict.direction, context.identity),
+            customer=_customer(headers, verdict, context.identity),
         ),
         folder=context.folder,
         priority=_priority(headers),
