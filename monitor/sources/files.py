@@ -4,6 +4,11 @@ Useful for backfilling history from an export, for mail delivered locally, and f
 A Maildir message's arrival time is its file's modification time, as Dovecot takes it for
 INTERNALDATE; ``timestamps: date`` uses the Date header instead, for exports whose file times
 mean nothing. Maildir files that disappear are noticed like IMAP expunges.
+
+``probe`` (for ``replyclock check --connect``) has nobody to sign in as: it reports the folders
+(or files) with their message counts, which one holds sent mail and why, the newest mail each
+way, what a first sync would read, and the warning when customer mail came in this week but
+no reply went out.
 """
 
 from __future__ import annotations
@@ -18,6 +23,7 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 from monitor.config.models import MaildirSourceConfig, MboxSourceConfig
+from monitor.durations import format_duration
 from monitor.errors import SourceError
 from monitor.logs import fields
 from monitor.mail.classify import MailboxIdentity
@@ -25,6 +31,7 @@ from monitor.mail.events import FolderContext, event_from_headers
 from monitor.mail.headers import parse_headers
 from monitor.model import FolderRole, MailLocation, MessageEvent
 from monitor.sources.base import MessageSink, PollReport
+from monitor.sources.probe import RECENT, FolderFacts, ProbeReport, missing_replies
 
 log = logging.getLogger("replyclock.sources.files")
 
@@ -78,6 +85,47 @@ def maildir_uid(file_name: str) -> int:
     return int.from_bytes(hashlib.blake2b(unique.encode(), digest_size=8).digest(), "big") >> 1
 
 
+class _Tally:
+    """What a probe counts in the folders a source reads: per folder since ``since`` (what a
+    first sync stores), per role within RECENT, and the newest instant each way."""
+
+    def __init__(self, now: datetime, since_s: int) -> None:
+        self.now = now
+        self.since_s = since_s
+        self.since = now - timedelta(seconds=since_s)
+        self.folders: dict[str, int] = {}
+        self.recent = {FolderRole.INBOX: 0, FolderRole.SENT: 0}
+        self.newest: dict[FolderRole, datetime] = {}
+
+    def add(self, folder: str, role: FolderRole, received: datetime) -> None:
+        """Count one message of a folder the source reads."""
+        self.folders.setdefault(folder, 0)
+        if received >= self.since:
+            self.folders[folder] += 1
+        if received >= self.now - RECENT:
+            self.recent[role] += 1
+        if role not in self.newest or received > self.newest[role]:
+            self.newest[role] = received
+
+    def fill(self, report: ProbeReport, mailbox: str) -> None:
+        """The first sync, newest mail each way, recent counts and missing-replies advice."""
+        total = sum(self.folders.values())
+        per_folder = ", ".join(f"{name} {count:,}" for name, count in self.folders.items())
+        report.first_sync = (
+            f"{total:,} message{'s' if total != 1 else ''} since {self.since.date().isoformat()}"
+            f" (since: {format_duration(self.since_s)}): {per_folder}"
+        )
+        report.newest_inbound = self.newest.get(FolderRole.INBOX)
+        report.newest_outbound = self.newest.get(FolderRole.SENT)
+        report.recent_inbound = self.recent[FolderRole.INBOX]
+        report.recent_outbound = self.recent[FolderRole.SENT]
+        warning = missing_replies(
+            report.platform, mailbox, report.recent_inbound, report.recent_outbound
+        )
+        if warning:
+            report.warnings.append(warning)
+
+
 class MaildirSource:
     """A Maildir tree: the root is INBOX, Maildir++ subfolders (``.Sent``) are other folders."""
 
@@ -98,18 +146,109 @@ class MaildirSource:
         dotted = root / f".{folder}"
         return dotted if dotted.is_dir() else root / folder
 
-    def poll(self, sink: MessageSink, now: datetime) -> PollReport:
-        """Store files not seen before; note files that disappeared."""
+    def _roles(self) -> dict[str, FolderRole]:
+        """The folders a poll reads: the watched ones, and the sent folders that exist."""
         if not (self.config.path / "cur").is_dir() and not (self.config.path / "new").is_dir():
             raise SourceError(
                 self.name,
                 f"{self.config.path} is not a Maildir (no cur/ or new/ inside); fix `path`",
             )
-        report = PollReport(source=self.name)
         roles = dict.fromkeys(self.config.folders, FolderRole.INBOX)
         for folder in self.config.sent_folders:
             if self.folder_path(folder).is_dir():
                 roles[folder] = FolderRole.SENT
+        return roles
+
+    def _missing(self, folder: str) -> SourceError:
+        return SourceError(
+            self.name,
+            f"folder {folder!r} does not exist under {self.config.path}; "
+            "fix `folders` in the config",
+        )
+
+    def probe(self, now: datetime) -> ProbeReport:
+        """Report the tree's folders with their message counts, the sent folder and why, the
+        newest mail each way and what a first sync would read. Only reads."""
+        roles = self._roles()
+        for folder in roles:
+            if not self.folder_path(folder).is_dir():
+                raise self._missing(folder)
+        report = ProbeReport(source=self.name, kind="maildir", account=str(self.config.path))
+        report.detail(
+            "timestamps",
+            "the Date header (timestamps: date)"
+            if self.use_date_header
+            else "file modification times (the arrival time, as Dovecot takes it)",
+        )
+        listed = self._listing()
+        for folder in roles:
+            if folder.upper() == "INBOX":  # named as the config names it ("inbox" works too)
+                listed.pop("INBOX", None)
+            listed.setdefault(folder, self.folder_path(folder))
+        tally = _Tally(now, self.config.since)
+        for folder, base in sorted(listed.items()):
+            files = list(self._files_in(base))
+            role = roles.get(folder)
+            report.folders.append(
+                FolderFacts(
+                    name=folder,
+                    role="" if role is None else "sent" if role is FolderRole.SENT else "watched",
+                    messages=len(files),
+                    why="named in sent_folders" if role is FolderRole.SENT else "",
+                )
+            )
+        for folder, role in roles.items():
+            tally.folders.setdefault(folder, 0)
+            for path in self._files_in(self.folder_path(folder)):
+                received = self._instant(path)
+                if received is not None:
+                    tally.add(folder, role, received)
+        tally.fill(report, str(self.config.path))
+        if FolderRole.SENT not in roles.values():
+            report.warnings.append(
+                f"no sent folder found (sent_folders: {', '.join(self.config.sent_folders)}): "
+                "set sent_folders to the folder that holds sent mail"
+            )
+        return report
+
+    def _listing(self) -> dict[str, Path]:
+        """Every folder of the tree: INBOX (the root), ``.Name`` (Maildir++) and ``Name``
+        subdirectories that hold cur/ or new/."""
+        root = self.config.path
+        found = {"INBOX": root}
+        for entry in sorted(root.iterdir()):
+            if entry.name in ("cur", "new", "tmp") or not entry.is_dir():
+                continue
+            if (entry / "cur").is_dir() or (entry / "new").is_dir():
+                name = entry.name[1:] if entry.name.startswith(".") else entry.name
+                found.setdefault(name, entry)
+        return found
+
+    @staticmethod
+    def _files_in(base: Path) -> Iterator[Path]:
+        """The message files of a folder (in new/ and cur/)."""
+        for sub in ("new", "cur"):
+            directory = base / sub
+            if not directory.is_dir():
+                continue
+            for entry in os.scandir(directory):
+                if entry.is_file() and not entry.name.startswith("."):
+                    yield Path(entry.path)
+
+    def _instant(self, path: Path) -> datetime | None:
+        """A message's instant as a poll takes it: the file time, or its Date header."""
+        try:
+            received = datetime.fromtimestamp(path.stat().st_mtime, UTC)
+            if self.use_date_header:
+                received = parse_headers(read_header_block(path)).date or received
+        except OSError:
+            return None  # moved or unreadable: a poll skips it too
+        return received
+
+    def poll(self, sink: MessageSink, now: datetime) -> PollReport:
+        """Store files not seen before; note files that disappeared."""
+        roles = self._roles()
+        report = PollReport(source=self.name)
         # Disappeared files are forgotten only after every folder is read, so a message moved
         # from one watched folder to another is found in its new place first, never "removed".
         gone = {
@@ -122,27 +261,14 @@ class MaildirSource:
         return report
 
     def _files(self, folder: str) -> dict[int, Path]:
-        base = self.folder_path(folder)
-        found: dict[int, Path] = {}
-        for sub in ("new", "cur"):
-            directory = base / sub
-            if not directory.is_dir():
-                continue
-            for entry in os.scandir(directory):
-                if entry.is_file() and not entry.name.startswith("."):
-                    found[maildir_uid(entry.name)] = Path(entry.path)
-        return found
+        return {maildir_uid(path.name): path for path in self._files_in(self.folder_path(folder))}
 
     def _poll_folder(
         self, sink: MessageSink, folder: str, role: FolderRole, now: datetime, report: PollReport
     ) -> set[int]:
         """Store a folder's new files; return the UIDs of files that are gone from it."""
         if not self.folder_path(folder).is_dir():
-            raise SourceError(
-                self.name,
-                f"folder {folder!r} does not exist under {self.config.path}; "
-                "fix `folders` in the config",
-            )
+            raise self._missing(folder)
         files = self._files(folder)
         known = sink.folder_uids(folder, MAILDIR_UIDVALIDITY)
         context = FolderContext(source=self.name, folder=folder, role=role, identity=self.identity)
@@ -190,25 +316,68 @@ class MboxSource:
     def close(self) -> None:
         """Nothing to release."""
 
-    def poll(self, sink: MessageSink, now: datetime) -> PollReport:
-        """Store every message of the files; the store drops the ones it already has."""
-        report = PollReport(source=self.name)
+    def _files(self) -> list[tuple[Path, FolderRole, str]]:
+        """The files a poll reads, each with its role and config key; raises if one is gone."""
         files = [(self.config.path, FolderRole.INBOX, "path")]
         if self.config.sent_path is not None:
             files.append((self.config.sent_path, FolderRole.SENT, "sent_path"))
-        since = now - timedelta(seconds=self.config.since)
-        for path, role, key in files:
+        for path, _, key in files:
             if not path.is_file():
                 raise SourceError(self.name, f"mbox file {path} does not exist; fix `{key}`")
+        return files
+
+    def probe(self, now: datetime) -> ProbeReport:
+        """Report the files with their message counts, which mail counts as sent and why, the
+        newest mail each way and what a first sync would read. Only reads."""
+        files = self._files()
+        report = ProbeReport(source=self.name, kind="mbox", account=str(self.config.path))
+        report.detail("timestamps", "the From line's date, else the Date header")
+        tally = _Tally(now, self.config.since)
+        for path, default_role, key in files:
+            counts = {FolderRole.INBOX: 0, FolderRole.SENT: 0}
+            labelled = f"{path.name} (Gmail label Sent)"
+            for role, received, _ in self._messages(path, default_role, now, warn=False):
+                counts[role] += 1
+                sent_label = role is FolderRole.SENT and default_role is not FolderRole.SENT
+                tally.add(labelled if sent_label else path.name, role, received)
+            if default_role is FolderRole.SENT:
+                report.folders.append(
+                    FolderFacts(path.name, "sent", counts[FolderRole.SENT], f"named in {key}")
+                )
+                continue
+            report.folders.append(FolderFacts(path.name, "watched", counts[FolderRole.INBOX]))
+            if counts[FolderRole.SENT]:
+                report.folders.append(
+                    FolderFacts(
+                        labelled,
+                        "sent",
+                        counts[FolderRole.SENT],
+                        "X-Gmail-Labels: Sent, as in a Google Takeout export",
+                    )
+                )
+        tally.fill(report, str(self.config.path))
+        if not any(f.role == "sent" for f in report.folders):
+            report.warnings.append(
+                "no sent mail found: set sent_path to an mbox file of the team's sent mail"
+            )
+        return report
+
+    def poll(self, sink: MessageSink, now: datetime) -> PollReport:
+        """Store every message of the files; the store drops the ones it already has."""
+        report = PollReport(source=self.name)
+        since = now - timedelta(seconds=self.config.since)
+        for path, role, _ in self._files():
             folder = path.name
             store_in_batches(
                 sink, folder, self._events(path, folder, role, since, now), now, report
             )
         return report
 
-    def _events(
-        self, path: Path, folder: str, default_role: FolderRole, since: datetime, now: datetime
-    ) -> Iterator[MessageEvent]:
+    def _messages(
+        self, path: Path, default_role: FolderRole, now: datetime, *, warn: bool = True
+    ) -> Iterator[tuple[FolderRole, datetime, bytes]]:
+        """Each message of a file: its role (Gmail's Sent label makes it sent), its instant
+        (the From line's date, else the Date header, else ``now``) and its header block."""
         box = mailbox.mbox(path, create=False)
         try:
             for key in box.iterkeys():
@@ -221,21 +390,28 @@ class MboxSource:
                 received = _from_line_date(box.get_message(key).get_from()) or headers.date
                 if received is None:
                     # Nothing dates it: keep it (never lose a message), timed when first seen.
-                    log.warning(
-                        "message without a date; using the time it was first seen",
-                        extra=fields(
-                            source=self.name, file=str(path), message_id=headers.message_id
-                        ),
-                    )
+                    if warn:
+                        log.warning(
+                            "message without a date; using the time it was first seen",
+                            extra=fields(
+                                source=self.name, file=str(path), message_id=headers.message_id
+                            ),
+                        )
                     received = now
-                if received < since:
-                    continue
-                context = FolderContext(
-                    source=self.name, folder=folder, role=role, identity=self.identity
-                )
-                yield event_from_headers(context, block, received)
+                yield role, received, block
         finally:
             box.close()
+
+    def _events(
+        self, path: Path, folder: str, default_role: FolderRole, since: datetime, now: datetime
+    ) -> Iterator[MessageEvent]:
+        for role, received, block in self._messages(path, default_role, now):
+            if received < since:
+                continue
+            context = FolderContext(
+                source=self.name, folder=folder, role=role, identity=self.identity
+            )
+            yield event_from_headers(context, block, received)
 
 
 def _from_line_date(from_line: str) -> datetime | None:

@@ -8,6 +8,10 @@ is inclusive, so those come back and are skipped). A poll with nothing new is on
 
 Freshdesk keeps no status history: the ticket's current status is stored as one status event,
 timed by ``stats.status_updated_at``, so a status seen again is stored once.
+
+``probe`` (for ``replyclock check --connect``) asks who the key belongs to (``agents/me``): the
+agent's ticket scope decides which tickets it can see at all. It reads the rate-limit headroom
+from that answer's headers and counts with the ticket filter API what a first sync would read.
 """
 
 from __future__ import annotations
@@ -23,11 +27,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from monitor.config.models import FreshdeskSourceConfig
-from monitor.errors import SourceError
+from monitor.durations import format_duration
+from monitor.errors import SourceAuthError, SourceError
 from monitor.logs import fields
 from monitor.model import Direction, MessageEvent, ThreadRef
 from monitor.sources.base import MessageSink, PollReport, read_secret
 from monitor.sources.http import source_api
+from monitor.sources.probe import ProbeReport
 
 log = logging.getLogger("replyclock.sources.freshdesk")
 
@@ -36,6 +42,16 @@ TICKETS_PATH = "/api/v2/tickets"
 PER_PAGE = 100
 MAX_PAGES = 300  # Freshdesk answers no page past 300: continue from the last updated_at
 FOLDER = "tickets"
+AGENT_PATH = "/api/v2/agents/me"
+ROLES_PATH = "/api/v2/roles"
+SEARCH_PATH = "/api/v2/search/tickets"
+# An agent's ticket_scope: which tickets it can see (and so replyclock, with its key, reads).
+TICKET_SCOPES = {
+    1: "every ticket (global access)",
+    2: "only the tickets of the agent's groups (group access)",
+    3: "only the tickets assigned to the agent (restricted access)",
+}
+GLOBAL_ACCESS = 1
 
 PRIORITIES = {1: "low", 2: "medium", 3: "high", 4: "urgent"}
 STATUSES = {2: "open", 3: "pending", 4: "solved", 5: "closed"}
@@ -216,6 +232,69 @@ class FreshdeskSource:
         """Forget the credentials and status names; the next poll reads them again."""
         self._authorization = None
         self._status_names = None
+
+    # --- check --connect ---------------------------------------------------------------------
+
+    def probe(self, now: datetime) -> ProbeReport:
+        """Sign in as a poll does and report the agent, which tickets it can see, its role, the
+        rate-limit headroom and how many tickets a first sync would read. Only reads."""
+        self._authorization = None  # read the secret fresh, as a poll does
+        cfg = self.config
+        answer = self.api.get(AGENT_PATH)
+        agent = answer.data
+        if not isinstance(agent, Mapping):
+            raise SourceError(
+                self.name, f"{AGENT_PATH} answered {type(agent).__name__}, not a JSON object"
+            )
+        contact = agent.get("contact") or {}
+        name, mail = str(contact.get("name") or ""), str(contact.get("email") or "")
+        fallback = f"agent {agent.get('id')}"
+        account = f"{name} <{mail}>" if name and mail else name or mail or fallback
+        report = ProbeReport(source=self.name, kind="freshdesk", account=account)
+        report.detail("api", self.api.base_url)
+        report.detail(
+            "signed in with",
+            "API key" + (f" from {cfg.api_key_file}" if cfg.api_key_file is not None else ""),
+        )
+        scope = _int(agent.get("ticket_scope"))
+        report.detail("ticket access", TICKET_SCOPES.get(scope or 0, f"ticket_scope {scope}"))
+        if scope != GLOBAL_ACCESS:
+            report.warnings.append(
+                f"{account} sees {TICKET_SCOPES.get(scope or 0, 'not every ticket')}: tickets it "
+                "cannot see are not monitored; use the API key of an agent with global access"
+            )
+        report.detail("role", self._role(agent))
+        report.detail("rate limit", _headroom(answer.headers))
+        since = (now - timedelta(seconds=cfg.since)).date().isoformat()
+        try:
+            found = self.api.get(SEARCH_PATH, {"query": f"\"updated_at:>'{since}'\""}).data
+        except SourceError as exc:
+            report.first_sync = f"not counted: {exc.detail}"
+            return report
+        total = found.get("total") if isinstance(found, Mapping) else None
+        if not isinstance(total, int):
+            report.first_sync = f"not counted: {SEARCH_PATH} answered without a total"
+            return report
+        report.first_sync = (
+            f"{total:,} ticket{'s' if total != 1 else ''} updated since {since} (since: "
+            f"{format_duration(cfg.since)}), each read with its conversations"
+        )
+        return report
+
+    def _role(self, agent: Json) -> str:
+        """The agent's role names and whether one is an administrator's, when the key may list
+        the roles; otherwise the role ids."""
+        ids = [i for i in agent.get("role_ids") or () if _int(i) is not None]
+        listed = ", ".join(str(i) for i in ids) or "none"
+        try:
+            roles = _list(self.api.get(ROLES_PATH).data, self.name, ROLES_PATH)
+        except SourceAuthError:  # the key signed in, so this is a permission: an admin's
+            return f"role ids {listed}; this key may not list roles, so likely not an admin"
+        except SourceError as exc:
+            return f"role ids {listed} (roles not readable: {exc.detail})"
+        names = [str(r.get("name")) for r in roles if r.get("id") in ids and r.get("name")]
+        admin = any("admin" in n.lower() for n in names)
+        return f"{', '.join(names) or 'none'} ({'an admin' if admin else 'not an admin'})"
 
     # --- polling -----------------------------------------------------------------------------
 
@@ -401,6 +480,14 @@ class FreshdeskSource:
             if answer.link("next") is None and len(items) < PER_PAGE:
                 return found
             page += 1
+
+
+def _headroom(headers: Mapping[str, str]) -> str:
+    """The account's rate-limit headroom, from an answer's headers."""
+    limit, left = headers.get("x-ratelimit-total"), headers.get("x-ratelimit-remaining")
+    if not limit or not left:
+        return "not reported"
+    return f"{left} of {limit} requests a minute left"
 
 
 def _int(value: object) -> int | None:

@@ -17,6 +17,10 @@ What counts as a reply depends on ``mode``:
 In both modes comments by bots (``type: Bot`` or a login ending in ``[bot]``) and by
 ``ignore_users`` never count, closing an issue stops a running clock as solved, and an author's
 comment on a closed issue is not a new customer message (GitHub does not reopen the issue).
+
+``probe`` (for ``replyclock check --connect``) asks whom the token belongs to (``/user``), shows
+the classic scopes GitHub sends with it (fine-grained tokens send none) and the rate-limit
+headroom, looks up each repository, and counts with the search API what a first sync reads.
 """
 
 from __future__ import annotations
@@ -31,11 +35,13 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from monitor.config.models import GitHubSourceConfig
+from monitor.durations import format_duration
 from monitor.errors import SourceAuthError, SourceError
 from monitor.logs import fields
 from monitor.model import Direction, MessageEvent, ThreadRef
 from monitor.sources.base import MessageSink, PollReport, read_secret
 from monitor.sources.http import Response, source_api
+from monitor.sources.probe import FolderFacts, ProbeReport
 
 log = logging.getLogger("replyclock.sources.github")
 
@@ -200,6 +206,100 @@ class GitHubSource:
     def close(self) -> None:
         """Forget the token; the next poll reads it again (there is no connection to close)."""
         self._token = None
+
+    # --- check --connect ---------------------------------------------------------------------
+
+    def probe(self, now: datetime) -> ProbeReport:
+        """Sign in as a poll does and report the token's user, the permissions GitHub shows,
+        the rate-limit headroom, each repository (with its open count) and how many issues a
+        first sync would read. Only reads; never shows the token."""
+        self._token = None  # read the secret fresh, as a poll does
+        cfg = self.config
+        answer = self.api.get("/user")
+        user = answer.data if isinstance(answer.data, Mapping) else {}
+        login, name = str(user.get("login") or "an unnamed user"), user.get("name")
+        account = f"{login} ({name})" if isinstance(name, str) and name else login
+        report = ProbeReport(source=self.name, kind="github", account=account)
+        report.detail("api", self.api.base_url)
+        report.detail(
+            "signed in with",
+            "token" + (f" from {cfg.token_file}" if cfg.token_file is not None else ""),
+        )
+        report.detail("permissions seen", _scopes(answer.headers))
+        expires = answer.headers.get("github-authentication-token-expiration")
+        if expires:
+            report.detail("token expires", expires)
+        report.detail("rate limit", _headroom(answer.headers))
+        readable = [r for r in cfg.repositories if self._probe_repository(r, report)]
+        report.detail(
+            "repositories",
+            f"{len(readable)} of {len(cfg.repositories)} readable; counts are open issues "
+            "and pull requests",
+        )
+        report.first_sync = self._first_sync(readable, now)
+        return report
+
+    def _probe_repository(self, repository: str, report: ProbeReport) -> bool:
+        """List one repository in the report; whether the token can read it."""
+        facts = FolderFacts(name=repository, role="watched", messages=None)
+        report.folders.append(facts)
+        try:
+            data = self.api.get(f"/repos/{repository}").data
+        except SourceError as exc:
+            cause = exc.__cause__
+            if isinstance(cause, urllib.error.HTTPError) and cause.code == 404:
+                report.warnings.append(
+                    f"repository {repository} is not visible to this token (HTTP 404): check "
+                    "its name in `repositories` and that the token can read it (GitHub answers "
+                    "404, not 403, for a private repository a token cannot see)"
+                )
+            else:
+                report.warnings.append(f"repository {repository}: {exc.detail}")
+            return False
+        if not isinstance(data, Mapping):
+            report.warnings.append(f"repository {repository}: the answer is not a JSON object")
+            return False
+        count = data.get("open_issues_count")
+        facts.messages = count if isinstance(count, int) else None
+        if data.get("has_issues") is False:
+            report.warnings.append(
+                f"issues are turned off in {repository}"
+                + (
+                    ": only its pull requests are read"
+                    if self.config.include_pull_requests
+                    else ": there is nothing to monitor"
+                )
+            )
+        return True
+
+    def _first_sync(self, repositories: list[str], now: datetime) -> str:
+        """How many issues (and pull requests) updated since ``since`` a first sync reads."""
+        if not repositories:
+            return "nothing: no repository in `repositories` is readable"
+        day = (now - timedelta(seconds=self.config.since)).date().isoformat()
+        kinds = ("issue", "pr") if self.config.include_pull_requests else ("issue",)
+        counts: list[str] = []
+        total, incomplete = 0, False
+        try:
+            for repository in repositories:
+                found = 0
+                for kind in kinds:
+                    query = f"repo:{repository} is:{kind} updated:>={day}"
+                    data = self.api.get("/search/issues", {"q": query, "per_page": 1}).data
+                    number = data.get("total_count") if isinstance(data, Mapping) else None
+                    if not isinstance(number, int):
+                        return "not counted: /search/issues answered without a total_count"
+                    found += number
+                    incomplete = incomplete or bool(data.get("incomplete_results"))
+                total += found
+                counts.append(f"{repository} {found:,}")
+        except SourceError as exc:
+            return f"not counted: {exc.detail}"
+        noun = "issues and pull requests" if len(kinds) > 1 else "issues"
+        return (
+            f"{'at least ' if incomplete else ''}{total:,} {noun} updated since {day} (since: "
+            f"{format_duration(self.config.since)}): {', '.join(counts)}"
+        )
 
     # --- polling -----------------------------------------------------------------------------
 
@@ -420,6 +520,30 @@ class GitHubSource:
             verdict = (Direction.IGNORED, "issue closed (no closed event listed: at closed_at)")
             events.append(event(f"closed:{iso(when)}", when, verdict, issue.get("closed_by")))
         return sorted(events, key=lambda e: (e.timestamp, e.identity))
+
+
+def _scopes(headers: Mapping[str, str]) -> str:
+    """What GitHub says about a token's permissions: a classic token's scopes come in
+    ``X-OAuth-Scopes``; a fine-grained token sends no such header."""
+    scopes = headers.get("x-oauth-scopes")
+    if scopes is None:
+        return "none sent: a fine-grained token, whose permissions are set per repository"
+    if not scopes.strip():
+        return "no scopes: a classic token without scopes reads public repositories only"
+    return f"scopes {scopes.strip()} (a classic token)"
+
+
+def _headroom(headers: Mapping[str, str]) -> str:
+    """The token's rate-limit headroom, from an answer's headers."""
+    limit, left = headers.get("x-ratelimit-limit"), headers.get("x-ratelimit-remaining")
+    if not limit or not left:
+        return "not reported"
+    text = f"{left} of {limit} requests an hour left"
+    try:
+        reset = datetime.fromtimestamp(int(headers.get("x-ratelimit-reset", "")), UTC)
+    except (ValueError, OverflowError, OSError):
+        return text
+    return f"{text}, renewed at {reset.strftime('%H:%M UTC')}"
 
 
 def _items(response: Response, source: str) -> list[Json]:

@@ -12,6 +12,11 @@ held by collision detection are not stored until they are sent. A status change 
 the thread's ``status`` (documented as ``nochange`` unless the thread changed the status),
 else from a line item's text ("Marked as Pending"); a conversation whose status no thread
 recorded gets one status event at ``closedAt`` or ``userUpdatedAt``.
+
+``probe`` (for ``replyclock check --connect``) gets a token as a poll does, asks whom the app
+acts as (``users/me``), lists the mailboxes that user can see against ``mailboxes``, reads the
+rate-limit headroom, and counts from one page of the conversation list what a first sync
+would read.
 """
 
 from __future__ import annotations
@@ -26,16 +31,20 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from monitor.config.models import HelpScoutSourceConfig
+from monitor.durations import format_duration
 from monitor.errors import SourceAuthError, SourceError
 from monitor.logs import fields
 from monitor.model import Direction, MessageEvent, ThreadRef
 from monitor.sources.base import MessageSink, PollReport, read_secret
 from monitor.sources.http import source_api
+from monitor.sources.probe import FolderFacts, ProbeReport
 
 log = logging.getLogger("replyclock.sources.helpscout")
 
 TOKEN_PATH = "/v2/oauth2/token"  # noqa: S105 - a URL path, not a password
 CONVERSATIONS_PATH = "/v2/conversations"
+ME_PATH = "/v2/users/me"
+MAILBOXES_PATH = "/v2/mailboxes"
 FOLDER = "conversations"  # the PollReport bucket; an API source has no folders
 TOKEN_MARGIN_S = 300.0  # a cached token is renewed this long before it expires
 STATUSES = {
@@ -316,6 +325,86 @@ class HelpScoutSource:
         """Forget the access token; the next poll asks for a new one."""
         self._token = None
 
+    # --- check --connect ---------------------------------------------------------------------
+
+    def probe(self, now: datetime) -> ProbeReport:
+        """Get a token as a poll does and report the user the app acts as, the mailboxes that
+        user sees (the configured ones marked watched), the rate-limit headroom and how many
+        conversations a first sync would read. Only reads; never shows the secret or token."""
+        try:
+            self._ensure_token()
+            return self._probe(now)
+        except SourceAuthError:
+            self._token = None
+            raise
+
+    def _probe(self, now: datetime) -> ProbeReport:
+        cfg = self.config
+        answer = self.api.get(ME_PATH)
+        me = answer.data if isinstance(answer.data, Mapping) else {}
+        name = " ".join(str(me.get(k) or "") for k in ("firstName", "lastName")).strip()
+        mail = str(me.get("email") or "")
+        account = f"{name} <{mail}>" if name and mail else name or mail or f"user {me.get('id')}"
+        report = ProbeReport(source=self.name, kind="helpscout", account=account)
+        report.detail("api", self.api.base_url)
+        report.detail(
+            "signed in with",
+            f"OAuth2 app {cfg.app_id} (client credentials"
+            + (f", secret from {cfg.app_secret_file})" if cfg.app_secret_file else ")"),
+        )
+        report.detail("role", str(me.get("role") or "unknown"))
+        report.detail("rate limit", _headroom(answer.headers))
+        mailboxes = self._mailboxes()
+        wanted = set(cfg.mailboxes)
+        for mailbox_id, mailbox_name in sorted(mailboxes.items(), key=lambda m: m[1]):
+            report.folders.append(
+                FolderFacts(
+                    name=f"{mailbox_name} ({mailbox_id})",
+                    role="watched" if not wanted or mailbox_id in wanted else "",
+                    messages=None,
+                )
+            )
+        if not wanted:
+            report.detail("mailboxes", f"all {len(mailboxes)} that {account} can see (none set)")
+        for missing in sorted(wanted - set(mailboxes)):
+            report.warnings.append(
+                f"mailbox {missing} in `mailboxes` is not one {account} can see: fix its id, "
+                "or give that user access to the mailbox (the app acts as the user who made it)"
+            )
+        if not mailboxes:
+            report.warnings.append(f"{account} can see no mailbox: there is nothing to read")
+        since = now - timedelta(seconds=cfg.since)
+        params = {**self._params(since, 1), "embed": None}
+        try:
+            page = self.api.get(CONVERSATIONS_PATH, params).data
+        except SourceError as exc:
+            report.first_sync = f"not counted: {exc.detail}"
+            return report
+        meta = page.get("page") if isinstance(page, Mapping) else None
+        total = meta.get("totalElements") if isinstance(meta, Mapping) else None
+        if not isinstance(total, int):
+            report.first_sync = f"not counted: {CONVERSATIONS_PATH} answered without a total"
+            return report
+        report.first_sync = (
+            f"{total:,} conversation{'s' if total != 1 else ''} modified since "
+            f"{since.date().isoformat()} (since: {format_duration(cfg.since)}), each read "
+            "with its threads"
+        )
+        return report
+
+    def _mailboxes(self) -> dict[int, str]:
+        """Every mailbox the app's user can see: id -> name."""
+        found: dict[int, str] = {}
+        page = 1
+        while True:
+            data = self.api.get(MAILBOXES_PATH, {"page": page}).data
+            for item in _embedded(data, "mailboxes", self.name):
+                if isinstance(item.get("id"), int):
+                    found[item["id"]] = str(item.get("name") or item.get("email") or item["id"])
+            if _page_number(data) >= _total_pages(data):
+                return found
+            page += 1
+
     # --- polling -----------------------------------------------------------------------------
 
     def poll(self, sink: MessageSink, now: datetime) -> PollReport:
@@ -395,6 +484,15 @@ class HelpScoutSource:
             if _page_number(data) >= _total_pages(data):
                 return threads
             page += 1
+
+
+def _headroom(headers: Mapping[str, str]) -> str:
+    """The account's rate-limit headroom, from an answer's headers."""
+    limit = headers.get("x-ratelimit-limit-minute")
+    left = headers.get("x-ratelimit-remaining-minute")
+    if not limit or not left:
+        return "not reported"
+    return f"{left} of {limit} requests a minute left"
 
 
 def _embedded(data: object, name: str, source: str) -> list[Json]:

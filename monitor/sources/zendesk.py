@@ -9,6 +9,10 @@ transaction, so a poll that fails half-way resumes at the first page it did not 
 Zendesk's own rules are followed: a reply is a public comment by an agent (role ``agent`` or
 ``admin``); comments made by triggers and automations, by bots, by the Zendesk system user or
 through ticket sharing are neither customer messages nor replies.
+
+``probe`` (for ``replyclock check --connect``) asks who the token signs in as (``users/me``),
+reads the rate-limit headroom from that answer's headers, and counts with the search API the
+tickets a first sync would read.
 """
 
 from __future__ import annotations
@@ -22,17 +26,21 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from monitor.config.models import ZendeskSourceConfig
-from monitor.errors import SourceError
+from monitor.durations import format_duration
+from monitor.errors import SourceAuthError, SourceError
 from monitor.logs import fields
 from monitor.model import Direction, MessageEvent, ThreadRef
 from monitor.sources.base import MessageSink, PollReport, read_secret
 from monitor.sources.http import source_api
+from monitor.sources.probe import ProbeReport
 
 log = logging.getLogger("replyclock.sources.zendesk")
 
 CHECKPOINT = "export_cursor"  # the export's after_cursor, saved with each page's events
 EXPORT_PATH = "/api/v2/incremental/tickets/cursor.json"
 AUDIT_PAGE_SIZE = 100
+ME_PATH = "/api/v2/users/me.json"
+COUNT_PATH = "/api/v2/search/count.json"
 FOLDER = "tickets"  # the PollReport bucket; an API source has no folders
 
 TEAM_ROLES = frozenset({"agent", "admin"})
@@ -295,6 +303,56 @@ class ZendeskSource:
         """Forget the credentials; the next poll reads them again (there is no connection)."""
         self._authorization = None
 
+    # --- check --connect ---------------------------------------------------------------------
+
+    def probe(self, now: datetime) -> ProbeReport:
+        """Sign in as a poll does and report the user and role, the rate-limit headroom and how
+        many tickets a first sync would read. Only reads; never shows the token."""
+        self._authorization = None  # read the secret fresh, as a poll does
+        answer = self.api.get(ME_PATH)
+        user = _mapping(answer.data, self.name, ME_PATH).get("user")
+        if not isinstance(user, Mapping) or user.get("id") is None:
+            # Zendesk answers users/me without credentials it accepts as the anonymous user.
+            raise SourceAuthError(
+                self.name,
+                f"{self.api.base_url} answered as an anonymous user: it did not accept the "
+                f"credentials; {self.api.what_to_fix}",
+            )
+        name, email = str(user.get("name") or ""), str(user.get("email") or "")
+        account = f"{name} <{email}>" if name and email else name or email or f"user {user['id']}"
+        role = str(user.get("role") or "unknown")
+        cfg = self.config
+        report = ProbeReport(source=self.name, kind="zendesk", account=account)
+        report.detail("api", self.api.base_url)
+        report.detail(
+            "signed in with",
+            f"API token of {cfg.email}"
+            + (f" from {cfg.api_token_file}" if cfg.api_token_file is not None else ""),
+        )
+        report.detail("role", role)
+        report.detail("rate limit", _headroom(answer.headers))
+        if role != "admin":
+            report.warnings.append(
+                f"{account} is {'an' if role[:1] in 'aeiou' else 'a'} {role}, not an admin: the "
+                "incremental ticket export is admin-only, so polls will be refused; use the API "
+                "token with a Zendesk admin's email"
+            )
+        since = (now - timedelta(seconds=cfg.since)).date().isoformat()
+        try:
+            counted = self.api.get(COUNT_PATH, {"query": f"type:ticket updated>={since}"})
+            count = _mapping(counted.data, self.name, COUNT_PATH).get("count")
+        except SourceError as exc:
+            report.first_sync = f"not counted: {exc.detail}"
+            return report
+        if not isinstance(count, int):
+            report.first_sync = f"not counted: {COUNT_PATH} answered without a count"
+            return report
+        report.first_sync = (
+            f"{count:,} ticket{'s' if count != 1 else ''} updated since {since} (since: "
+            f"{format_duration(cfg.since)}), each read with its audits"
+        )
+        return report
+
     # --- polling -----------------------------------------------------------------------------
 
     def poll(self, sink: MessageSink, now: datetime) -> PollReport:
@@ -386,6 +444,16 @@ def _latest_per_id(items: object) -> list[Json]:
             latest.pop(item["id"], None)  # re-insert so order follows the latest update
             latest[item["id"]] = item
     return list(latest.values())
+
+
+def _headroom(headers: Mapping[str, str]) -> str:
+    """The account's rate-limit headroom from an answer's headers (both spellings Zendesk
+    sends: ``X-Rate-Limit`` and the newer ``ratelimit-limit``)."""
+    limit = headers.get("x-rate-limit") or headers.get("ratelimit-limit")
+    left = headers.get("x-rate-limit-remaining") or headers.get("ratelimit-remaining")
+    if not limit or not left:
+        return "not reported"
+    return f"{left} of {limit} requests a minute left"
 
 
 def _mapping(data: object, source: str, path: str) -> Json:

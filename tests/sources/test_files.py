@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -18,6 +19,7 @@ from monitor.model import Direction
 from monitor.sla.clocks import Clock, ClockKind, ClockMessage, StopReason, segment_clocks
 from monitor.sources.base import PollReport
 from monitor.sources.files import MAILDIR_UIDVALIDITY, MaildirSource, MboxSource, maildir_uid
+from monitor.sources.probe import print_probe
 from monitor.store import SourceSink, Store, StoredMessage
 from monitor.store.sqlite import prune_closed
 
@@ -624,3 +626,177 @@ def test_pruned_messages_are_not_read_again(
     assert again.new == 0
     assert store.source_counts() == {"box": (2, 1)}  # erased rows stay as "already seen"
     assert {row[0] for row in store.conn.execute("SELECT subject FROM messages")} == {""}
+
+
+# --- check --connect ---------------------------------------------------------------------------
+
+
+def days_ago(days: float) -> datetime:
+    return NOW - timedelta(days=days)
+
+
+def from_line(when: datetime) -> str:
+    return f"tom@smallshop.example {when:%a %b %d %H:%M:%S %Y}"
+
+
+def test_maildir_probe_reports_folders_the_sent_folder_newest_mail_and_first_sync(
+    tmp_path: Path,
+) -> None:
+    """Every folder of the tree with its message count; the watched and the sent folder (and
+    why it is the sent one); the newest mail each way by file time; what a first sync stores."""
+    root = make_maildir(tmp_path / "Maildir", "Sent", "Drafts")
+    deliver(root / "new", "3.c", customer_mail("q3@shop", days_ago(2)), days_ago(2))
+    deliver(root / "cur", "2.b:2,S", customer_mail("q2@shop", days_ago(20)), days_ago(20))
+    deliver(root / "cur", "1.a:2,S", customer_mail("q1@shop", days_ago(40)), days_ago(40))
+    deliver(root / "tmp", "4.d", customer_mail("partial@shop", NOW), NOW)  # not delivered yet
+    reply = team_reply("r3@acme", days_ago(1), "q3@shop")
+    deliver(root / ".Sent" / "cur", "5.e:2,S", reply, days_ago(1))
+    deliver(root / ".Drafts" / "cur", "6.f:2,D", reply, days_ago(1))
+
+    report = maildir_source(root).probe(NOW)
+
+    assert (report.source, report.kind, report.account) == ("box", "maildir", str(root))
+    assert [(f.name, f.role, f.messages, f.why) for f in report.folders] == [
+        ("Drafts", "", 1, ""),
+        ("INBOX", "watched", 3, ""),
+        ("Sent", "sent", 1, "named in sent_folders"),
+    ]
+    assert report.first_sync == "3 messages since 2026-10-25 (since: 30d): INBOX 2, Sent 1"
+    assert (report.newest_inbound, report.newest_outbound) == (days_ago(2), days_ago(1))
+    assert (report.recent_inbound, report.recent_outbound) == (1, 1)
+    assert report.warnings == []
+    out = io.StringIO()
+    print_probe(report, out)
+    printed = out.getvalue()
+    assert printed.startswith(f"box (maildir): signed in as {root}\n")
+    assert "  newest inbound    2026-11-22 12:00 UTC\n" in printed
+    assert "  newest outbound   2026-11-23 12:00 UTC\n" in printed
+    assert "    Sent            1  sent (named in sent_folders)\n" in printed
+
+
+def test_maildir_probe_warns_when_customer_mail_has_no_replies_this_week(tmp_path: Path) -> None:
+    root = make_maildir(tmp_path / "Maildir", "Sent")
+    deliver(root / "new", "1.a", customer_mail("q1@shop", days_ago(1)), days_ago(1))
+    deliver(
+        root / ".Sent" / "cur", "2.b:2,S", team_reply("r@acme", days_ago(9), "x@y"), days_ago(9)
+    )
+
+    report = maildir_source(root).probe(NOW)
+
+    assert (report.recent_inbound, report.recent_outbound) == (1, 0)
+    assert report.newest_outbound == days_ago(9)
+    assert report.warnings == [
+        "1 customer message in the last 7 days but no team message in any Sent folder: replies "
+        "are missing. Set sent_folders to the folder that holds the team's sent mail, or have "
+        "the mail client save sent replies into this mailbox."
+    ]
+
+
+def test_maildir_probe_without_a_sent_folder_says_which_key_to_set(tmp_path: Path) -> None:
+    root = make_maildir(tmp_path / "Maildir")
+    deliver(root / "cur", "1.a:2,S", customer_mail("q1@shop", days_ago(10)), days_ago(10))
+
+    report = maildir_source(root).probe(NOW)
+
+    assert [(f.name, f.role) for f in report.folders] == [("INBOX", "watched")]
+    assert report.newest_outbound is None
+    assert report.warnings == [
+        "no sent folder found (sent_folders: Sent): set sent_folders to the folder that holds "
+        "sent mail"
+    ]
+
+
+def test_maildir_probe_takes_the_date_header_when_configured(tmp_path: Path) -> None:
+    """With `timestamps: date` the probe dates messages as the poll does, by the Date header
+    (the files here were all copied in just now)."""
+    root = make_maildir(tmp_path / "Maildir")
+    deliver(root / "cur", "1.a:2,S", customer_mail("q1@shop", days_ago(10)), NOW)
+    deliver(root / "cur", "2.b:2,S", customer_mail("q2@shop", days_ago(45)), NOW)
+
+    report = maildir_source(root, timestamps="date").probe(NOW)
+
+    assert dict(report.details)["timestamps"] == "the Date header (timestamps: date)"
+    assert report.newest_inbound == days_ago(10)
+    assert report.first_sync == "1 message since 2026-10-25 (since: 30d): INBOX 1"
+
+
+def test_maildir_probe_fails_where_a_poll_would(tmp_path: Path) -> None:
+    """No sign-in to refuse, but a path that is not a Maildir or a watched folder that is not
+    there fails the probe with the poll's message, naming the key to fix."""
+    with pytest.raises(
+        SourceError, match=r"is not a Maildir \(no cur/ or new/ inside\); fix `path`"
+    ):
+        maildir_source(tmp_path).probe(NOW)
+    root = make_maildir(tmp_path / "Maildir")
+    with pytest.raises(SourceError) as caught:
+        maildir_source(root, folders=["INBOX", "Archive"]).probe(NOW)
+    assert str(caught.value) == (
+        f"source 'box': folder 'Archive' does not exist under {root}; fix `folders` in the config"
+    )
+
+
+def test_mbox_probe_reports_the_files_sent_mail_and_why(tmp_path: Path) -> None:
+    """The mbox, the Gmail-labelled sent mail inside it (a Takeout export) and the sent_path
+    file, each counted; messages dated by their From line, as a poll dates them."""
+    box, sent = tmp_path / "inbox.mbox", tmp_path / "sent.mbox"
+    takeout_sent = mail(
+        sender="Me <me@gmail.example>",
+        to=CUSTOMER,
+        message_id="m1@gmail.example",
+        date=days_ago(2),
+        extra={"X-Gmail-Labels": "Sent,Opened"},
+    )
+    box.write_bytes(
+        mbox_entry(from_line(days_ago(3)), customer_mail("q2@shop", days_ago(3)))
+        + mbox_entry(from_line(days_ago(45)), customer_mail("q1@shop", days_ago(45)))
+        + mbox_entry(from_line(days_ago(2)), takeout_sent)
+    )
+    sent.write_bytes(
+        mbox_entry(from_line(days_ago(1)), team_reply("r2@acme", days_ago(1), "q2@shop"))
+    )
+
+    report = mbox_source(box, sent_path=sent).probe(NOW)
+
+    assert (report.kind, report.account) == ("mbox", str(box))
+    assert [(f.name, f.role, f.messages, f.why) for f in report.folders] == [
+        ("inbox.mbox", "watched", 2, ""),
+        (
+            "inbox.mbox (Gmail label Sent)",
+            "sent",
+            1,
+            "X-Gmail-Labels: Sent, as in a Google Takeout export",
+        ),
+        ("sent.mbox", "sent", 1, "named in sent_path"),
+    ]
+    assert report.first_sync == (
+        "3 messages since 2026-10-25 (since: 30d): inbox.mbox 1, "
+        "inbox.mbox (Gmail label Sent) 1, sent.mbox 1"
+    )
+    assert (report.newest_inbound, report.newest_outbound) == (days_ago(3), days_ago(1))
+    assert (report.recent_inbound, report.recent_outbound) == (1, 2)
+    assert report.warnings == []
+
+
+def test_mbox_probe_without_sent_mail_warns(tmp_path: Path) -> None:
+    box = tmp_path / "inbox.mbox"
+    box.write_bytes(mbox_entry(from_line(days_ago(1)), customer_mail("q1@shop", days_ago(1))))
+
+    report = mbox_source(box).probe(NOW)
+
+    assert [(f.name, f.role, f.messages) for f in report.folders] == [("inbox.mbox", "watched", 1)]
+    assert report.warnings[0].startswith(
+        "1 customer message in the last 7 days but no team message in any Sent folder"
+    )
+    assert report.warnings[1:] == [
+        "no sent mail found: set sent_path to an mbox file of the team's sent mail"
+    ]
+
+
+def test_mbox_probe_of_a_missing_file_names_the_key(tmp_path: Path) -> None:
+    box = tmp_path / "inbox.mbox"
+    box.write_bytes(mbox_entry(from_line(days_ago(1)), customer_mail("q1@shop", days_ago(1))))
+    with pytest.raises(SourceError) as caught:
+        mbox_source(box, sent_path=tmp_path / "sent.mbox").probe(NOW)
+    assert str(caught.value) == (
+        f"source 'box': mbox file {tmp_path / 'sent.mbox'} does not exist; fix `sent_path`"
+    )

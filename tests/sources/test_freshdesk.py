@@ -6,6 +6,7 @@ import base64
 import copy
 import json
 import logging
+import re
 import urllib.parse
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,6 +30,9 @@ from monitor.store import SourceSink, Store
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "freshdesk"
 TICKETS = "/api/v2/tickets"
+AGENT_ME = "/api/v2/agents/me"
+ROLES = "/api/v2/roles"
+SEARCH = "/api/v2/search/tickets"
 NOW = datetime(2016, 5, 21, 12, 0, tzinfo=UTC)
 FIRST_SINCE = "2016-04-21T12:00:00Z"  # NOW - since (30 days)
 API_KEY = "freshdesk-test-key"
@@ -64,6 +68,9 @@ class FakeFreshdesk:
 
     The ticket list filters by ``updated_since`` (inclusive), sorts by ``updated_at`` and pages
     by ``page_size`` with a Link rel="next" header, as Freshdesk does; conversations likewise.
+    ``agents/me`` answers ``agent`` with Freshdesk's rate-limit headers, the roles list answers
+    403 unless ``roles_readable`` (as to a key that is not an admin's), and the ticket filter
+    counts the tickets updated on or after the date in its query.
     """
 
     api: FakeApi
@@ -73,11 +80,29 @@ class FakeFreshdesk:
     page_size: int = 100
     conversation_page_size: int = 100
     failing_pages: dict[int, int] = field(default_factory=dict)  # ticket list page -> 500s left
+    agent: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(AGENT))
+    roles_readable: bool = True
 
     def __post_init__(self) -> None:
         self.api.check_auth = lambda r: r.headers.get("authorization") == basic(self.key)
         self.api.route(TICKETS, self._tickets)
         self.api.route("/api/v2/ticket_fields", lambda r: (200, {}, load("ticket_fields.json")))
+        self.api.route(AGENT_ME, lambda r: (200, dict(RATE_LIMIT_HEADERS), self.agent))
+        self.api.route(ROLES, self._roles)
+        self.api.route(SEARCH, self._search)
+
+    def _roles(self, request: FakeRequest) -> Answer:
+        if not self.roles_readable:
+            return 403, {}, {"code": "access_denied", "message": "You are not authorized."}
+        return 200, dict(RATE_LIMIT_HEADERS), ROLES_BODY
+
+    def _search(self, request: FakeRequest) -> Answer:
+        query = request.param("query") or ""
+        found = re.fullmatch(r"\"updated_at:>'(\d{4}-\d\d-\d\d)'\"", query)
+        if found is None:
+            return 400, {}, {"description": "Validation failed", "query": query}
+        matches = [t for t in self.tickets if t["updated_at"][:10] >= found.group(1)]
+        return 200, dict(RATE_LIMIT_HEADERS), {"total": len(matches), "results": matches[:30]}
 
     def ticket(self, body: Any, conversations: list[Any]) -> None:
         self.tickets = [t for t in self.tickets if t["id"] != body["id"]] + [body]
@@ -112,6 +137,46 @@ class FakeFreshdesk:
 
     def requests(self) -> list[tuple[str, dict[str, list[str]]]]:
         return [(r.path, r.query) for r in self.api.requests]
+
+
+# agents/me ("View Me"): python-freshdesk's agent_1.json, with the role_ids and group_ids its
+# contact_1_agent.json sample carries and the type the API documents.
+AGENT = {
+    "available": True,
+    "occasional": False,
+    "signature": None,
+    "id": 1,
+    "ticket_scope": 1,
+    "group_ids": [1],
+    "role_ids": [2],
+    "type": "support_agent",
+    "created_at": "2015-08-18T16:18:05Z",
+    "updated_at": "2015-08-18T16:18:05Z",
+    "available_since": None,
+    "contact": {
+        "active": True,
+        "email": "rachel@freshdesk.com",
+        "job_title": None,
+        "language": "en",
+        "last_login_at": "2015-08-21T14:54:46+05:30",
+        "mobile": 1234,
+        "name": "Rachel",
+        "phone": 5678,
+        "time_zone": "Chennai",
+        "created_at": "2015-08-18T16:18:05Z",
+        "updated_at": "2015-08-25T08:50:20Z",
+    },
+}
+# python-freshdesk's roles.json (ids and names; the other fields are not read).
+ROLES_BODY = [
+    {"id": 1, "name": "Agent", "description": "Can log, view, reply, update and resolve tickets."},
+    {"id": 2, "name": "Administrator", "description": "Can configure all features."},
+]
+RATE_LIMIT_HEADERS = {
+    "X-RateLimit-Total": "400",
+    "X-RateLimit-Remaining": "398",
+    "X-RateLimit-Used-CurrentRequest": "1",
+}
 
 
 @pytest.fixture
@@ -654,3 +719,86 @@ def test_conversation_classification_follows_freshdesk_response_rules(
     """Incoming public conversations are customer messages; agents' replies and public notes are
     responses (as Freshdesk counts them); private notes are neither."""
     assert classify_conversation(conversation) == expected
+
+
+# --- check --connect -----------------------------------------------------------------------------
+
+
+def test_probe_reports_the_agent_its_access_role_rate_limit_and_first_sync(
+    fake: FakeFreshdesk,
+) -> None:
+    """The probe signs in as polls do and reports whom the key belongs to, which tickets that
+    agent sees, its role, the rate-limit headroom and how many tickets a first sync reads."""
+    serve_ticket_1(fake)
+    serve_ticket_2(fake)
+    report = source(fake).probe(NOW)
+    assert (report.source, report.kind) == ("helpdesk", "freshdesk")
+    assert report.account == "Rachel <rachel@freshdesk.com>"
+    assert dict(report.details) == {
+        "api": fake.api.url,
+        "signed in with": "API key",
+        "ticket access": "every ticket (global access)",
+        "role": "Administrator (an admin)",
+        "rate limit": "398 of 400 requests a minute left",
+    }
+    assert report.first_sync == (
+        "2 tickets updated since 2016-04-21 (since: 30d), each read with its conversations"
+    )
+    assert report.warnings == []
+    assert fake.requests() == [
+        (AGENT_ME, {}),
+        (ROLES, {}),
+        (SEARCH, {"query": ["\"updated_at:>'2016-04-21'\""]}),
+    ]
+    assert all(r.method == "GET" for r in fake.api.requests)
+
+
+def test_probe_warns_when_the_agent_cannot_see_every_ticket(fake: FakeFreshdesk) -> None:
+    """Group access hides other groups' tickets from the key, and so from replyclock; a key
+    that may not list roles is most likely not an admin's."""
+    fake.agent["ticket_scope"] = 2
+    fake.agent["role_ids"] = [1]
+    fake.roles_readable = False
+    report = source(fake).probe(NOW)
+    details = dict(report.details)
+    assert details["ticket access"] == "only the tickets of the agent's groups (group access)"
+    assert details["role"] == "role ids 1; this key may not list roles, so likely not an admin"
+    assert report.first_sync.startswith("0 tickets updated since 2016-04-21")
+    assert report.warnings == [
+        "Rachel <rachel@freshdesk.com> sees only the tickets of the agent's groups (group "
+        "access): tickets it cannot see are not monitored; use the API key of an agent with "
+        "global access"
+    ]
+
+
+def test_probe_names_a_plain_agent_role(fake: FakeFreshdesk) -> None:
+    fake.agent["role_ids"] = [1]
+    assert dict(source(fake).probe(NOW).details)["role"] == "Agent (not an admin)"
+
+
+@pytest.mark.parametrize("key", ["api_key", "api_key_file"])
+def test_probe_of_a_refused_key_names_the_keys_to_fix(
+    fake: FakeFreshdesk, tmp_path: Path, key: str
+) -> None:
+    fake.key = "the-right-key"
+    overrides: dict[str, Any] = {}
+    if key == "api_key_file":
+        secret = tmp_path / "freshdesk-key"
+        secret.write_text(API_KEY + "\n", encoding="utf-8")
+        overrides = {"api_key": None, "api_key_file": secret}
+    with pytest.raises(SourceAuthError) as failed:
+        source(fake, **overrides).probe(NOW)
+    assert str(failed.value) == (
+        f"source 'helpdesk': {fake.api.url} rejected the credentials (HTTP 401); check domain "
+        f"and {key} (the API key of a Freshdesk agent who can view every ticket to monitor)"
+    )
+    assert API_KEY not in str(failed.value)
+    assert fake.requests() == [(AGENT_ME, {})]
+
+
+def test_probe_names_the_key_file(fake: FakeFreshdesk, tmp_path: Path) -> None:
+    secret = tmp_path / "freshdesk-key"
+    secret.write_text(API_KEY, encoding="utf-8")
+    report = source(fake, api_key=None, api_key_file=secret).probe(NOW)
+    assert dict(report.details)["signed in with"] == f"API key from {secret}"
+    assert API_KEY not in repr(report)

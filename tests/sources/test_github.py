@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import urllib.parse
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -57,8 +58,37 @@ class FakeGitHub:
         self.events: list[dict[str, Any]] = load("issue-events.json")
         self.reviews: dict[int, list[dict[str, Any]]] = {}
         self.as_of = AS_OF_27
+        self.scopes: str | None = None  # X-OAuth-Scopes: None for a fine-grained token
+        self.repository = dict(REPOSITORY)
         self.api.check_auth = lambda r: r.headers.get("authorization") == f"Bearer {TOKEN}"
         self.api.route(ISSUES, self.list_issues)
+        self.api.route("/user", lambda r: (200, self.token_headers(), USER))
+        self.api.route(f"/repos/{REPO}", lambda r: (200, self.token_headers(), self.repository))
+        self.api.route("/search/issues", self.search_issues)
+
+    def token_headers(self) -> dict[str, str]:
+        """What GitHub sends about the token with every answer (recorded 2025, Issue.setUp)."""
+        headers = dict(TOKEN_HEADERS)
+        if self.scopes is not None:  # a classic token's scopes; a fine-grained one sends none
+            headers = {"X-OAuth-Scopes": self.scopes, "X-Accepted-OAuth-Scopes": "repo"}
+            headers |= {k: v for k, v in TOKEN_HEADERS.items() if k.startswith("X-RateLimit")}
+        return headers
+
+    def search_issues(self, request: FakeRequest) -> Answer:
+        """GitHub's issue search for the one query shape the source sends."""
+        found = re.fullmatch(
+            r"repo:(\S+) is:(issue|pr) updated:>=(\d{4}-\d\d-\d\d)", request.param("q", "") or ""
+        )
+        if found is None or found.group(1) != REPO:
+            return 422, {}, {"message": "Validation Failed", "q": request.param("q")}
+        kind, day = found.group(2), found.group(3)
+        matches = [
+            i
+            for i in self.issues
+            if i["updated_at"][:10] >= day and is_pull_request(i) == (kind == "pr")
+        ]
+        body = {"total_count": len(matches), "incomplete_results": False, "items": matches[:1]}
+        return 200, self.token_headers(), body
 
     def serve(self, issues: list[dict[str, Any]], as_of: str) -> None:
         """Answer with these issues (and what they had gathered by ``as_of``) from now on."""
@@ -117,6 +147,33 @@ class FakeGitHub:
 
     def paths(self) -> list[str]:
         return [r.path for r in self.api.requests]
+
+
+# GET /user for the fixtures' maintainer (the login and name are his; the shape is GitHub's).
+USER = {"login": "jacquev6", "id": 327146, "type": "User", "name": "Vincent Jacques"}
+# GET /repos/PyGithub/PyGithub as recorded in 2025 (Issue.setUp), the fields the probe reads.
+REPOSITORY = {
+    "id": 3544490,
+    "name": "PyGithub",
+    "full_name": REPO,
+    "private": False,
+    "visibility": "public",
+    "has_issues": True,
+    "archived": False,
+    "open_issues_count": 373,
+    "open_issues": 373,
+    "permissions": {"admin": True, "maintain": True, "push": True, "triage": True, "pull": True},
+}
+# The token headers of that 2025 recording: a fine-grained token (an expiry, no scopes).
+TOKEN_HEADERS = {
+    "github-authentication-token-expiration": "2025-11-13 21:31:56 +0100",
+    "x-accepted-github-permissions": "metadata=read",
+    "X-RateLimit-Limit": "5000",
+    "X-RateLimit-Remaining": "4997",
+    "X-RateLimit-Reset": "1755375998",
+    "X-RateLimit-Used": "3",
+    "X-RateLimit-Resource": "core",
+}
 
 
 class Clock:
@@ -741,3 +798,110 @@ def test_reviews_respond_to_pull_requests_in_issue_metrics_mode(
     ]
     [first] = verdict(store, 38, LATER).clocks
     assert (first.clock.stop_reason, first.business_seconds) == (StopReason.REPLY, 5400)
+
+
+# --- check --connect -----------------------------------------------------------------------------
+
+
+def test_probe_reports_the_user_permissions_rate_limit_repositories_and_first_sync(
+    github: FakeGitHub,
+) -> None:
+    """The probe names the token's user, says a fine-grained token shows no scopes, reads the
+    rate-limit headroom and the token's expiry, lists each repository with its open count
+    (warning about one it cannot see) and counts with the search API what a first sync reads."""
+    report = make_source(github, repositories=[REPO, "PyGithub/gone"]).probe(NOW)
+    assert (report.source, report.kind) == ("github", "github")
+    assert report.account == "jacquev6 (Vincent Jacques)"
+    assert dict(report.details) == {
+        "api": github.api.url,
+        "signed in with": "token",
+        "permissions seen": "none sent: a fine-grained token, whose permissions are set per "
+        "repository",
+        "token expires": "2025-11-13 21:31:56 +0100",
+        "rate limit": "4997 of 5000 requests an hour left, renewed at 20:26 UTC",
+        "repositories": "1 of 2 readable; counts are open issues and pull requests",
+    }
+    assert [(f.name, f.role, f.messages) for f in report.folders] == [
+        (REPO, "watched", 373),
+        ("PyGithub/gone", "watched", None),
+    ]
+    # issues 26, 15, 29, 28 and 30 were updated on or after 2012-05-20
+    assert report.first_sync == f"5 issues updated since 2012-05-20 (since: 7d): {REPO} 5"
+    assert report.warnings == [
+        "repository PyGithub/gone is not visible to this token (HTTP 404): check its name in "
+        "`repositories` and that the token can read it (GitHub answers 404, not 403, for a "
+        "private repository a token cannot see)"
+    ]
+    sent = [(r.method, r.path, {k: v[0] for k, v in r.query.items()}) for r in github.api.requests]
+    assert sent == [
+        ("GET", "/user", {}),
+        ("GET", f"/repos/{REPO}", {}),
+        ("GET", "/repos/PyGithub/gone", {}),
+        (
+            "GET",
+            "/search/issues",
+            {"q": f"repo:{REPO} is:issue updated:>=2012-05-20", "per_page": "1"},
+        ),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("scopes", "seen"),
+    [
+        pytest.param("repo, user", "scopes repo, user (a classic token)", id="classic"),
+        pytest.param(
+            "",
+            "no scopes: a classic token without scopes reads public repositories only",
+            id="classic_without_scopes",
+        ),
+    ],
+)
+def test_probe_shows_a_classic_tokens_scopes(github: FakeGitHub, scopes: str, seen: str) -> None:
+    github.scopes = scopes
+    details = dict(make_source(github).probe(NOW).details)
+    assert details["permissions seen"] == seen
+    assert "token expires" not in details
+
+
+def test_probe_counts_pull_requests_when_they_are_read(github: FakeGitHub) -> None:
+    """With include_pull_requests the first sync counts pull requests too, by a second search;
+    a repository with issues turned off is warned about."""
+    github.repository["has_issues"] = False
+    report = make_source(github, include_pull_requests=True).probe(NOW)
+    assert report.first_sync == (
+        f"5 issues and pull requests updated since 2012-05-20 (since: 7d): {REPO} 5"
+    )
+    queries = [r.param("q") for r in github.api.requests if r.path == "/search/issues"]
+    assert queries == [
+        f"repo:{REPO} is:issue updated:>=2012-05-20",
+        f"repo:{REPO} is:pr updated:>=2012-05-20",
+    ]
+    assert report.warnings == [f"issues are turned off in {REPO}: only its pull requests are read"]
+
+
+def test_probe_reads_nothing_when_no_repository_is_visible(github: FakeGitHub) -> None:
+    report = make_source(github, repositories=["PyGithub/gone"]).probe(NOW)
+    assert report.first_sync == "nothing: no repository in `repositories` is readable"
+    assert "/search/issues" not in github.paths()
+
+
+@pytest.mark.parametrize("key", ["token", "token_file"])
+def test_probe_of_a_refused_token_names_the_key(
+    github: FakeGitHub, tmp_path: Path, key: str
+) -> None:
+    """A 401 on /user fails the probe naming the key and the permission the token needs."""
+    values: dict[str, Any] = {"token": "ghp_expired"}
+    if key == "token_file":
+        token_file = tmp_path / "github-token"
+        token_file.write_text("ghp_expired\n")
+        values = {"token": None, "token_file": token_file}
+    with pytest.raises(SourceAuthError) as caught:
+        make_source(github, **values).probe(NOW)
+    assert str(caught.value) == (
+        f"source 'github': {github.api.url} rejected the credentials (HTTP 401); check {key}: "
+        "a fine-grained token needs read-only access to Issues on every repository in "
+        "`repositories`; a classic token needs the public_repo scope (repo for private "
+        "repositories)"
+    )
+    assert "ghp_expired" not in str(caught.value)
+    assert github.paths() == ["/user"]

@@ -38,7 +38,10 @@ SECRET = "s3cr3t-app-secret"
 TOKEN = json.loads((DATA / "token.json").read_text())["access_token"]
 TOKEN_PATH = "/v2/oauth2/token"
 LIST_PATH = "/v2/conversations"
+ME_PATH = "/v2/users/me"
+MAILBOXES_PATH = "/v2/mailboxes"
 A, B, C, D = 2391938111, 2391938112, 2391938113, 2391938114
+JACK_EMAIL = "jack.sprout@gmail.com"
 
 
 def load(name: str) -> list[dict[str, Any]]:
@@ -58,8 +61,32 @@ def modified(conversation: dict[str, Any]) -> str:
     return max(t for t in times if t)
 
 
+# GET /v2/users/me as "Get Resource Owner" documents it, for the fixtures' Help Scout user.
+ME = {
+    "id": 4,
+    "firstName": "Jack",
+    "lastName": "Sprout",
+    "email": JACK_EMAIL,
+    "role": "admin",
+    "timezone": "America/New_York",
+    "createdAt": "2011-04-01T03:18:33Z",
+    "updatedAt": "2012-07-24T20:18:33Z",
+    "type": "user",
+    "mention": "jack",
+    "initials": "JS",
+    "_links": {"self": {"href": "..."}},
+}
+# The fixtures' two mailboxes, in the shape of "List Mailboxes".
+MAILBOXES = [
+    {"id": 85, "name": "Support", "slug": "3f8ac1", "email": "support@mywork.com"},
+    {"id": 86, "name": "Billing", "slug": "8d02e4", "email": "billing@mywork.com"},
+]
+RATE_LIMIT_HEADERS = {"X-RateLimit-Limit-Minute": "400", "X-RateLimit-Remaining-Minute": "396"}
+
+
 class FakeHelpScout:
-    """The Mailbox API's token endpoint and conversation list, over one list of conversations."""
+    """The Mailbox API's token endpoint and conversation list, over one list of conversations;
+    users/me (with the rate-limit headers) and the mailbox list, one mailbox a page."""
 
     def __init__(self, conversations: list[dict[str, Any]], page_size: int = 2) -> None:
         self.api = FakeApi()
@@ -72,6 +99,16 @@ class FakeHelpScout:
         )
         self.api.route(TOKEN_PATH, self.token)
         self.api.route(LIST_PATH, self.list)
+        self.api.route(ME_PATH, lambda r: (200, dict(RATE_LIMIT_HEADERS), ME))
+        self.api.route(MAILBOXES_PATH, self.mailboxes)
+
+    def mailboxes(self, request: FakeRequest) -> Answer:
+        page = int(request.param("page", "1") or 1)
+        body = {
+            "_embedded": {"mailboxes": MAILBOXES[page - 1 : page]},
+            "page": {"size": 1, "totalElements": 2, "totalPages": 2, "number": page},
+        }
+        return 200, dict(RATE_LIMIT_HEADERS), body
 
     def token(self, request: FakeRequest) -> Answer:
         form = dict(urllib.parse.parse_qsl(request.body.decode()))
@@ -609,3 +646,101 @@ def test_pending_pauses_the_clock_when_the_policy_says_so(
     [running] = verdict(store, thread(B, 88171891), POLICY, NOW).clocks
     assert (paused.state, paused.business_seconds) == (ClockState.PAUSED, 45 * 60)
     assert (running.state, running.business_seconds) == (ClockState.OK, 3 * 3600)
+
+
+# --- check --connect -----------------------------------------------------------------------------
+
+
+def test_probe_reports_the_user_mailboxes_rate_limit_and_first_sync(
+    helpscout: FakeHelpScout,
+) -> None:
+    """After the token request, the probe names the user the app acts as and its role, lists
+    every mailbox that user sees (the configured ones watched, a configured one it cannot see
+    warned about), shows the rate-limit headroom and counts what a first sync reads."""
+    report = make_source(helpscout, mailboxes=[85, 87]).probe(NOW)
+    assert (report.source, report.kind) == ("helpscout", "helpscout")
+    assert report.account == "Jack Sprout <jack.sprout@gmail.com>"
+    assert dict(report.details) == {
+        "api": helpscout.api.url,
+        "signed in with": f"OAuth2 app {APP_ID} (client credentials)",
+        "role": "admin",
+        "rate limit": "396 of 400 requests a minute left",
+    }
+    assert [(f.name, f.role, f.messages) for f in report.folders] == [
+        ("Billing (86)", "", None),
+        ("Support (85)", "watched", None),
+    ]
+    # conversations A, B and D are in mailbox 85; C is in 86
+    assert report.first_sync == (
+        "3 conversations modified since 2024-05-04 (since: 30d), each read with its threads"
+    )
+    assert report.warnings == [
+        "mailbox 87 in `mailboxes` is not one Jack Sprout <jack.sprout@gmail.com> can see: fix "
+        "its id, or give that user access to the mailbox (the app acts as the user who made it)"
+    ]
+    sent = [
+        (r.method, r.path, {k: v[0] for k, v in r.query.items()}) for r in helpscout.api.requests
+    ]
+    assert sent == [
+        ("POST", TOKEN_PATH, {}),
+        ("GET", ME_PATH, {}),
+        ("GET", MAILBOXES_PATH, {"page": "1"}),
+        ("GET", MAILBOXES_PATH, {"page": "2"}),
+        (
+            "GET",
+            LIST_PATH,
+            {
+                "mailbox": "85,87",
+                "status": "all",
+                "modifiedSince": "2024-05-04T15:59:59Z",
+                "sortField": "modifiedAt",
+                "sortOrder": "asc",
+                "page": "1",
+            },
+        ),
+    ]
+
+
+def test_probe_without_mailboxes_watches_every_one(helpscout: FakeHelpScout) -> None:
+    report = make_source(helpscout).probe(NOW)
+    assert [(f.name, f.role) for f in report.folders] == [
+        ("Billing (86)", "watched"),
+        ("Support (85)", "watched"),
+    ]
+    assert dict(report.details)["mailboxes"] == (
+        "all 2 that Jack Sprout <jack.sprout@gmail.com> can see (none set)"
+    )
+    assert report.first_sync.startswith("4 conversations modified since 2024-05-04")
+    assert report.warnings == []
+
+
+@pytest.mark.parametrize("key", ["app_secret", "app_secret_file"])
+def test_probe_of_a_refused_secret_names_the_keys_to_fix(
+    helpscout: FakeHelpScout, tmp_path: Path, key: str
+) -> None:
+    """A refused token request fails the probe naming app_id and the secret's key; the probe
+    asks nothing else, and neither the secret nor a token shows anywhere."""
+    overrides: dict[str, Any] = {"app_secret": "wrong"}
+    if key == "app_secret_file":
+        secret = tmp_path / "helpscout-secret"
+        secret.write_text("wrong\n", encoding="utf-8")
+        overrides = {"app_secret": None, "app_secret_file": secret}
+    with pytest.raises(SourceAuthError) as caught:
+        make_source(helpscout, **overrides).probe(NOW)
+    assert str(caught.value).startswith(
+        f"source 'helpscout': {helpscout.api.url} rejected the credentials (HTTP 401); "
+        f"check app_id and {key}: the App ID and App Secret of an OAuth2 app"
+    )
+    assert [r.path for r in helpscout.api.requests] == [TOKEN_PATH]
+
+
+def test_probe_drops_a_token_refused_after_the_token_request(helpscout: FakeHelpScout) -> None:
+    """A 401 on users/me (a revoked token) fails the probe and forgets the token."""
+    helpscout.api.fail_next(ME_PATH, 401, {}, {"error": "invalid_token"})
+    source = make_source(helpscout)
+    with pytest.raises(SourceAuthError):
+        source.probe(NOW)
+    report = source.probe(NOW)
+    assert helpscout.tokens == 2
+    assert SECRET not in repr(report)
+    assert TOKEN not in repr(report)

@@ -34,6 +34,8 @@ from monitor.store import SourceSink, Store
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "zendesk"
 EXPORT = "/api/v2/incremental/tickets/cursor.json"
+ME = "/api/v2/users/me.json"
+COUNT = "/api/v2/search/count.json"
 NOW = datetime(2024, 2, 8, 12, 0, tzinfo=UTC)
 START_TIME = str(int((NOW - timedelta(days=30)).timestamp()))
 EMAIL = "admin@example.com"
@@ -64,6 +66,10 @@ class FakeZendesk:
     The export answers by cursor (``None``: the first request, with start_time); audits are
     served in pages of ``audit_page_size`` with Zendesk's meta/has_more cursor pagination,
     optionally only up to ``audit_cutoff`` (the ticket as it stood at an earlier poll).
+
+    ``users/me`` answers ``me`` with the rate-limit headers of the zenpy recordings, and, as
+    Zendesk does, the anonymous user (id null) to a request it cannot authenticate; the search
+    count counts the exported tickets updated since the query's date.
     """
 
     api: FakeApi
@@ -73,10 +79,16 @@ class FakeZendesk:
     audit_page_size: int = 100
     audit_cutoff: str | None = None
     failing: dict[str, int] = field(default_factory=dict)  # export cursor -> 500s left
+    me: dict[str, Any] = field(default_factory=lambda: dict(ADMIN))
 
     def __post_init__(self) -> None:
-        self.api.check_auth = lambda r: r.headers.get("authorization") == basic(EMAIL, self.token)
+        self.api.check_auth = lambda r: r.path == ME or self.authorized(r)
         self.api.route(EXPORT, self._export)
+        self.api.route(ME, self._me)
+        self.api.route(COUNT, self._count)
+
+    def authorized(self, request: FakeRequest) -> bool:
+        return request.headers.get("authorization") == basic(EMAIL, self.token)
 
     def export(self, cursor: str | None, body: Any) -> None:
         self.export_pages[cursor] = body
@@ -109,8 +121,47 @@ class FakeZendesk:
         meta = {"has_more": more, "after_cursor": str(end) if more else None}
         return 200, {}, {**body, "audits": audits[start:end], "meta": meta}
 
+    def _me(self, request: FakeRequest) -> Answer:
+        user = self.me if self.authorized(request) else ANONYMOUS
+        return 200, dict(RATE_LIMIT_HEADERS), {"user": user}
+
+    def _count(self, request: FakeRequest) -> Answer:
+        query = request.param("query") or ""
+        if not query.startswith("type:ticket updated>="):
+            return 400, {}, {"error": "unsupported query in this fake", "query": query}
+        day = query.removeprefix("type:ticket updated>=")
+        updated = {
+            t["id"]: t["updated_at"]
+            for page in self.export_pages.values()
+            for t in page.get("tickets", ())
+        }
+        return 200, dict(RATE_LIMIT_HEADERS), {"count": sum(u >= day for u in updated.values())}
+
     def requests(self) -> list[tuple[str, dict[str, list[str]]]]:
         return [(r.path, r.query) for r in self.api.requests]
+
+
+# users/me as the Show Self endpoint documents it, for the admin the audits' sideload names.
+ADMIN = {
+    "id": 6130907993114,
+    "url": "https://d3v-zenpydev.zendesk.com/api/v2/users/6130907993114.json",
+    "name": "Zenpy Admin",
+    "email": EMAIL,
+    "role": "admin",
+    "role_type": 4,
+    "active": True,
+    "verified": True,
+}
+# What users/me answers a request Zendesk cannot authenticate.
+ANONYMOUS = {"id": None, "url": None, "name": "Anonymous user", "email": "invalid@example.com"}
+# As recorded in the zenpy cassettes (TestTicketsPagination.test_values).
+RATE_LIMIT_HEADERS = {
+    "X-Rate-Limit": "700",
+    "X-Rate-Limit-Remaining": "612",
+    "ratelimit-limit": "700",
+    "ratelimit-remaining": "612",
+    "ratelimit-reset": "22",
+}
 
 
 @pytest.fixture
@@ -720,3 +771,100 @@ def test_comment_classification_follows_zendesk_reply_rules(
     comment = {"id": 1, "type": "Comment", "author_id": author, "public": public}
     audit = {"id": 2, "author_id": author, "via": via}
     assert classify_comment(comment, audit, FACTS, USERS, opening=opening) == expected
+
+
+# --- check --connect -----------------------------------------------------------------------------
+
+
+def test_probe_reports_the_admin_the_rate_limit_and_the_first_sync(fake: FakeZendesk) -> None:
+    """The probe signs in as polls do, names the user and role, shows the rate-limit headroom
+    from users/me's headers and counts with the search API what a first sync reads."""
+    serve_first_sync(fake)
+    report = source(fake).probe(NOW)
+    assert (report.source, report.kind) == ("helpdesk", "zendesk")
+    assert report.account == "Zenpy Admin <admin@example.com>"
+    assert dict(report.details) == {
+        "api": fake.api.url,
+        "signed in with": "API token of admin@example.com",
+        "role": "admin",
+        "rate limit": "612 of 700 requests a minute left",
+    }
+    # ticket 4036 was last updated in 2023, ticket 1 on 2024-02-07: one ticket in 30 days
+    assert report.first_sync == (
+        "1 ticket updated since 2024-01-09 (since: 30d), each read with its audits"
+    )
+    assert report.warnings == []
+    assert fake.requests() == [
+        (ME, {}),
+        (COUNT, {"query": ["type:ticket updated>=2024-01-09"]}),
+    ]
+    assert all(r.method == "GET" for r in fake.api.requests)
+    assert all(r.headers["authorization"] == basic(EMAIL, TOKEN) for r in fake.api.requests)
+    longer = source(fake, since="200d").probe(NOW)
+    assert longer.first_sync.startswith("2 tickets updated since 2023-07-23 (since: 200d)")
+
+
+def test_probe_warns_when_the_token_user_is_no_admin(fake: FakeZendesk) -> None:
+    """An agent signs in, but the incremental export is admin-only: a warning, not a failure."""
+    fake.me = {**ADMIN, "name": "Agent Smith", "email": "agent@example.com", "role": "agent"}
+    report = source(fake).probe(NOW)
+    assert dict(report.details)["role"] == "agent"
+    assert report.warnings == [
+        "Agent Smith <agent@example.com> is an agent, not an admin: the incremental ticket "
+        "export is admin-only, so polls will be refused; use the API token with a Zendesk "
+        "admin's email"
+    ]
+
+
+def test_probe_names_the_token_file_and_never_shows_the_token(
+    fake: FakeZendesk, tmp_path: Path
+) -> None:
+    secret = tmp_path / "zendesk-token"
+    secret.write_text(TOKEN + "\n", encoding="utf-8")
+    report = source(fake, api_token=None, api_token_file=secret).probe(NOW)
+    assert dict(report.details)["signed in with"] == f"API token of {EMAIL} from {secret}"
+    assert TOKEN not in repr(report)
+
+
+@pytest.mark.parametrize("key", ["api_token", "api_token_file"])
+def test_probe_of_an_anonymous_sign_in_names_the_keys_to_fix(
+    fake: FakeZendesk, tmp_path: Path, key: str
+) -> None:
+    """users/me answers a token it does not accept with the anonymous user (id null): that is
+    a refused sign-in, named like a 401, and the search is never asked."""
+    fake.token = "the-right-token"
+    overrides: dict[str, Any] = {}
+    if key == "api_token_file":
+        secret = tmp_path / "zendesk-token"
+        secret.write_text(TOKEN, encoding="utf-8")
+        overrides = {"api_token": None, "api_token_file": secret}
+    with pytest.raises(SourceAuthError) as failed:
+        source(fake, **overrides).probe(NOW)
+    assert str(failed.value) == (
+        f"source 'helpdesk': {fake.api.url} answered as an anonymous user: it did not accept "
+        f"the credentials; check email and {key} (the API token of a Zendesk admin: the "
+        "incremental ticket export is admin-only, and the admin must see every ticket to "
+        "monitor)"
+    )
+    assert TOKEN not in str(failed.value)
+    assert [p for p, _ in fake.requests()] == [ME]
+
+
+def test_probe_of_a_refused_token_is_an_auth_error(fake: FakeZendesk) -> None:
+    fake.api.fail_next(ME, 401, {}, {"error": "Couldn't authenticate you"})
+    with pytest.raises(
+        SourceAuthError, match=r"rejected the credentials \(HTTP 401\); check email"
+    ):
+        source(fake).probe(NOW)
+
+
+def test_probe_without_rate_limit_headers_or_count_still_reports(fake: FakeZendesk) -> None:
+    """A failed count does not fail the probe: the sign-in worked, and it says so."""
+    fake.api.route(ME, lambda r: (200, {}, {"user": ADMIN}))
+    fake.api.fail_next(COUNT, 422, {}, {"error": "InvalidQuery"})
+    report = source(fake).probe(NOW)
+    assert dict(report.details)["rate limit"] == "not reported"
+    assert report.first_sync == (
+        f"not counted: {fake.api.url}{COUNT}?query=type%3Aticket+updated%3E%3D2024-01-09 "
+        "answered HTTP 422 (Unprocessable Entity)"
+    )
