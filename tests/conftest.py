@@ -4,7 +4,8 @@ a fake identity provider (Entra, Google) and a Dovecot that checks OAuth2 tokens
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 import pytest
 
@@ -12,6 +13,8 @@ import pytest
 from servers.dovecot import DovecotServer, ImapUser, find_dovecot
 from servers.fake_identity import FakeIdentityProvider
 from servers.prometheus import find_prometheus, find_promtool
+
+from monitor.store import Store
 
 IN_CI = os.environ.get("CI") == "true"
 
@@ -35,16 +38,21 @@ def require_dovecot() -> None:
         )
 
 
-@pytest.fixture(scope="session")
-def dovecot() -> Iterator[DovecotServer]:
-    """A running Dovecot on free loopback ports, stopped (and its files removed) at the end."""
+def running(make: Callable[[], DovecotServer]) -> Iterator[DovecotServer]:
+    """Start the Dovecot ``make`` builds (once the machine can run one); stop it at the end."""
     require_dovecot()
-    server = DovecotServer()
+    server = make()
     try:
         server.start()
         yield server
     finally:
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def dovecot() -> Iterator[DovecotServer]:
+    """A running Dovecot on free loopback ports, stopped (and its files removed) at the end."""
+    yield from running(DovecotServer)
 
 
 @pytest.fixture
@@ -71,16 +79,12 @@ def identity(identity_provider: FakeIdentityProvider) -> FakeIdentityProvider:
 def oauth_dovecot(identity_provider: FakeIdentityProvider) -> Iterator[DovecotServer]:
     """A Dovecot whose XOAUTH2 / OAUTHBEARER logins its real oauth2 passdb checks by asking
     the identity provider's introspection endpoint; passwords work as on ``dovecot``."""
-    require_dovecot()
-    server = DovecotServer(
-        oauth2_introspection_url=identity_provider.introspection_url,
-        oauth2_ca_file=identity_provider.ca_file,
+    yield from running(
+        lambda: DovecotServer(
+            oauth2_introspection_url=identity_provider.introspection_url,
+            oauth2_ca_file=identity_provider.ca_file,
+        )
     )
-    try:
-        server.start()
-        yield server
-    finally:
-        server.stop()
 
 
 @pytest.fixture
@@ -107,3 +111,13 @@ def promtool() -> str:
         require_server("promtool is not installed", "apt-get install -y prometheus")
     assert found is not None  # require_server does not return
     return found
+
+
+@pytest.fixture
+def stores(tmp_path: Path) -> Iterator[tuple[Store, Store]]:
+    """Two empty stores: one filled in some order, one the reference it is compared with."""
+    a = Store.open(tmp_path / "a" / "replyclock.db")
+    b = Store.open(tmp_path / "b" / "replyclock.db")
+    yield a, b
+    a.close()
+    b.close()

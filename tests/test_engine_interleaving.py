@@ -8,7 +8,6 @@ its poll *started*. The result must equal one evaluation of everything read at o
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -90,13 +89,20 @@ def rules(tmp_path: Path) -> RuleBook:
     return rulebook(tmp_path, "interleave", RULES)
 
 
-@pytest.fixture
-def stores(tmp_path: Path) -> Iterator[tuple[Store, Store]]:
-    a = Store.open(tmp_path / "a" / "replyclock.db")
-    b = Store.open(tmp_path / "b" / "replyclock.db")
-    yield a, b
-    a.close()
-    b.close()
+def empty(store: Store) -> None:
+    """Delete every message, conversation and clock (hypothesis reuses a test's stores)."""
+    with store.transaction() as conn:
+        for table in (
+            "messages",
+            "conversations",
+            "thread_keys",
+            "clocks",
+            "clock_totals",
+            "merged_conversations",
+            "locations",
+            "response_buckets",
+        ):
+            conn.execute(f"DELETE FROM {table}")
 
 
 def test_a_reply_stored_after_an_evaluation_by_a_poll_that_started_before_it_is_seen(
@@ -136,18 +142,7 @@ def test_any_interleaving_of_batches_and_evaluations_equals_one_evaluation_at_th
     states and clock histories equal those of storing everything and evaluating once."""
     interleaved, reference = stores
     for store in stores:
-        with store.transaction() as conn:
-            for table in (
-                "messages",
-                "conversations",
-                "thread_keys",
-                "clocks",
-                "clock_totals",
-                "merged_conversations",
-                "locations",
-            ):
-                conn.execute(f"DELETE FROM {table}")
-            conn.execute("DELETE FROM response_buckets")
+        empty(store)
     events = conversation_events(data.draw(st.integers(1, 12), label="conversations"))
     order = data.draw(st.permutations(events), label="order")
     cuts = sorted(data.draw(st.sets(st.integers(1, max(len(order) - 1, 1))), label="cuts"))

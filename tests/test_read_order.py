@@ -11,7 +11,6 @@ at most 14 days apart, at least one of the two naming no other message.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
@@ -20,7 +19,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from test_engine import IN, OUT, event, rulebook
-from test_engine_interleaving import RULES, START, snapshot
+from test_engine_interleaving import RULES, START, empty, snapshot
 
 from monitor.config.rules import RuleBook
 from monitor.engine import Engine
@@ -28,16 +27,6 @@ from monitor.model import MessageEvent
 from monitor.store import SourceSink, Store
 
 WINDOW = timedelta(days=14)
-TABLES = (
-    "messages",
-    "conversations",
-    "thread_keys",
-    "clocks",
-    "clock_totals",
-    "merged_conversations",
-    "locations",
-    "response_buckets",
-)
 
 
 @dataclass(frozen=True)
@@ -123,24 +112,9 @@ def partition(store: Store) -> set[frozenset[str]]:
     return {frozenset(piece) for piece in pieces.values()}
 
 
-def empty(store: Store) -> None:
-    with store.transaction() as conn:
-        for table in TABLES:
-            conn.execute(f"DELETE FROM {table}")
-
-
 @pytest.fixture
 def rules(tmp_path: Path) -> RuleBook:
     return rulebook(tmp_path, "order", RULES)
-
-
-@pytest.fixture
-def stores(tmp_path: Path) -> Iterator[tuple[Store, Store]]:
-    a = Store.open(tmp_path / "a" / "replyclock.db")
-    b = Store.open(tmp_path / "b" / "replyclock.db")
-    yield a, b
-    a.close()
-    b.close()
 
 
 def test_a_reply_tied_only_by_subject_read_after_the_answer_to_it_joins_its_question(

@@ -32,7 +32,7 @@ from monitor.errors import SourceAuthError, SourceError
 from monitor.logs import fields
 from monitor.model import Direction, MessageEvent, ThreadRef
 from monitor.sources.base import MessageSink, PollReport, read_secret
-from monitor.sources.http import source_api
+from monitor.sources.http import parse_time, source_api
 from monitor.sources.probe import ProbeReport
 
 log = logging.getLogger("replyclock.sources.freshdesk")
@@ -82,17 +82,6 @@ def status_from_name(name: str) -> str:
     if "pending" in text or ("customer" in text and "wait" in text):
         return "pending"
     return "open"
-
-
-def parse_time(value: object) -> datetime | None:
-    """An ISO 8601 instant from the API as aware UTC, or None when absent or malformed."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed.astimezone(UTC) if parsed.tzinfo is not None else None
 
 
 def iso(instant: datetime) -> str:

@@ -64,7 +64,7 @@ from monitor.mail.events import FolderContext, event_from_headers
 from monitor.mail.headers import HEADER_FIELDS
 from monitor.model import FolderRole, MailLocation, MessageEvent
 from monitor.sources.base import MessageSink, PollReport
-from monitor.sources.http import retry_after_seconds
+from monitor.sources.http import parse_time, retry_after_seconds
 from monitor.sources.oauth import AccessTokens, access_tokens
 from monitor.sources.probe import Platform, ProbeReport
 
@@ -139,17 +139,6 @@ def graph_uid(message_id: str) -> int:
     return int.from_bytes(hashlib.sha256(message_id.encode()).digest()[:8], "big") & _UID_MASK
 
 
-def parse_instant(value: object) -> datetime | None:
-    """An ISO 8601 instant from Graph (always UTC, ``...Z``) as aware UTC, or None."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed.astimezone(UTC) if parsed.tzinfo is not None else None
-
-
 def _address(value: object) -> tuple[str, str] | None:
     """(name, address) of a Graph recipient ``{"emailAddress": {"name", "address"}}``."""
     box = value.get("emailAddress") if isinstance(value, Mapping) else None
@@ -180,7 +169,7 @@ def synthesized_headers(message: Json) -> list[tuple[str, str]]:
             headers.append((name, ", ".join(map(_format_address, pairs))))
     if isinstance(message.get("subject"), str):
         headers.append(("Subject", message["subject"]))
-    sent = parse_instant(message.get("sentDateTime"))
+    sent = parse_time(message.get("sentDateTime"))
     if sent is not None:
         headers.append(("Date", email.utils.format_datetime(sent)))
     return headers
@@ -222,7 +211,7 @@ def header_block(message: Json) -> bytes:
 def has_content(message: Json) -> bool:
     """Whether a delta entry is a message to store, not a change of a flag that carries only
     the properties that changed (Graph sends ``{"id", "isRead"}`` for a message marked read)."""
-    return parse_instant(message.get("receivedDateTime")) is not None and bool(
+    return parse_time(message.get("receivedDateTime")) is not None and bool(
         message.get("internetMessageHeaders") or message.get("internetMessageId")
     )
 
@@ -635,7 +624,7 @@ class GraphSource:
         report: PollReport,
     ) -> None:
         """After a whole read: mark removed the mail of older generations not found again."""
-        since = parse_instant(state.since)
+        since = parse_time(state.since)
         if state.seen >= FILTERED_DELTA_LIMIT:
             log.warning(
                 "first read of the folder reached Graph's 5,000-message cap of a filtered delta "
@@ -659,7 +648,7 @@ class GraphSource:
         return since.replace(microsecond=0)
 
     def _first_url(self, folder: GraphFolder, since: str) -> str:
-        start = parse_instant(since) or datetime.now(UTC)
+        start = parse_time(since) or datetime.now(UTC)
         query = {
             "$select": ",".join(SELECT),
             "$filter": f"receivedDateTime ge {start.astimezone(UTC):%Y-%m-%dT%H:%M:%SZ}",
@@ -684,7 +673,7 @@ class GraphSource:
         return self._replies_of_the_shared_mailbox(sink, folder, pairs)
 
     def _event(self, context: FolderContext, message: Json, generation: int) -> MessageEvent:
-        received = parse_instant(message.get("receivedDateTime"))
+        received = parse_time(message.get("receivedDateTime"))
         assert received is not None  # has_content checked it
         conversation = message.get("conversationId")
         return event_from_headers(

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from monitor.durations import format_duration
 from monitor.errors import SourceError
 from monitor.model import FolderRole
+from monitor.sources.http import parse_time
 from monitor.sources.oauth import MicrosoftTokens, token_permissions
 from monitor.sources.probe import RECENT, FolderFacts, ProbeReport, missing_replies
 
@@ -139,10 +140,8 @@ def _newest(source: GraphSource, folder: GraphFolder, url: str) -> datetime | No
         {"$orderby": "receivedDateTime desc", "$top": "1", "$select": "receivedDateTime"}
     )
     answer = _get(source, folder.mailbox, f"{url}?{query}", f"{folder.store_folder}")
-    from monitor.sources.graph import parse_instant  # noqa: PLC0415 - no import cycle at load
-
     values = answer.get("value") or []
-    return parse_instant(values[0].get("receivedDateTime")) if values else None
+    return parse_time(values[0].get("receivedDateTime")) if values else None
 
 
 def _int(value: object) -> int | None:

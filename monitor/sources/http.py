@@ -47,6 +47,17 @@ class Response:
         return None
 
 
+def parse_time(value: object) -> datetime | None:
+    """An ISO 8601 instant from the API as aware UTC, or None when absent or malformed."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return parsed.astimezone(UTC) if parsed.tzinfo is not None else None
+
+
 def retry_after_seconds(value: str | None, now: datetime) -> float | None:
     """Seconds to wait from a ``Retry-After`` header: a number of seconds or an HTTP date."""
     if not value:

@@ -31,7 +31,7 @@ from monitor.errors import SourceAuthError, SourceError
 from monitor.logs import fields
 from monitor.model import Direction, MessageEvent, ThreadRef
 from monitor.sources.base import MessageSink, PollReport, read_secret
-from monitor.sources.http import source_api
+from monitor.sources.http import parse_time, source_api
 from monitor.sources.probe import ProbeReport
 
 log = logging.getLogger("replyclock.sources.zendesk")
@@ -87,17 +87,6 @@ class TicketFacts:
 def normalize_status(value: object) -> str | None:
     """Zendesk's ticket status as replyclock's (``hold`` -> ``on_hold``); None if unknown."""
     return STATUSES.get(str(value).lower()) if value is not None else None
-
-
-def parse_time(value: object) -> datetime | None:
-    """An ISO 8601 instant from the API as aware UTC, or None when absent or malformed."""
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        parsed = datetime.fromisoformat(value)
-    except ValueError:
-        return None
-    return parsed.astimezone(UTC) if parsed.tzinfo is not None else None
 
 
 def parse_users(items: object) -> dict[int, ZendeskUser]:
