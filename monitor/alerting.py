@@ -15,6 +15,12 @@ breach or an escalation, a lower escalation under a higher one) is superseded, n
 breach always goes, before its escalations. Errors are handled alike for a post, an edit and a
 burst's summary: a temporary one adds an attempt to the rows of that call and leaves their
 channel alone for the backoff, a permanent one fails them and counts one failure per call.
+
+People's decisions hold alerts: no stage is planned for a snoozed clock until its snooze runs
+out, and no stage of a snoozed or dismissed clock leaves the outbox (a row queued before the
+decision waits, and is made obsolete when the clock stops). Each decision edits the clock's
+first alert in place to say who took it, when and why; a dismissal through the same "the wait
+is over" edit as an answer.
 """
 
 from __future__ import annotations
@@ -40,6 +46,8 @@ from monitor.alerts.content import (
     Waiting,
     render_answered,
     render_digest,
+    render_dismissed,
+    render_snoozed,
     render_stage,
     render_summary,
 )
@@ -56,12 +64,15 @@ from monitor.sla.stages import (
     stage_rank,
 )
 from monitor.store import Store
-from monitor.store.sqlite import from_epoch, to_epoch
+from monitor.store.sqlite import active_snoozes, from_epoch, held_threads, to_epoch
 
 log = logging.getLogger("replyclock.alerts")
 
 CONSOLE_CHANNEL = "#console"
 MAX_BACKOFF_S = 600
+# Stages that edit a clock's first alert instead of posting: the wait is over, or snoozed.
+EDIT_STAGES = frozenset({"answered", "snoozed"})
+_EDITS_SQL = "('answered', 'snoozed')"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -137,7 +148,7 @@ class AlertPlanner:
         """
         with self.store.transaction():
             queued = self._plan_stages(now, frozenset(syncing), frozenset(catching_up))
-            return queued + self._plan_endings(now)
+            return queued + self._plan_endings(now) + self._plan_snooze_notes(now)
 
     def _plan_stages(
         self, now: datetime, syncing: frozenset[str], catching_up: frozenset[str]
@@ -152,6 +163,8 @@ class AlertPlanner:
             ).fetchall()
             if row[1] not in syncing
         ]
+        # A snoozed clock earns no stage until its snooze runs out; then what is due goes.
+        held = held_threads(self.store, now, [thread_key(r[0], r[3], r[4]) for r in rows])
         queued = 0
         caught_up = 0
         for (
@@ -171,6 +184,8 @@ class AlertPlanner:
             if policy is None or not policy.alerts.enabled:
                 continue
             key = thread_key(cid, kind, started)
+            if key in held:
+                continue
             already = [
                 s
                 for (s,) in conn.execute(
@@ -211,6 +226,7 @@ class AlertPlanner:
                         zone=self.settings.team_zone or calendar.zone,
                         clock=kind,
                         mention=tuple(mention),
+                        clock_key=key,
                     ),
                     self.settings.privacy,
                 )
@@ -261,7 +277,7 @@ class AlertPlanner:
         conn = self.store.conn
         ended = conn.execute(
             "SELECT DISTINCT o.thread_key, c.conversation_id, c.stop_reason, c.responder, "
-            "c.business_seconds, c.breached FROM outbox o JOIN clocks c "
+            "c.business_seconds, c.breached, c.stopped_at FROM outbox o JOIN clocks c "
             "ON c.conversation_id = o.conversation_id "
             "AND o.thread_key = c.conversation_id || ':' || c.kind || ':' || c.started_at "
             "WHERE o.state IN ('pending', 'sent') AND o.stage != 'answered' "
@@ -269,7 +285,7 @@ class AlertPlanner:
             "WHERE a.thread_key = o.thread_key AND a.stage = 'answered')"
         ).fetchall()
         queued = 0
-        for key, cid, reason, responder, waited, breached in ended:
+        for key, cid, reason, responder, waited, breached, stopped in ended:
             conn.execute(
                 "UPDATE outbox SET state = 'obsolete' WHERE thread_key = ? AND state = 'pending' "
                 "AND stage != 'answered'",
@@ -277,32 +293,102 @@ class AlertPlanner:
             )
             if not self.settings.threads:
                 continue  # a webhook cannot edit what it sent
-            roots = conn.execute(
-                "SELECT channel, payload FROM outbox WHERE thread_key = ? AND state = 'sent' "
-                "AND stage != 'answered' GROUP BY channel HAVING id = MIN(id)",
-                (key,),
-            ).fetchall()
             named = conn.execute(
                 "SELECT author_name FROM messages WHERE conversation_id = ? AND author = ? "
                 "AND author_name != '' LIMIT 1",
                 (cid, responder),
             ).fetchone()
             who = named[0] if named else responder
-            for channel, payload in roots:
+            dismissal = (
+                conn.execute(
+                    "SELECT actor, actor_name, reason FROM actions WHERE conversation_id = ? "
+                    "AND kind = 'dismiss' AND at = ? ORDER BY id LIMIT 1",
+                    (cid, stopped),
+                ).fetchone()
+                if reason == "dismissed"
+                else None
+            )
+            for channel, payload in self._roots(key):
                 original = AlertContent.from_json(json.loads(payload))
+                if dismissal is not None:
+                    actor, actor_name, why = dismissal
+                    content = render_dismissed(
+                        original,
+                        who=actor_name or actor,
+                        when=self._local(from_epoch(stopped), cid),
+                        reason=why,
+                        waited=waited,
+                    )
+                else:
+                    content = render_answered(
+                        original, how=reason, responder=who, waited=waited, within=not breached
+                    )
                 queued += self._enqueue(
                     dedup=f"{key}:answered:{channel}",
                     conversation=cid,
                     channel=channel,
                     kind="answered",
                     stage="answered",
-                    content=render_answered(
-                        original,
-                        how=reason,
-                        responder=who,
-                        waited=waited,
-                        within=not breached,
-                    ),
+                    content=content,
+                    key=key,
+                    now=now,
+                    send_after=now,
+                    state="pending",
+                )
+        return queued
+
+    def _roots(self, key: str) -> list[tuple[str, str]]:
+        """Per channel, the payload of the first alert of a clock that went out there."""
+        return self.store.conn.execute(
+            "SELECT channel, payload FROM outbox WHERE thread_key = ? AND state = 'sent' "
+            f"AND stage NOT IN {_EDITS_SQL} GROUP BY channel HAVING id = MIN(id)",
+            (key,),
+        ).fetchall()
+
+    def _local(self, instant: datetime, cid: int) -> str:
+        """An instant as the team reads it: in alerts.timezone, else the policy's calendar."""
+        zone = self.settings.team_zone
+        if zone is None:
+            row = self.store.conn.execute(
+                "SELECT policy FROM conversations WHERE id = ?", (cid,)
+            ).fetchone()
+            policy = self.rules.policies.by_name(row[0]) if row and row[0] else None
+            zone = self.rules.calendar_for(policy).zone if policy else ZoneInfo("UTC")
+        return instant.astimezone(zone).strftime("%a %d %b %H:%M %Z")
+
+    def _plan_snooze_notes(self, now: datetime) -> int:
+        """Snoozes not yet told: the clock's first alert in each channel is edited to say who
+        snoozed it, until when and why (it keeps its buttons: the wait goes on)."""
+        if not self.settings.threads:
+            return 0
+        queued = 0
+        for key, snooze in active_snoozes(self.store, now).items():
+            over = self.store.conn.execute(
+                "SELECT 1 FROM outbox WHERE thread_key = ? AND stage = 'answered' LIMIT 1", (key,)
+            ).fetchone()
+            if over:  # the wait ended first: its edit says so, and stays
+                continue
+            for channel, payload in self._roots(key):
+                dedup = f"{key}:snoozed-{snooze.id}:{channel}"
+                if self.store.conn.execute(
+                    "SELECT 1 FROM outbox WHERE dedup_key = ?", (dedup,)
+                ).fetchone():
+                    continue
+                assert snooze.until is not None
+                content = render_snoozed(
+                    AlertContent.from_json(json.loads(payload)),
+                    who=snooze.actor_name or snooze.actor,
+                    when=self._local(snooze.at, snooze.conversation_id),
+                    until=self._local(snooze.until, snooze.conversation_id),
+                    reason=snooze.reason,
+                )
+                queued += self._enqueue(
+                    dedup=dedup,
+                    conversation=snooze.conversation_id,
+                    channel=channel,
+                    kind="snoozed",
+                    stage="snoozed",
+                    content=content,
                     key=key,
                     now=now,
                     send_after=now,
@@ -474,6 +560,7 @@ class DeliveryReport:
     failed: int = 0
     deferred: int = 0
     superseded: int = 0
+    held: int = 0  # stages of snoozed or dismissed clocks, kept back
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -577,25 +664,34 @@ class Dispatcher:
                     (at,),
                 )
             }
+            # Stages of a snoozed or dismissed clock stay in the outbox (edits still go).
+            held = held_threads(
+                self.store,
+                now,
+                {a.thread_key for a in pending if a.thread_key and a.stage not in EDIT_STAGES},
+            )
         by_channel: dict[str, list[PendingAlert]] = {}
         for alert in pending:
+            if alert.thread_key in held and alert.stage not in EDIT_STAGES:
+                report.held += 1
+                continue
             by_channel.setdefault(alert.channel, []).append(alert)
         for channel, alerts in by_channel.items():
             if channel in backing_off:
                 continue
             ready = ready_in_order(alerts, at)
             # What a first sync found already due is history: one summary, however few.
-            history = [a for a in ready if a.catch_up and a.stage != "answered"]
+            history = [a for a in ready if a.catch_up and a.stage not in EDIT_STAGES]
             if len(history) > 1:
                 if self._summarize(channel, history, now, report, catch_up=True) != "summarized":
                     continue
-                ready = [a for a in ready if not (a.catch_up and a.stage != "answered")]
-            posts = [a for a in ready if a.stage != "answered"]
+                ready = [a for a in ready if not (a.catch_up and a.stage not in EDIT_STAGES)]
+            posts = [a for a in ready if a.stage not in EDIT_STAGES]
             todo = ready
             if len(posts) > self.burst:
                 if self._summarize(channel, posts, now, report) == "deferred":
                     continue
-                todo = [a for a in ready if a.stage == "answered"]
+                todo = [a for a in ready if a.stage in EDIT_STAGES]
             for alert in todo:
                 if not self._send(alert, now, report):
                     break  # the channel is failing for now: its other rows wait
@@ -649,7 +745,8 @@ class Dispatcher:
                 return state == "pending", None
             row = conn.execute(
                 "SELECT remote_channel, remote_ref FROM outbox WHERE thread_key = ? AND "
-                "channel = ? AND state = 'sent' AND stage != 'answered' ORDER BY id LIMIT 1",
+                f"channel = ? AND state = 'sent' AND stage NOT IN {_EDITS_SQL} "
+                "ORDER BY id LIMIT 1",
                 (alert.thread_key, alert.channel),
             ).fetchone()
         root = Posted(channel_id=row[0], ts=row[1]) if row and row[1] else None
@@ -661,7 +758,7 @@ class Dispatcher:
         if not pending:
             return True
         content = AlertContent.from_json(json.loads(alert.payload))
-        if alert.stage == "answered":
+        if alert.stage in EDIT_STAGES:
             if root is None:  # nothing of this clock reached the channel: nothing to edit
                 self._mark(alert.id, "obsolete", None, now)
                 return True
@@ -679,7 +776,7 @@ class Dispatcher:
         if not isinstance(outcome, Posted):
             return outcome == "failed"
         self._mark(alert.id, "sent", outcome, now)
-        if alert.stage == "answered":
+        if alert.stage in EDIT_STAGES:
             report.updated += 1
         else:
             report.sent += 1

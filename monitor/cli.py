@@ -1,8 +1,9 @@
-"""The replyclock command line: check, run, status, explain, recompute and demo."""
+"""The replyclock command line: check, run, status, explain, dismiss, snooze, recompute, demo."""
 
 from __future__ import annotations
 
 import argparse
+import getpass
 import json
 import logging
 import os
@@ -21,14 +22,15 @@ from monitor.app import build_notifier, build_sources, open_store
 from monitor.config.loader import LoadedConfig, load_config
 from monitor.config.rules import RuleBook, build_rulebook
 from monitor.daemon import Daemon, run_forever
-from monitor.durations import format_duration
-from monitor.engine import Engine
+from monitor.durations import format_duration, parse_duration
+from monitor.engine import ActionRequest, Engine
 from monitor.errors import ConfigError, ReplyclockError, SourceError
 from monitor.explain import explain
 from monitor.logs import configure_logging
 from monitor.polling import poll_source
 from monitor.sla.policy import Policy
 from monitor.sources.probe import print_probe
+from monitor.store import Store
 from monitor.store.sqlite import prune_closed, synced_sources
 
 log = logging.getLogger("replyclock.cli")
@@ -40,6 +42,8 @@ commands:
   run        poll every source and keep SLA states current (--once: poll once and summarize)
   status     list the conversations awaiting a reply, soonest breach first
   explain    show one conversation's timeline: messages, policy, clocks, business time
+  dismiss    stop a conversation's running clock: no reply needed (not a breach, not a reply)
+  snooze     hold a running clock's alerts for a while; the clock and metrics keep counting
   recompute  re-match policies and rebuild every clock under the current rules
   demo       run on a live demo inbox in ./var/demo, with alerts on the console
 
@@ -50,6 +54,8 @@ examples:
   replyclock run -c replyclock.yaml
   replyclock status -c replyclock.yaml --source support-inbox
   replyclock explain -c replyclock.yaml 42
+  replyclock dismiss -c replyclock.yaml 42 --reason "customer said thanks"
+  replyclock snooze -c replyclock.yaml 42 4h
   replyclock recompute -c replyclock.yaml
   replyclock demo
 """
@@ -129,6 +135,32 @@ def _parser() -> argparse.ArgumentParser:
     explain_cmd.add_argument(
         "conversation", help="conversation id (from `status`) or a Message-ID in it"
     )
+    dismiss = command(
+        "dismiss",
+        "Stop a conversation's running clock as dismissed: no reply is needed. It is neither "
+        "a reply nor a breach (a target already missed stays missed), it is counted in "
+        "replyclock_dismissed_total, and the clock never alerts again; a later customer "
+        "message starts a new clock. Safe next to a running daemon, which takes it in at its "
+        "next evaluation.",
+        'replyclock dismiss -c replyclock.yaml 42 --reason "customer said thanks"',
+    )
+    dismiss.add_argument(
+        "conversation", help="conversation id (from `status`) or a Message-ID in it"
+    )
+    dismiss.add_argument("--reason", default="", help="why no reply is needed (shown by explain)")
+    snooze = command(
+        "snooze",
+        "Hold the alerts of a conversation's running clock for DURATION (30m, 4h, 1d). The "
+        "clock keeps running and the metrics stay as they are; what falls due meanwhile is "
+        "sent when the snooze ends. A later snooze replaces an earlier one. Safe next to a "
+        "running daemon.",
+        "replyclock snooze -c replyclock.yaml 42 4h",
+    )
+    snooze.add_argument(
+        "conversation", help="conversation id (from `status`) or a Message-ID in it"
+    )
+    snooze.add_argument("duration", help="how long to hold its alerts: 30m, 4h, 1d")
+    snooze.add_argument("--reason", default="", help="why (shown by explain and in Slack)")
     command(
         "recompute",
         "Match every conversation to a policy again and rebuild every clock under the current "
@@ -173,6 +205,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_status(loaded, source=args.source, as_json=args.json, out=sys.stdout)
         if args.command == "explain":
             return cmd_explain(loaded, args.conversation, out=sys.stdout)
+        if args.command == "dismiss":
+            return cmd_act(loaded, args.conversation, "dismiss", reason=args.reason, out=sys.stdout)
+        if args.command == "snooze":
+            return cmd_act(
+                loaded,
+                args.conversation,
+                "snooze",
+                reason=args.reason,
+                duration=args.duration,
+                out=sys.stdout,
+            )
         if args.command == "recompute":
             return cmd_recompute(loaded, out=sys.stdout)
     except ConfigError as exc:
@@ -338,6 +381,9 @@ def cmd_status(loaded: LoadedConfig, *, source: str | None, as_json: bool, out: 
                         "due": v.due_at.isoformat(),
                         "customer": row.conversation.customer,
                         "subject": row.conversation.subject,
+                        "snoozed_until": row.snoozed.until.isoformat()
+                        if row.snoozed is not None and row.snoozed.until is not None
+                        else None,
                     },
                     ensure_ascii=False,
                 ),
@@ -353,12 +399,15 @@ def cmd_status(loaded: LoadedConfig, *, source: str | None, as_json: bool, out: 
     for row in rows:
         v = row.verdict
         zone = build_zone(rules, row.policy)
+        state = v.state.value
+        if row.snoozed is not None and row.snoozed.until is not None:
+            state += f", snoozed until {row.snoozed.until.astimezone(zone):%a %d %b %H:%M %Z}"
         table.append(
             (
                 str(row.conversation.id),
                 row.conversation.source,
                 row.policy.name,
-                v.state.value,
+                state,
                 format_duration(v.business_seconds, days=False),
                 format_duration(v.target),
                 v.due_at.astimezone(zone).strftime("%a %d %b %H:%M %Z"),
@@ -386,21 +435,101 @@ def cmd_explain(loaded: LoadedConfig, reference: str, *, out: TextIO) -> int:
     rules = build_rulebook(loaded)
     store = open_store(loaded, readonly=True)
     try:
-        if reference.isdigit():
-            conversation_id: int | None = int(reference)
-        else:
-            conversation_id = store.conversation_for_message(None, reference)
-        if conversation_id is None or store.conversation(conversation_id) is None:
-            print(
-                f"replyclock: no conversation {reference!r} in {store.path}; "
-                "`replyclock status` lists the ids",
-                file=sys.stderr,
-            )
+        conversation_id = _find_conversation(store, reference)
+        if conversation_id is None:
             return 1
         for line in explain(store, rules, conversation_id, datetime.now(UTC)):
             print(line, file=out)
     finally:
         store.close()
+    return 0
+
+
+def _find_conversation(store: Store, reference: str) -> int | None:
+    """The conversation an id or a Message-ID names; None (having said so) when none."""
+    if reference.isdigit():
+        conversation_id: int | None = int(reference)
+    else:
+        conversation_id = store.conversation_for_message(None, reference)
+    if conversation_id is None or store.conversation(conversation_id) is None:
+        print(
+            f"replyclock: no conversation {reference!r} in {store.path}; "
+            "`replyclock status` lists the ids",
+            file=sys.stderr,
+        )
+        return None
+    return conversation_id
+
+
+def _os_user() -> str:
+    """Who runs the command, for the record of an action."""
+    try:
+        return getpass.getuser()
+    except (OSError, KeyError):
+        return f"uid {os.getuid()}"
+
+
+def cmd_act(
+    loaded: LoadedConfig,
+    reference: str,
+    kind: str,
+    *,
+    reason: str,
+    out: TextIO,
+    duration: str | None = None,
+) -> int:
+    """Dismiss a conversation's running clock, or snooze its alerts; say what was done."""
+    now = datetime.now(UTC)
+    until = None
+    if kind == "snooze":
+        try:
+            seconds = parse_duration(duration or "")
+        except ValueError as exc:
+            print(f"replyclock: DURATION: {exc}", file=sys.stderr)
+            return 2
+        if seconds <= 0:
+            print(f"replyclock: DURATION must be positive, got: {duration!r}", file=sys.stderr)
+            return 2
+        until = now + timedelta(seconds=seconds)
+    rules = build_rulebook(loaded)
+    store = Store.open_for_actions(loaded.config.store.path)
+    try:
+        conversation_id = _find_conversation(store, reference)
+        if conversation_id is None:
+            return 1
+        outcome = Engine(store, rules).act(
+            ActionRequest(
+                kind="snooze" if kind == "snooze" else "dismiss",
+                conversation_id=conversation_id,
+                actor=_os_user(),
+                via="cli",
+                reason=reason.strip(),
+                until=until,
+            ),
+            now,
+        )
+        beside = store.beside_writer
+    finally:
+        store.close()
+    if outcome.action is None:
+        print(
+            f"replyclock: conversation {conversation_id}: nothing done: {outcome.message}",
+            file=sys.stderr,
+        )
+        return 1
+    action = outcome.action
+    why = f" (reason: {action.reason})" if action.reason else ""
+    print(f"Conversation {conversation_id}: {outcome.message}{why}.", file=out)
+    later = (
+        "the running daemon takes it in at its next evaluation (within a minute)"
+        if beside
+        else "`replyclock run` takes it in at its next evaluation"
+    )
+    print(
+        f"Recorded as action {action.id} by {action.who}; `status` and `explain` show it now, "
+        f"{later}.",
+        file=out,
+    )
     return 0
 
 

@@ -1,6 +1,10 @@
 """The long-running service: APScheduler runs each source's poll, evaluation, alert delivery
 and housekeeping; an HTTP endpoint serves /metrics, /healthz and /readyz.
 
+With ``alerts.slack.app_token`` a Socket Mode thread receives the alerts' buttons ("No reply
+needed", "Snooze"): each allowed click is recorded as an action through the engine, under the
+store lock, and the evaluation job runs at once so the clock and its Slack message follow.
+
 Lifecycle: SIGTERM or SIGINT stop taking new work, let the jobs under way end at their next
 store write (each batch is written whole, so nothing is half-stored), close the store and exit
 0 within 10 seconds. SIGHUP reloads the config and rules; an invalid new config is logged in
@@ -27,11 +31,12 @@ from apscheduler.triggers.cron import CronTrigger
 
 from monitor.alerting import AlertPlanner, AlertSettings, Dispatcher
 from monitor.alerts.base import Notifier
+from monitor.alerts.slack import ActionClick, SlackActions
 from monitor.app import build_notifier, build_sources, read_secret
 from monitor.config.loader import LoadedConfig, load_config
 from monitor.config.models import ImapSourceConfig
 from monitor.config.rules import RuleBook, build_rulebook
-from monitor.engine import Engine
+from monitor.engine import ActionRequest, Engine
 from monitor.errors import ConfigError, ReplyclockError, StoreError
 from monitor.logs import fields
 from monitor.metrics import PolicyInfo, ReplyclockCollector, build_registry
@@ -192,6 +197,58 @@ class Daemon:
             port,
             tls,
         )
+        self.slack_actions: SlackActions | None = None  # built by run(): it starts threads
+
+    # --- the alert buttons (Socket Mode) -------------------------------------------------------
+
+    def _slack_actions(self, loaded: LoadedConfig) -> SlackActions | None:
+        """The Socket Mode client for the alert buttons, when an app token is configured (an
+        app token changed by SIGHUP takes effect at the next restart; allowed_actors at once)."""
+        alerts = loaded.config.alerts
+        slack = alerts.slack if alerts is not None else None
+        if self.dry_run or slack is None or not slack.actions_enabled:
+            return None
+        return SlackActions(
+            app_token=read_secret(slack.app_token, slack.app_token_file),
+            bot_token=read_secret(slack.token, slack.token_file),
+            base_url=str(slack.base_url),
+            allowed=self._allowed_actors,
+            on_click=self.slack_action,
+        )
+
+    def _allowed_actors(self) -> list[str]:
+        alerts = self.gen.loaded.config.alerts
+        slack = alerts.slack if alerts is not None else None
+        return list(slack.allowed_actors) if slack is not None else []
+
+    def slack_action(self, click: ActionClick) -> str | None:
+        """Record a button pressed by an allowed actor; None when done, else why not (for an
+        ephemeral message, so it names no customer, subject or conversation id)."""
+        head = click.clock_key.split(":", 1)[0]
+        if not head.isdigit():
+            return "That button is not one replyclock knows."
+        now = datetime.now(UTC)
+        request = ActionRequest(
+            kind="dismiss" if click.action == "dismiss" else "snooze",
+            conversation_id=int(head),
+            actor=click.user_id,
+            actor_name=click.user_name,
+            via="slack",
+            until=now + timedelta(seconds=click.snooze_seconds or 0),
+            clock_key=click.clock_key,
+        )
+        outcome = None
+        with self._store_work("slack action") as usable, self.store_lock:
+            if usable:
+                outcome = self.gen.engine.act(request, now)
+        if outcome is None:
+            return "replyclock cannot write its store right now; please try again in a minute."
+        if outcome.action is None:
+            return f"Nothing done: {outcome.message}."
+        job = self.scheduler.get_job("evaluate")
+        if job is not None:  # take it in now: the clock, the metrics and the Slack message
+            job.modify(next_run_time=datetime.now(UTC))
+        return None
 
     def _generation(
         self, loaded: LoadedConfig, sources: list[Source], rules: RuleBook, notifier: Notifier
@@ -538,6 +595,9 @@ class Daemon:
         signal.signal(signal.SIGHUP, on_hup)
         self.schedule()
         self.http.start()
+        self.slack_actions = self._slack_actions(self.gen.loaded)
+        if self.slack_actions is not None:
+            self.slack_actions.start()
         log.info(
             "started",
             extra=fields(
@@ -563,6 +623,8 @@ class Daemon:
             log.warning("jobs still running at exit", extra=fields(jobs=self.inflight))
         for watcher in self.gen.watchers:
             watcher.join(max(deadline - time.monotonic(), 0.1))
+        if self.slack_actions is not None:
+            self.slack_actions.close()
         self.http.stop()
         self.snapshots.close()
         for source in self.gen.sources:

@@ -5,6 +5,11 @@ Each evaluation redoes in full only the conversations that changed since the las
 removed messages); every other waiting conversation has its running clock measured again at
 the new ``now``. Stopped clocks are history: once stored, their numbers stay as they were
 computed, even if the calendar or the policy changes later, until ``recompute`` is run.
+
+People's decisions about a clock (``act``: dismiss it, snooze its alerts) are stored as
+actions; each evaluation first takes in those recorded since the last (by the command line
+next to the daemon, or from Slack) and hands a conversation's dismissals to the pure rules as
+data, so a dismissed clock stops there, in the history, the totals and every view.
 """
 
 from __future__ import annotations
@@ -13,15 +18,33 @@ import logging
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import TypeVar
+from typing import Literal, TypeVar
 
+from monitor.alerting import thread_key
 from monitor.config.rules import RuleBook
+from monitor.durations import format_duration
 from monitor.logs import fields
 from monitor.sla.clocks import Clock, ClockKind, ClockMessage
-from monitor.sla.evaluate import ClockState, ClockVerdict, evaluate, evaluate_clock
+from monitor.sla.evaluate import (
+    ClockState,
+    ClockVerdict,
+    ConversationVerdict,
+    evaluate,
+    evaluate_clock,
+)
 from monitor.sla.policy import MatchFacts, Policy
 from monitor.store import Store, StoredConversation, StoredMessage, totals
-from monitor.store.sqlite import candidate_waiting_conversations, from_epoch, to_epoch
+from monitor.store.sqlite import (
+    StoredAction,
+    actions_by_conversation,
+    candidate_waiting_conversations,
+    dismissal_instants,
+    from_epoch,
+    latest_snooze,
+    record_action,
+    take_new_actions,
+    to_epoch,
+)
 
 log = logging.getLogger("replyclock.engine")
 
@@ -59,6 +82,31 @@ class WaitingConversation:
     conversation: StoredConversation
     policy: Policy
     verdict: ClockVerdict
+    snoozed: StoredAction | None = None  # the snooze holding its alerts now, if any
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActionRequest:
+    """A person asks to dismiss a conversation's running clock, or to snooze its alerts."""
+
+    kind: Literal["dismiss", "snooze"]
+    conversation_id: int
+    actor: str  # the OS user, or the Slack user id
+    via: Literal["cli", "slack"]
+    actor_name: str = ""
+    reason: str = ""
+    until: datetime | None = None  # snooze: hold alerts until then
+    clock_key: str | None = None  # the clock an alert was about; None: the one running now
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ActionOutcome:
+    """What ``Engine.act`` did: the action recorded, or None and why not. ``message`` names
+    no address, subject or conversation id, so Slack may show it."""
+
+    action: StoredAction | None
+    message: str
+    verdict: ClockVerdict | None = None  # the clock acted on, as it stood
 
 
 def match_facts(conversation: StoredConversation, first: StoredMessage) -> MatchFacts:
@@ -193,6 +241,7 @@ class Engine:
         report = EvaluationReport()
         self._prepare_totals()
         self._absorb_merges()
+        take_new_actions(self.store, now)
         # Changed since evaluated: the revision a write bumped is past the one the last
         # evaluation read. Both numbers are written in the same transactions as the data, so
         # mail stored by a poll that started before this evaluation is never missed.
@@ -209,11 +258,12 @@ class Engine:
                 # Messages and revisions are read in this one transaction: what is evaluated
                 # is exactly what the recorded revision stands for.
                 messages = self.store.messages_by_conversation(chunk)
+                actions = actions_by_conversation(self.store, chunk)
                 for cid in chunk:
                     conversation = self.store.conversation(cid)
                     if conversation is None:
                         continue
-                    self._reevaluate(conversation, messages[cid], now, report)
+                    self._reevaluate(conversation, messages[cid], now, report, actions[cid])
         held = frozenset(hold)
         running = (
             [
@@ -251,6 +301,7 @@ class Engine:
         messages: list[StoredMessage],
         now: datetime,
         report: EvaluationReport,
+        actions: list[StoredAction] | None = None,
     ) -> None:
         assigned = self._assign(conversation, messages)
         if assigned is not None:
@@ -266,7 +317,15 @@ class Engine:
             )
             return
         policy, _ = self.choose_policy(conversation, messages)
-        verdict = evaluate(clock_messages(messages), policy, self.rules.calendar_for(policy), now)
+        if actions is None:
+            actions = actions_by_conversation(self.store, [conversation.id])[conversation.id]
+        verdict = evaluate(
+            clock_messages(messages),
+            policy,
+            self.rules.calendar_for(policy),
+            now,
+            dismissals=dismissal_instants(actions),
+        )
         stored = {
             row[0]: row[1:]
             for row in conn.execute(
@@ -462,10 +521,11 @@ class Engine:
                 for cid in chunk:
                     self._forget_clocks(cid)
                 messages = self.store.messages_by_conversation(chunk)
+                actions = actions_by_conversation(self.store, chunk)
                 for cid in chunk:
                     conversation = self.store.conversation(cid)
                     if conversation is not None:
-                        self._reevaluate(conversation, messages[cid], now, report)
+                        self._reevaluate(conversation, messages[cid], now, report, actions[cid])
             done += len(chunk)
             if progress is not None:
                 progress(done, len(ids))
@@ -480,28 +540,129 @@ class Engine:
         here in memory, so the answer is right even when the daemon is behind or stopped.
         """
         rows: list[WaitingConversation] = []
-        for conversation, messages in self._waiting_candidates(source):
-            policy, _ = self.choose_policy(conversation, messages)
-            verdict = evaluate(
-                clock_messages(messages), policy, self.rules.calendar_for(policy), now
-            ).awaiting
+        for conversation, messages, actions in self._waiting_candidates(source):
+            policy, verdicts = self._measure(conversation, messages, actions, now)
+            verdict = verdicts.awaiting
             if verdict is not None:
+                snooze = latest_snooze(actions, _clock_key(conversation.id, verdict))
                 rows.append(
-                    WaitingConversation(conversation=conversation, policy=policy, verdict=verdict)
+                    WaitingConversation(
+                        conversation=conversation,
+                        policy=policy,
+                        verdict=verdict,
+                        snoozed=snooze if snooze and snooze.until and snooze.until > now else None,
+                    )
                 )
         rows.sort(key=lambda row: (row.verdict.remaining, row.conversation.id))
         return rows
 
     def _waiting_candidates(
         self, source: str | None
-    ) -> Iterator[tuple[StoredConversation, list[StoredMessage]]]:
+    ) -> Iterator[tuple[StoredConversation, list[StoredMessage], list[StoredAction]]]:
         ids = candidate_waiting_conversations(self.store, source)
         for chunk in _chunks(ids):
             messages = self.store.messages_by_conversation(chunk)
+            actions = actions_by_conversation(self.store, chunk)
             for cid in chunk:
                 conversation = self.store.conversation(cid)
                 if conversation is not None:
-                    yield conversation, messages[cid]
+                    yield conversation, messages[cid], actions[cid]
+
+    def _measure(
+        self,
+        conversation: StoredConversation,
+        messages: list[StoredMessage],
+        actions: list[StoredAction],
+        now: datetime,
+    ) -> tuple[Policy, ConversationVerdict]:
+        """A conversation's clocks at ``now``, in memory, with the dismissals recorded."""
+        policy, _ = self.choose_policy(conversation, messages)
+        verdict = evaluate(
+            clock_messages(messages),
+            policy,
+            self.rules.calendar_for(policy),
+            now,
+            dismissals=dismissal_instants(actions),
+        )
+        return policy, verdict
+
+    # --- people's decisions ------------------------------------------------------------------
+
+    def act(self, request: ActionRequest, now: datetime) -> ActionOutcome:
+        """Record a dismissal of the conversation's running clock, or a snooze of its alerts.
+
+        The clock is measured here from what the store holds now (with the dismissals already
+        recorded), so a request about a clock that has stopped since its alert was sent (an
+        answer, an earlier dismissal) records nothing and says why. Works as the writer and
+        ``beside_writer``: the only write is the new action row.
+        """
+        conversation = self.store.conversation(request.conversation_id)
+        if conversation is None:
+            return ActionOutcome(action=None, message="no such conversation in the store")
+        messages = self.store.messages(conversation.id)
+        actions = actions_by_conversation(self.store, [conversation.id])[conversation.id]
+        policy, verdicts = self._measure(conversation, messages, actions, now)
+        current = verdicts.current
+        key = _clock_key(conversation.id, current) if current is not None else None
+        if current is None or (request.clock_key is not None and request.clock_key != key):
+            why = self._why_over(conversation.id, verdicts, actions, request.clock_key)
+            return ActionOutcome(action=None, message=why)
+        assert key is not None
+        action = record_action(
+            self.store,
+            conversation_id=conversation.id,
+            thread_key=key,
+            kind=request.kind,
+            at=now,
+            actor=request.actor,
+            actor_name=request.actor_name,
+            via=request.via,
+            reason=request.reason,
+            until=request.until if request.kind == "snooze" else None,
+        )
+        zone = self.rules.calendar_for(policy).zone
+        kind = current.clock.kind.value.replace("_", "-")
+        since = current.clock.started_at.astimezone(zone).strftime("%a %d %b %H:%M %Z")
+        waited = format_duration(current.business_seconds, days=False)
+        clock = f"its {kind} clock (waiting since {since}, {waited} in business time)"
+        if request.kind == "dismiss":
+            message = f"dismissed {clock}: no reply needed"
+        else:
+            assert action.until is not None
+            until = action.until.astimezone(zone).strftime("%a %d %b %H:%M %Z")
+            message = f"snoozed the alerts of {clock} until {until}; the clock keeps running"
+        log.info(
+            "action recorded",
+            extra=fields(
+                action=request.kind, conversation=conversation.id, via=request.via, id=action.id
+            ),
+        )
+        return ActionOutcome(action=action, message=message, verdict=current)
+
+    def _why_over(
+        self, cid: int, verdicts: ConversationVerdict, actions: list[StoredAction], key: str | None
+    ) -> str:
+        """Why there is nothing to act on: the clock asked about (or the last one) has ended."""
+        if not verdicts.clocks:
+            return "no customer is waiting: nothing to act on"
+        asked = [c for c in verdicts.clocks if _clock_key(cid, c) == key]
+        clock = asked[0] if asked else verdicts.clocks[-1]
+        if (key is not None and not asked) or clock.running:
+            return "that alert's wait is over: the conversation has changed since it was sent"
+        assert clock.clock.stopped_at is not None
+        zone = self.rules.calendar_for(verdicts.policy).zone
+        when = clock.clock.stopped_at.astimezone(zone).strftime("%a %d %b %H:%M %Z")
+        if clock.state is ClockState.DISMISSED:
+            by = [a.who for a in actions if a.kind == "dismiss" and a.at == clock.clock.stopped_at]
+            return f"the wait is over: already dismissed by {by[0] if by else 'someone'}, {when}"
+        if clock.state is ClockState.ANSWERED:
+            return f"the wait is over: the customer was answered, {when}"
+        return f"the wait is over: the clock stopped ({clock.state.value}), {when}"
+
+
+def _clock_key(conversation_id: int, verdict: ClockVerdict) -> str:
+    """The clock's thread key: what its alerts, their buttons and its actions name it by."""
+    return thread_key(conversation_id, verdict.clock.kind.value, to_epoch(verdict.clock.started_at))
 
 
 def _with_policy(

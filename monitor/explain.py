@@ -1,10 +1,14 @@
-"""`replyclock explain`: one conversation's timeline, and why each number is what it is."""
+"""`replyclock explain`: one conversation's timeline, and why each number is what it is.
+
+The timeline holds the messages and people's decisions (dismissed, snoozed) in time order.
+"""
 
 from __future__ import annotations
 
 from datetime import date, datetime
 from zoneinfo import ZoneInfo
 
+from monitor.alerting import thread_key
 from monitor.config.rules import RuleBook
 from monitor.durations import format_duration
 from monitor.engine import Engine, clock_messages
@@ -12,6 +16,13 @@ from monitor.sla.clocks import StopReason
 from monitor.sla.evaluate import ClockState, ClockVerdict, evaluate
 from monitor.sla.policy import Policy
 from monitor.store import Store, StoredMessage
+from monitor.store.sqlite import (
+    StoredAction,
+    actions_by_conversation,
+    dismissal_instants,
+    latest_snooze,
+    to_epoch,
+)
 
 _MAX_DAYS_LISTED = 14
 
@@ -67,6 +78,10 @@ def _verdict_line(verdict: ClockVerdict) -> str:
         if verdict.breached:
             return f"answered late: target missed by {format_duration(over, days=False)}"
         return f"answered within target ({format_duration(-over, days=False)} to spare)"
+    if verdict.state is ClockState.DISMISSED:
+        if verdict.breached:
+            return "dismissed (no reply needed) after the target had passed: the breach stands"
+        return "dismissed (no reply needed) before the target: counted, not a breach"
     if verdict.state in (ClockState.CLOSED, ClockState.SOLVED):
         how = "closed without reply" if verdict.state is ClockState.CLOSED else "solved"
         if verdict.breached:
@@ -112,32 +127,19 @@ def explain(store: Store, rules: RuleBook, conversation_id: int, now: datetime) 
     ]
     if conversation.link:
         lines.append(f"Link:      {conversation.link}")
-    lines += ["", f"Messages ({zone.key}):"]
-    for m in messages:
-        removed = f"; left the folders {local(m.removed_at, zone)}" if m.removed_at else ""
-        where = f" [{m.folder}]" if m.folder else ""
-        lines.append(
-            f"  {local(m.timestamp, zone)}  {m.direction.value:8}  {_who(m)}{where}: "
-            f"{m.reason}{removed}"
-        )
-    verdict = evaluate(clock_messages(messages), policy, calendar, now)
+    actions = actions_by_conversation(store, [conversation_id])[conversation_id]
+    lines += ["", f"Messages{' and actions' if actions else ''} ({zone.key}):"]
+    lines += _timeline(messages, actions, zone)
+    verdict = evaluate(
+        clock_messages(messages), policy, calendar, now, dismissals=dismissal_instants(actions)
+    )
     lines += ["", f"Clocks (evaluated {local(now, zone)}):"]
     if not verdict.clocks:
         lines.append("  none: no customer message is waiting or was answered")
     for number, clock in enumerate(verdict.clocks, 1):
         c = clock.clock
         kind = c.kind.value.replace("_", " ")
-        if c.stopped_at is None:
-            stop, end = "still running", now
-        elif c.stop_reason is StopReason.REPLY:
-            stop = f"stopped {local(c.stopped_at, zone)} by the reply from {c.responder or '?'}"
-            end = c.stopped_at
-        elif c.stop_reason is StopReason.SOLVED:
-            stop = f"stopped {local(c.stopped_at, zone)}: the ticket was solved or closed"
-            end = c.stopped_at
-        else:
-            stop = f"stopped {local(c.stopped_at, zone)}: the customer's messages left the folders"
-            end = c.stopped_at
+        stop, end = _stop(clock, actions, zone) if c.stopped_at else ("still running", now)
         follow = (
             f" ({c.customer_messages - 1} follow-up{'s' if c.customer_messages > 2 else ''} "
             "did not restart it)"
@@ -158,6 +160,13 @@ def explain(store: Store, rules: RuleBook, conversation_id: int, now: datetime) 
             f"warning from {local(clock.warning_at, zone)}",
             f"     verdict: {_verdict_line(clock)}",
         ]
+        key = thread_key(conversation_id, c.kind.value, to_epoch(c.started_at))
+        snooze = latest_snooze(actions, key) if c.running else None
+        if snooze is not None and snooze.until is not None and snooze.until > now:
+            lines.append(
+                f"     alerts snoozed until {local(snooze.until, zone)} by {snooze.who}; "
+                "the clock keeps running"
+            )
     lines += [
         "",
         "Numbers use the current calendar and targets of the policy. Clocks already stored as "
@@ -166,3 +175,49 @@ def explain(store: Store, rules: RuleBook, conversation_id: int, now: datetime) 
         "even if the rules change.",
     ]
     return lines
+
+
+def _timeline(
+    messages: list[StoredMessage], actions: list[StoredAction], zone: ZoneInfo
+) -> list[str]:
+    """Messages and people's decisions in time order (a message before a decision of the same
+    second, as the clock rules take them)."""
+    timeline: list[tuple[datetime, int, str]] = []
+    for m in messages:
+        removed = f"; left the folders {local(m.removed_at, zone)}" if m.removed_at else ""
+        where = f" [{m.folder}]" if m.folder else ""
+        line = f"{m.direction.value:8}  {_who(m)}{where}: {m.reason}{removed}"
+        timeline.append((m.timestamp, 0, line))
+    timeline += [(a.at, 1, _action_line(a, zone)) for a in actions]
+    return [f"  {local(at, zone)}  {line}" for at, _, line in sorted(timeline, key=_first_two)]
+
+
+def _first_two(item: tuple[datetime, int, str]) -> tuple[datetime, int]:
+    return item[0], item[1]
+
+
+def _stop(
+    verdict: ClockVerdict, actions: list[StoredAction], zone: ZoneInfo
+) -> tuple[str, datetime]:
+    """How a stopped clock stopped, in words, and when."""
+    c = verdict.clock
+    assert c.stopped_at is not None
+    at = local(c.stopped_at, zone)
+    if c.stop_reason is StopReason.REPLY:
+        return f"stopped {at} by the reply from {c.responder or '?'}", c.stopped_at
+    if c.stop_reason is StopReason.SOLVED:
+        return f"stopped {at}: the ticket was solved or closed", c.stopped_at
+    if c.stop_reason is StopReason.DISMISSED:
+        by = [a.who for a in actions if a.kind == "dismiss" and a.at == c.stopped_at]
+        who = f" by {by[0]}" if by else ""
+        return f"stopped {at}: dismissed{who}, no reply needed", c.stopped_at
+    return f"stopped {at}: the customer's messages left the folders", c.stopped_at
+
+
+def _action_line(action: StoredAction, zone: ZoneInfo) -> str:
+    """One decision as a timeline line: what, by whom, and why."""
+    why = f"; reason: {action.reason}" if action.reason else ""
+    if action.kind == "dismiss":
+        return f"{'dismiss':8}  {action.who}: no reply needed{why}"
+    until = local(action.until, zone) if action.until is not None else "?"
+    return f"{'snooze':8}  {action.who}: alerts held until {until}{why}"

@@ -12,6 +12,7 @@ Sample exposition::
     replyclock_awaiting_reply{source="support",policy="vip",state="warning"} 2.0
     replyclock_oldest_awaiting_reply_seconds{source="support",policy="vip"} 2700.0
     replyclock_sla_breaches_total{source="support",policy="vip",target="first_response"} 3.0
+    replyclock_dismissed_total{source="support",policy="vip",target="first_response"} 1.0
 """
 
 from __future__ import annotations
@@ -184,6 +185,12 @@ class ReplyclockCollector(Collector):
             "unanswered (archived or deleted); not a breach.",
             labels=["source", "policy", "target"],
         )
+        dismissed = CounterMetricFamily(
+            "replyclock_dismissed",
+            "Reply clocks stopped because a person said no reply is needed (`replyclock "
+            "dismiss` or Slack's button); neither a reply nor, by itself, a breach.",
+            labels=["source", "policy", "target"],
+        )
         for source, policy in pairs:
             for target in TARGETS:
                 t = totals.get((source, policy, target)) or ClockTotals(
@@ -193,9 +200,11 @@ class ReplyclockCollector(Collector):
                 replies.add_metric([source, policy, target, "false"], t.replies_late)
                 breaches.add_metric([source, policy, target], t.breaches)
                 closed.add_metric([source, policy, target], t.closed)
+                dismissed.add_metric([source, policy, target], t.dismissed)
         yield replies
         yield breaches
         yield closed
+        yield dismissed
 
     def _histograms(self, data: MetricsSnapshot, pairs: list[tuple[str, str]]) -> Iterator[Metric]:
         totals = {(t.source, t.policy, t.kind): t for t in data.totals}

@@ -127,6 +127,7 @@ class ClockTotals:
     replies_late: int = 0
     breaches: int = 0
     closed: int = 0  # closed without reply
+    dismissed: int = 0  # a person said no reply is needed
     response_sum: int = 0  # business seconds, over all replies
     buckets: tuple[tuple[int, int], ...] = ()  # (upper bound in seconds or -1 for +Inf, count)
 

@@ -329,6 +329,7 @@ def test_status_json_lines_carry_business_and_calendar_time(
             "due": business[row["first"]][3],
             "customer": row["customer"],
             "subject": row["subject"],
+            "snoozed_until": None,
         }
         for row in WAITING
     }

@@ -4,6 +4,10 @@ Pure (standard library only). The Slack adapter turns an ``AlertContent`` into B
 the console notifier into a log line; both say the same. By default an alert names the
 customer by display name and domain only: no address and no subject, because alert channels
 are often wide. ``include_sender`` and ``include_subject`` turn those on.
+
+An alert about a waiting customer carries its clock's key (``conversation:kind:started``), so
+the Slack adapter can add the "No reply needed" and "Snooze" buttons; the key is a button's
+value, never shown. Once the wait is over, the edited alert drops it, and its buttons.
 """
 
 from __future__ import annotations
@@ -21,6 +25,8 @@ ICONS = {
     "breach": ":rotating_light:",
     "escalation": ":sos:",
     "answered": ":white_check_mark:",
+    "dismissed": ":heavy_minus_sign:",
+    "snoozed": ":zzz:",
     "summary": ":bell:",
     "digest": ":bar_chart:",
 }
@@ -67,10 +73,14 @@ class AlertContent:
     link: str | None = None
     lines: tuple[str, ...] = ()  # free lines (summary and digest lists)
     note: str = ""
+    clock_key: str = ""  # the clock a person may dismiss or snooze from the alert; "" for none
 
     def to_json(self) -> dict[str, Any]:
-        """A JSON-ready dict, for the outbox."""
-        return asdict(self)
+        """A JSON-ready dict, for the outbox (no ``clock_key`` key when there is none)."""
+        data = asdict(self)
+        if not self.clock_key:
+            del data["clock_key"]
+        return data
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> AlertContent:
@@ -84,6 +94,7 @@ class AlertContent:
             link=data.get("link"),
             lines=tuple(data.get("lines", ())),
             note=data.get("note", ""),
+            clock_key=data.get("clock_key", ""),
         )
 
 
@@ -99,6 +110,7 @@ class StageFacts:
     zone: ZoneInfo
     clock: str  # first_response | next_response
     mention: tuple[str, ...] = field(default_factory=tuple)
+    clock_key: str = ""  # for the alert's buttons
 
 
 def _due(facts: StageFacts) -> str:
@@ -140,6 +152,7 @@ def render_stage(waiting: Waiting, facts: StageFacts, privacy: Privacy) -> Alert
         facts=tuple(fact_rows),
         mention=facts.mention,
         link=waiting.link,
+        clock_key=facts.clock_key,
     )
 
 
@@ -163,6 +176,42 @@ def render_answered(
         facts=original.facts,
         link=original.link,
         note=f"was: {original.title}",
+    )
+
+
+def render_dismissed(
+    original: AlertContent, *, who: str, when: str, reason: str, waited: int
+) -> AlertContent:
+    """The root alert, edited in place once a person said no reply is needed."""
+    said = f"Dismissed by {who or 'someone'}: no reply needed"
+    after = format_duration(waited, days=False)
+    why = f": {reason}" if reason else ""
+    return AlertContent(
+        kind="answered",
+        title=f"{ICONS['dismissed']} {said}",
+        fallback=f"{said} ({when}, after {after}{why}). Was: {original.fallback}",
+        facts=original.facts,
+        link=original.link,
+        note=f"dismissed {when} after {after} of business time{why}; was: {original.title}",
+    )
+
+
+def render_snoozed(
+    original: AlertContent, *, who: str, when: str, until: str, reason: str
+) -> AlertContent:
+    """The root alert, edited in place when a person snoozed it: it stays live (buttons too),
+    and says until when its alerts are held."""
+    why = f": {reason}" if reason else ""
+    said = f"Snoozed by {who or 'someone'} until {until}"
+    return AlertContent(
+        kind="snoozed",
+        title=original.title,
+        fallback=f"{said}. {original.fallback}",
+        facts=original.facts,
+        mention=original.mention,
+        link=original.link,
+        note=f"{ICONS['snoozed']} {said} ({when}{why}); no alerts for this wait until then.",
+        clock_key=original.clock_key,
     )
 
 

@@ -535,21 +535,62 @@ TimeOfDay = Annotated[str, AfterValidator(_hhmm)]
 TimeZoneName = Annotated[str, AfterValidator(_timezone)]
 
 
+def _slack_actor(value: str) -> str:
+    if not re.fullmatch(r"[UWS][A-Z0-9]{2,}", value):
+        raise ValueError(
+            "expected a Slack user id (U0123ABCD, W0123ABCD) or user group id (S0123ABCD), "
+            f"got: {value!r}"
+        )
+    return value
+
+
+SlackActor = Annotated[str, AfterValidator(_slack_actor)]
+
+
 class SlackConfig(Strict):
-    """Slack through a bot token (chat.postMessage, threads, chat.update)."""
+    """Slack through a bot token (chat.postMessage, threads, chat.update), and optionally the
+    alert buttons over Socket Mode with an app-level token."""
 
     token: SecretStr | None = None
     token_file: Path | None = None
     channel: str = Field(min_length=1)  # default channel, "#support-alerts" or an id "C0123"
     base_url: HttpUrl = "https://slack.com/api"
+    # An app-level token (xapp-..., scope connections:write): the daemon connects out to Slack
+    # over Socket Mode to receive the alerts' "No reply needed" / "Snooze" buttons.
+    app_token: SecretStr | None = None
+    app_token_file: Path | None = None
+    allowed_actors: list[SlackActor] = []  # who may press them: user ids, or user groups S...
 
-    _resolve = field_validator("token_file")(resolve_path)
-    _readable = field_validator("token_file")(_readable_file)
+    _resolve = field_validator("token_file", "app_token_file")(resolve_path)
+    _readable = field_validator("token_file", "app_token_file")(_readable_file)
+
+    @field_validator("app_token")
+    @classmethod
+    def _app_level(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is not None and not value.get_secret_value().startswith("xapp-"):
+            raise ValueError(
+                "expected the Slack app's app-level token (xapp-...), not a bot or user "
+                "token; create one under Basic Information > App-Level Tokens with the "
+                "connections:write scope"
+            )
+        return value
 
     @model_validator(mode="after")
     def _secrets(self) -> SlackConfig:
         ApiSourceConfig._secret_given(self, ("token", "token_file"))
+        if self.app_token is not None and self.app_token_file is not None:
+            raise ValueError("give one of app_token or app_token_file, not both")
+        if self.actions_enabled and not self.allowed_actors:
+            raise ValueError(
+                "allowed_actors must name who may dismiss and snooze alerts from Slack (user "
+                "ids U..., or user groups S...) when app_token or app_token_file is set"
+            )
         return self
+
+    @property
+    def actions_enabled(self) -> bool:
+        """Whether the alert buttons are served (an app-level token is configured)."""
+        return self.app_token is not None or self.app_token_file is not None
 
 
 class WebhookConfig(Strict):

@@ -16,6 +16,11 @@ The rules, as a support lead would state them:
   and on_hold, "waiting on the customer") pauses it: business time does not count until the
   ticket leaves that status, a customer message arrives, or a reply stops the clock. Mail has
   no statuses, so mail clocks never pause.
+- A person may dismiss a clock ("no reply needed"). A dismissal is an instant, handed in as
+  data: it stops the clock running at that instant as "dismissed" (neither a reply nor a
+  breach; a target already passed stays passed). A message of the same second counts as seen
+  before the dismissal. A customer message after it starts a new clock as usual; a dismissal
+  while nothing runs does nothing.
 
 A conversation the team started (an outbound message first) has no first-response clock: the
 customer's answer starts a next-response clock, because the team has already spoken.
@@ -44,6 +49,7 @@ class StopReason(StrEnum):
     REPLY = "reply"
     CLOSED = "closed_without_reply"
     SOLVED = "solved"
+    DISMISSED = "dismissed"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -107,10 +113,14 @@ def _all_removed_by(inbound: list[ClockMessage], instant: datetime | None) -> da
 
 
 def segment_clocks(
-    messages: Sequence[ClockMessage], rules: StatusRules = NO_STATUS_RULES
+    messages: Sequence[ClockMessage],
+    rules: StatusRules = NO_STATUS_RULES,
+    dismissals: Sequence[datetime] = (),
 ) -> list[Clock]:
-    """Split a conversation's messages into its reply clocks, oldest first."""
+    """Split a conversation's messages into its reply clocks, oldest first; each instant in
+    ``dismissals`` stops the clock running then as dismissed."""
     ordered = sorted(messages, key=_in_time_order) if len(messages) > 1 else messages
+    pending = sorted(dismissals, reverse=True)  # the next dismissal is pending[-1]
     clocks: list[Clock] = []
     team_has_spoken = False
     waiting: list[ClockMessage] = []  # customer messages of the running clock
@@ -126,11 +136,21 @@ def segment_clocks(
         )
         waiting, pauses = [], []
 
-    for message in ordered:
+    def close_if_gone(instant: datetime | None) -> None:
+        """End the wait as closed if all its mail had left the folders by ``instant``."""
+        closed_at = _all_removed_by(waiting, instant) if waiting else None
+        if closed_at is not None:
+            stop(closed_at, StopReason.CLOSED)
+
+    def dismiss(at: datetime) -> None:
+        close_if_gone(at)  # mail that left the folders first closed the wait already
         if waiting:
-            closed_at = _all_removed_by(waiting, message.timestamp)
-            if closed_at is not None:
-                stop(closed_at, StopReason.CLOSED)
+            stop(at, StopReason.DISMISSED)
+
+    for message in ordered:
+        while pending and pending[-1] < message.timestamp:
+            dismiss(pending.pop())
+        close_if_gone(message.timestamp)
         paused = bool(pauses) and pauses[-1][1] is None
         if message.direction is Direction.INBOUND:
             if not waiting:
@@ -150,19 +170,18 @@ def segment_clocks(
                     pauses.append((message.timestamp, None))
             elif paused:
                 pauses[-1] = (pauses[-1][0], message.timestamp)
+    for at in reversed(pending):
+        dismiss(at)
+    close_if_gone(None)
     if waiting:
-        closed_at = _all_removed_by(waiting, None)
-        if closed_at is not None:
-            stop(closed_at, StopReason.CLOSED)
-        else:
-            clocks.append(
-                Clock(
-                    kind=kind,
-                    started_at=waiting[0].timestamp,
-                    customer_messages=len(waiting),
-                    pauses=tuple(pauses),
-                )
+        clocks.append(
+            Clock(
+                kind=kind,
+                started_at=waiting[0].timestamp,
+                customer_messages=len(waiting),
+                pauses=tuple(pauses),
             )
+        )
     return clocks
 
 

@@ -17,6 +17,9 @@ Pure: no I/O and no wall clock. The rules, in one place:
 - While a helpdesk ticket waits on the customer (a ``pause_on`` status), the clock is
   ``paused``: no business time counts and the customer is not awaiting a reply. Due times
   skip the pauses; for a paused clock they assume the wait resumes now.
+- A clock a person dismissed ("no reply needed") is ``dismissed``: not answered, and not a
+  breach unless the target had already passed when it was dismissed (a breach once counted
+  stays counted). Dismissals later than ``now`` are not yet made.
 """
 
 from __future__ import annotations
@@ -41,6 +44,7 @@ class ClockState(StrEnum):
     ANSWERED = "answered"
     CLOSED = "closed"
     SOLVED = "solved"
+    DISMISSED = "dismissed"
     PAUSED = "paused"
 
 
@@ -166,6 +170,7 @@ _STOPPED_STATES = {
     StopReason.REPLY: ClockState.ANSWERED,
     StopReason.CLOSED: ClockState.CLOSED,
     StopReason.SOLVED: ClockState.SOLVED,
+    StopReason.DISMISSED: ClockState.DISMISSED,
 }
 
 
@@ -203,11 +208,18 @@ def evaluate_clock(
 
 
 def evaluate(
-    messages: Sequence[ClockMessage], policy: Policy, calendar: BusinessCalendar, now: datetime
+    messages: Sequence[ClockMessage],
+    policy: Policy,
+    calendar: BusinessCalendar,
+    now: datetime,
+    *,
+    dismissals: Sequence[datetime] = (),
 ) -> ConversationVerdict:
-    """Cut a conversation into clocks and measure each against the policy at ``now``."""
+    """Cut a conversation into clocks and measure each against the policy at ``now``;
+    ``dismissals`` are the instants people dismissed the running clock ("no reply needed")."""
     now = require_utc("now", now)
-    clocks = segment_clocks(messages, policy.status_rules)
+    made = [require_utc("dismissal", at) for at in dismissals]
+    clocks = segment_clocks(messages, policy.status_rules, [at for at in made if at <= now])
     return ConversationVerdict(
         policy=policy,
         clocks=tuple(evaluate_clock(clock, policy, calendar, now) for clock in clocks),

@@ -62,7 +62,8 @@ def stages_for(policy: Policy, target: int, warning_threshold: int) -> list[Aler
 
 
 def stage_rank(key: str) -> int:
-    """Where a stage stands in its thread: warning, breach, escalation 1, 2, ..., answered."""
+    """Where a stage stands in its thread: warning, breach, escalation 1, 2, ..., snoozed,
+    answered."""
     if key == "breach":
         return 1
     step = key.removeprefix("escalation-")
@@ -70,6 +71,8 @@ def stage_rank(key: str) -> int:
         return 1 + int(step)
     if key == "answered":
         return 1_000_000  # the edit of the first alert comes after every stage
+    if key == "snoozed":
+        return 999_999  # so does a snooze's note, but before the wait is over
     return 0  # the warning, and messages outside a thread (the digest)
 
 

@@ -209,6 +209,31 @@ MIGRATIONS: tuple[str, ...] = (
     -- alerts that were already due when a source's first sync ended: sent as one summary
     ALTER TABLE outbox ADD COLUMN catch_up INTEGER NOT NULL DEFAULT 0;
     """,
+    # 7: what people decided about a clock ("no reply needed", "snooze"), from the command
+    # line or Slack. The table is an inbox: the command line may append to it while the daemon
+    # holds the store (SQLite serializes the one INSERT), and the writer takes each new row in
+    # (``applied_at``) at its next evaluation. Rows are never updated otherwise nor deleted:
+    # they are the record `explain` shows. And the running total of dismissed clocks.
+    """
+    CREATE TABLE actions (
+        id INTEGER PRIMARY KEY,
+        conversation_id INTEGER NOT NULL,
+        thread_key TEXT NOT NULL,  -- the clock acted on: conversation:kind:started_at
+        kind TEXT NOT NULL,  -- dismiss | snooze
+        at INTEGER NOT NULL,  -- when it was decided
+        until INTEGER,  -- snooze: alerts held until then
+        actor TEXT NOT NULL,  -- the OS user (command line) or the Slack user id
+        actor_name TEXT NOT NULL DEFAULT '',  -- the Slack user's name
+        via TEXT NOT NULL,  -- cli | slack
+        reason TEXT NOT NULL DEFAULT '',
+        applied_at INTEGER  -- when the writer took it in; NULL until then
+    );
+    CREATE INDEX actions_conversation ON actions (conversation_id, at);
+    CREATE INDEX actions_thread ON actions (thread_key, kind);
+    CREATE INDEX actions_snoozes ON actions (kind, until);
+    CREATE INDEX actions_new ON actions (id) WHERE applied_at IS NULL;
+    ALTER TABLE clock_totals ADD COLUMN dismissed INTEGER NOT NULL DEFAULT 0;
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -3,7 +3,9 @@
 The writer holds an exclusive ``flock`` on ``<db>.lock`` for as long as it runs, so a second
 daemon on the same database fails at start with a clear error instead of interleaving writes.
 Readers (``status``, ``explain``) open the file read-only and rely on WAL mode to read alongside
-the writer without blocking it.
+the writer without blocking it. `dismiss` and `snooze` record a person's decision next to a
+running daemon: without the lock, they only append one row to the ``actions`` table (SQLite
+serializes that write with the daemon's), which the daemon takes in at its next evaluation.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import fcntl
 import json
 import os
 import sqlite3
-from collections.abc import Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -79,6 +81,30 @@ class StoredConversation:
     revision: int = 1  # bumped by every write that changes the conversation's messages
 
 
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StoredAction:
+    """A person's decision about one clock: dismissed ("no reply needed") or snoozed."""
+
+    id: int
+    conversation_id: int
+    thread_key: str  # the clock acted on (``conversation:kind:started_at``)
+    kind: str  # dismiss | snooze
+    at: datetime
+    until: datetime | None  # snooze: alerts held until then
+    actor: str  # the OS user (command line) or the Slack user id
+    actor_name: str
+    via: str  # cli | slack
+    reason: str
+    applied_at: datetime | None  # when the writer took it in; None until then
+
+    @property
+    def who(self) -> str:
+        """The actor as people read it: ``alice (command line)``, ``Ann Lead (Slack U0LEAD)``."""
+        if self.via == "slack":
+            return f"{self.actor_name} (Slack {self.actor})" if self.actor_name else self.actor
+        return f"{self.actor} (command line)"
+
+
 class _WriterLock:
     """An exclusive advisory lock next to the database, released when the process dies.
 
@@ -132,6 +158,33 @@ class Store:
         self.path = path
         self._lock = lock
         self._identity = identity
+        self.beside_writer = False  # opened next to a running daemon, to append actions only
+
+    @classmethod
+    def open_for_actions(cls, path: Path) -> Store:
+        """The store to record a dismissal or snooze in: as its writer when no daemon runs,
+        else next to the running daemon (``beside_writer``), to append to ``actions`` only."""
+        path = Path(os.path.realpath(path))
+        if not path.exists():
+            raise StoreError(
+                f"no store at {path} yet; run `replyclock run` first, or check store.path"
+            )
+        try:
+            return cls.open(path)
+        except StoreLockedError:
+            pass
+        conn = connect(path, timeout=_BUSY_TIMEOUT_S, isolation_level=None, check_same_thread=False)
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version != SCHEMA_VERSION:
+            conn.close()
+            raise StoreError(
+                f"the store {path} has schema version {version} but this replyclock expects "
+                f"{SCHEMA_VERSION}; restart the running daemon with this version of replyclock "
+                "first (it migrates the store), then try again"
+            )
+        store = cls(conn, path, None)
+        store.beside_writer = True
+        return store
 
     @classmethod
     def open(cls, path: Path, *, readonly: bool = False) -> Store:
@@ -580,6 +633,150 @@ def source_health(store: Store) -> list[SourceHealth]:
             "FROM source_status ORDER BY source"
         )
     ]
+
+
+# --- actions: people's decisions about clocks ----------------------------------------------
+
+_ACTION_COLUMNS = (
+    "id, conversation_id, thread_key, kind, at, until, actor, actor_name, via, reason, applied_at"
+)
+
+
+def _action(row: tuple[Any, ...]) -> StoredAction:
+    return StoredAction(
+        id=row[0],
+        conversation_id=row[1],
+        thread_key=row[2],
+        kind=row[3],
+        at=from_epoch(row[4]),
+        until=from_epoch(row[5]) if row[5] is not None else None,
+        actor=row[6],
+        actor_name=row[7],
+        via=row[8],
+        reason=row[9],
+        applied_at=from_epoch(row[10]) if row[10] is not None else None,
+    )
+
+
+def record_action(
+    store: Store,
+    *,
+    conversation_id: int,
+    thread_key: str,
+    kind: str,
+    at: datetime,
+    actor: str,
+    via: str,
+    actor_name: str = "",
+    reason: str = "",
+    until: datetime | None = None,
+) -> StoredAction:
+    """Append one decision to the actions table (the only write allowed ``beside_writer``)."""
+    if kind not in ("dismiss", "snooze") or (kind == "snooze") != (until is not None):
+        raise ValueError(f"an action is a dismiss, or a snooze with an end; got: {kind!r}")
+    with store.transaction() as conn:
+        cursor = conn.execute(
+            "INSERT INTO actions (conversation_id, thread_key, kind, at, until, actor, "
+            "actor_name, via, reason) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                conversation_id,
+                thread_key,
+                kind,
+                to_epoch(at),
+                to_epoch(until) if until is not None else None,
+                actor,
+                actor_name,
+                via,
+                reason,
+            ),
+        )
+        row = conn.execute(
+            f"SELECT {_ACTION_COLUMNS} FROM actions WHERE id = ?", (cursor.lastrowid,)
+        ).fetchone()
+    return _action(row)
+
+
+def actions_by_conversation(
+    store: Store, conversation_ids: list[int]
+) -> dict[int, list[StoredAction]]:
+    """The actions of many conversations, each list oldest first."""
+    result: dict[int, list[StoredAction]] = {cid: [] for cid in conversation_ids}
+    for start in range(0, len(conversation_ids), 500):
+        chunk = conversation_ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        for row in store.conn.execute(
+            f"SELECT {_ACTION_COLUMNS} FROM actions WHERE conversation_id IN ({marks}) "
+            "ORDER BY at, id",
+            chunk,
+        ).fetchall():
+            result[row[1]].append(_action(row))
+    return result
+
+
+def dismissal_instants(actions: list[StoredAction]) -> list[datetime]:
+    """When people dismissed a conversation's clocks: what the SLA rules take as data."""
+    return [action.at for action in actions if action.kind == "dismiss"]
+
+
+def latest_snooze(actions: list[StoredAction], thread_key: str) -> StoredAction | None:
+    """The latest snooze of one clock (a later snooze replaces an earlier one), if any."""
+    snoozes = [a for a in actions if a.kind == "snooze" and a.thread_key == thread_key]
+    return max(snoozes, key=lambda a: a.id) if snoozes else None
+
+
+def active_snoozes(store: Store, now: datetime) -> dict[str, StoredAction]:
+    """Clocks whose alerts are held at ``now``: their latest snooze has not run out."""
+    rows = store.conn.execute(
+        f"SELECT {_ACTION_COLUMNS} FROM actions a WHERE kind = 'snooze' AND until > ? "
+        "AND NOT EXISTS (SELECT 1 FROM actions b WHERE b.thread_key = a.thread_key "
+        "AND b.kind = 'snooze' AND b.id > a.id)",
+        (to_epoch(now),),
+    ).fetchall()
+    return {row[2]: _action(row) for row in rows}
+
+
+def held_threads(store: Store, now: datetime, thread_keys: Collection[str]) -> set[str]:
+    """Of ``thread_keys``, the clocks no alert may go out for at ``now``: dismissed ones (even
+    before the writer took the dismissal in) and snoozed ones."""
+    held = set(active_snoozes(store, now)) & set(thread_keys)
+    keys = sorted(set(thread_keys) - held)
+    for start in range(0, len(keys), 500):
+        chunk = keys[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        held.update(
+            key
+            for (key,) in store.conn.execute(
+                f"SELECT DISTINCT thread_key FROM actions WHERE kind = 'dismiss' "
+                f"AND thread_key IN ({marks})",
+                chunk,
+            ).fetchall()
+        )
+    return held
+
+
+def take_new_actions(store: Store, now: datetime) -> list[StoredAction]:
+    """The writer takes in the actions recorded since it last looked (from the command line
+    or Slack): a dismissal marks its conversation changed, so the next evaluation measures it
+    again with the dismissal; each row is marked applied. Returns them."""
+    new = [
+        _action(row)
+        for row in store.conn.execute(
+            f"SELECT {_ACTION_COLUMNS} FROM actions WHERE applied_at IS NULL ORDER BY id"
+        ).fetchall()
+    ]
+    if not new:
+        return []
+    with store.transaction() as conn:
+        for action in new:
+            if action.kind == "dismiss":
+                conn.execute(
+                    "UPDATE conversations SET revision = revision + 1 WHERE id = ?",
+                    (action.conversation_id,),
+                )
+            conn.execute(
+                "UPDATE actions SET applied_at = ? WHERE id = ?", (to_epoch(now), action.id)
+            )
+    return new
 
 
 def metrics_snapshot(store: Store) -> MetricsSnapshot:

@@ -32,7 +32,8 @@ def adjust(conn: sqlite3.Connection, row: ClockRow, sign: int, bounds: Sequence[
     source, policy, kind, stop_reason, breached, seconds = row
     replied = stop_reason == "reply"
     closed = stop_reason in ("closed_without_reply", "solved")  # ended without a reply
-    if not (replied or breached or closed):
+    dismissed = stop_reason == "dismissed"  # a person said no reply is needed
+    if not (replied or breached or closed or dismissed):
         return
     conn.execute(
         "INSERT INTO clock_totals (source, policy, kind) VALUES (?, ?, ?) ON CONFLICT DO NOTHING",
@@ -41,12 +42,14 @@ def adjust(conn: sqlite3.Connection, row: ClockRow, sign: int, bounds: Sequence[
     conn.execute(
         "UPDATE clock_totals SET replies_within = replies_within + ?, "
         "replies_late = replies_late + ?, breaches = breaches + ?, closed = closed + ?, "
-        "response_sum = response_sum + ? WHERE source = ? AND policy = ? AND kind = ?",
+        "dismissed = dismissed + ?, response_sum = response_sum + ? "
+        "WHERE source = ? AND policy = ? AND kind = ?",
         (
             sign * int(replied and not breached),
             sign * int(replied and bool(breached)),
             sign * int(bool(breached)),
             sign * int(closed),
+            sign * int(dismissed),
             sign * seconds if replied else 0,
             source,
             policy,
@@ -115,10 +118,11 @@ def read_totals(conn: sqlite3.Connection) -> list[ClockTotals]:
             breaches=row[5],
             closed=row[6],
             response_sum=row[7],
+            dismissed=row[8],
             buckets=tuple(buckets.get((row[0], row[1], row[2]), ())),
         )
         for row in conn.execute(
             "SELECT source, policy, kind, replies_within, replies_late, breaches, closed, "
-            "response_sum FROM clock_totals"
+            "response_sum, dismissed FROM clock_totals"
         )
     ]

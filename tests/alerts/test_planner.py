@@ -655,11 +655,30 @@ def test_alert_shows_only_what_privacy_allows(
         f"{who} has waited 31m for a first reply: due in 29m "
         "(policy standard, target 1h00m, due Mon 16 Nov 10:00 UTC)"
     )
+    # The buttons name the clock by its opaque key (conversation:target:start), nothing else.
+    key = f"1:first_response:{to_epoch(T0)}"
+    assert stored["clock_key"] == key
     assert message.blocks == [
         {"type": "header", "text": {"type": "plain_text", "text": title, "emoji": True}},
         {
             "type": "section",
             "fields": [{"type": "mrkdwn", "text": f"*{label}*\n{value}"} for label, value in facts],
+        },
+        {
+            "type": "actions",
+            "elements": [
+                {
+                    "type": "button",
+                    "text": {"type": "plain_text", "text": text},
+                    "action_id": action_id,
+                    "value": key,
+                }
+                for text, action_id in (
+                    ("No reply needed", "replyclock_dismiss"),
+                    ("Snooze 1h", "replyclock_snooze_1h"),
+                    ("Snooze 4h", "replyclock_snooze_4h"),
+                )
+            ],
         },
     ]
     shown = json.dumps(stored) + json.dumps(message.blocks) + (message.text or "")

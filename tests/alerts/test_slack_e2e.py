@@ -2,7 +2,8 @@
 
 A customer's message waits in the IMAP inbox; each run polls, evaluates, plans and delivers
 with the real SlackNotifier against FakeSlack, "now" pinned by patching ``monitor.cli.datetime``
-(as tests/test_cli.py does). The whole Slack conversation is asserted: root, thread, edits.
+(as tests/test_cli.py does). The whole Slack conversation is asserted: root, thread, edits
+(the alerts carry the "No reply needed" / "Snooze" buttons; the answered edit drops them).
 """
 
 from __future__ import annotations
@@ -153,12 +154,14 @@ def test_warning_breach_and_answer_make_one_slack_thread(
     due = (ASKED + timedelta(hours=1)).strftime("%a %d %b %H:%M UTC")
     who = "Ann Example (customer.example)"
     facts = (("Policy", "standard"), ("Due", due), ("Mailbox", "support / INBOX"))
+    key = f"1:first_response:{int(ASKED.timestamp())}"  # the buttons' value: the clock
     warning = AlertContent(
         kind="warning",
         title=f":warning: {who} has waited 40m for a first reply: due in 20m",
         fallback=f"{who} has waited 40m for a first reply: due in 20m "
         f"(policy standard, target 1h00m, due {due})",
         facts=(facts[0], ("Waited (business time)", "40m of 1h00m"), *facts[1:]),
+        clock_key=key,
     )
     breach = AlertContent(
         kind="breach",
@@ -166,6 +169,7 @@ def test_warning_breach_and_answer_make_one_slack_thread(
         fallback=f"SLA breached: {who} has waited 1h05m for a first reply "
         f"(policy standard, target 1h00m, due {due})",
         facts=(facts[0], ("Waited (business time)", "1h05m of 1h00m"), *facts[1:]),
+        clock_key=key,
     )
     done = "Answered by Acme Support after 1h10m (late)"
     answered = AlertContent(

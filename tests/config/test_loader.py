@@ -261,6 +261,7 @@ SECRET_FIELDS = {
     ("HelpScoutSourceConfig", "app_secret"): "sources[3].app_secret",
     ("GitHubSourceConfig", "token"): "sources[4].token",
     ("SlackConfig", "token"): "alerts.slack.token",
+    ("SlackConfig", "app_token"): "alerts.slack.app_token",
     ("WebhookConfig", "url"): "alerts.webhook.url",
     ("MicrosoftAuthConfig", "client_secret"): "sources[5].auth.client_secret",
     ("MicrosoftAuthConfig", "certificate"): "sources[6].auth.certificate",
@@ -271,7 +272,7 @@ metrics:
   basic_auth: {username: prom, password: 7319000}
   bearer_token: 7319001
 alerts:
-  slack: {channel: "#support", token: 7319007}
+  slack: {channel: "#support", token: 7319007, app_token: 7319012}
   webhook: {url: 7319008}
 sources:
   - {name: a, type: imap, host: h, username: u, password: 7319002}
@@ -310,6 +311,7 @@ def test_no_secret_field_shows_its_value_when_it_is_not_a_string(tmp_path: Path)
             (2, "metrics.basic_auth.password"),
             (3, "metrics.bearer_token"),
             (5, "alerts.slack.token"),
+            (5, "alerts.slack.app_token"),
             (6, "alerts.webhook.url"),
             (8, "sources[0].password"),
             (9, "sources[1].api_token"),

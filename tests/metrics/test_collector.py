@@ -13,7 +13,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from monitor.config.loader import load_config
 from monitor.config.rules import build_rulebook
 from monitor.daemon import StoreSnapshots, policy_infos
-from monitor.engine import Engine
+from monitor.engine import ActionRequest, Engine
 from monitor.metrics import ReplyclockCollector, build_registry
 from monitor.model import Direction, MailLocation, MessageEvent, ServiceStatus, ThreadRef
 from monitor.store import SourceSink, Store
@@ -46,6 +46,7 @@ CONTRACT = {
     "replyclock_replies": ("counter", {"source", "policy", "target", "within_sla"}),
     "replyclock_sla_breaches": ("counter", {"source", "policy", "target"}),
     "replyclock_closed_without_reply": ("counter", {"source", "policy", "target"}),
+    "replyclock_dismissed": ("counter", {"source", "policy", "target"}),
     "replyclock_policy_target_seconds": ("gauge", {"policy", "target"}),
     "replyclock_source_up": ("gauge", {"source"}),
     "replyclock_source_last_success_timestamp_seconds": ("gauge", {"source"}),
@@ -224,6 +225,42 @@ def test_totals_survive_a_restart_without_counting_twice(setup: tuple[Path, Path
     counters = {k for k in before if k[0].endswith(("_total", "_bucket", "_count", "_sum"))}
     assert counters
     assert {k: after[k] for k in counters} == {k: before[k] for k in counters}
+
+
+def test_a_dismissed_clock_is_counted_once_and_stays_counted(setup: tuple[Path, Path]) -> None:
+    """A lead dismisses the breached standard conversation: replyclock_dismissed_total counts
+    it (its breach stays counted, it no longer waits), and evaluating again after a restart
+    counts nothing twice."""
+    config, db = setup
+    fill(db, config)
+    store = Store.open(db)
+    try:
+        outcome = Engine(store, build_rulebook(load_config(config))).act(
+            ActionRequest(kind="dismiss", conversation_id=3, actor="alice", via="cli"), NOW
+        )
+    finally:
+        store.close()
+    for minute in (1, 2):  # the daemon takes the dismissal in, then a restart evaluates again
+        store = Store.open(db)
+        try:
+            Engine(store, build_rulebook(load_config(config))).evaluate(
+                NOW + timedelta(minutes=minute)
+            )
+        finally:
+            store.close()
+    found = samples(scrape(db, config))
+
+    standard = {"source": "inbox", "policy": "standard", "target": "first_response"}
+    assert outcome.action is not None
+    assert value(found, "replyclock_dismissed_total", **standard) == 1
+    assert value(found, "replyclock_sla_breaches_total", **standard) == 1
+    assert value(found, "replyclock_closed_without_reply_total", **standard) == 0
+    waiting = value(
+        found, "replyclock_awaiting_reply", source="inbox", policy="standard", state="breached"
+    )
+    assert waiting == 0
+    vip = {"source": "inbox", "policy": "vip", "target": "first_response"}
+    assert value(found, "replyclock_dismissed_total", **vip) == 0
 
 
 def test_no_label_carries_an_address_subject_or_id(setup: tuple[Path, Path]) -> None:

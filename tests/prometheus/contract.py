@@ -82,6 +82,12 @@ METRICS: tuple[Metric, ...] = (
         help="Clocks stopped because the customer's mail was archived or deleted unanswered.",
     ),
     Metric(
+        name="replyclock_dismissed_total",
+        type="counter",
+        labels=("source", "policy", "target"),
+        help="Clocks a person stopped as no reply needed (dismiss); not a reply, not a breach.",
+    ),
+    Metric(
         name="replyclock_policy_target_seconds",
         type="gauge",
         labels=("policy", "target"),

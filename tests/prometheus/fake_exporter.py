@@ -92,7 +92,11 @@ def _samples(name: str, scrape: int, now: float) -> list[str]:
             for s, p in pairs
             for (t, w), n in per_scrape.items()
         ]
-    if name in ("replyclock_sla_breaches_total", "replyclock_closed_without_reply_total"):
+    if name in (
+        "replyclock_sla_breaches_total",
+        "replyclock_closed_without_reply_total",
+        "replyclock_dismissed_total",
+    ):
         return [
             f"{name}{_labels(source=s, policy=p, target=t)} {float(scrape)}"
             for s, p in pairs

@@ -1,16 +1,21 @@
 """A local fake of Slack's Web API and incoming webhooks, for the Slack alert tests.
 
-``FakeSlack`` serves ``POST /api/<method>`` (GET too, as Slack does) for the four methods in
+``FakeSlack`` serves ``POST /api/<method>`` (GET too, as Slack does) for the six methods in
 ``tests/data/slack/slack_web_openapi_v2.subset.json`` (verbatim from Slack's OpenAPI 2.0 spec,
-frozen 2020): ``auth.test``, ``chat.postMessage``, ``chat.update``, ``conversations.info``.
-Point ``slack_sdk.WebClient(base_url=fake.api_url)`` at it. Every answer has Slack's shape:
+frozen 2020): ``auth.test``, ``chat.postMessage``, ``chat.update``, ``chat.postEphemeral``,
+``conversations.info``, ``usergroups.users.list``; and ``apps.connections.open``, which is newer
+than the spec and described by hand (``HAND_WRITTEN``): it takes only an app-level token
+(``xapp-``) and answers the ``ws://`` URL of the attached ``FakeSocketMode`` (see
+``servers.fake_socket_mode``). Point ``slack_sdk.WebClient(base_url=fake.api_url)`` at it.
+Every answer has Slack's shape:
 HTTP 200 with ``{"ok": false, "error": ...}`` for refusals, 429 with ``Retry-After`` for rate
 limits. What it checks, in Slack's order:
 
 * the method exists in the spec (``unknown_method``), the body is form-encoded or JSON as the
   spec's ``consumes`` allows (``invalid_post_type``, ``invalid_json``, ``json_not_object``);
 * the token: ``Authorization: Bearer xoxb-...`` (or a ``token`` form field) the fake knows
-  (``not_authed`` when absent, ``invalid_auth`` when unknown);
+  (``not_authed`` when absent, ``invalid_auth`` when unknown, ``not_allowed_token_type`` for an
+  app-level token on a bot method or a bot token on ``apps.connections.open``);
 * arguments against the spec: required ones present, none the spec does not list
   (``invalid_arguments`` with ``response_metadata.messages``). Stricter than Slack, which
   ignores unknown arguments; the frozen spec lacks newer ones (``metadata``, ``markdown_text``);
@@ -24,9 +29,12 @@ limits. What it checks, in Slack's order:
 
 Incoming webhooks are served at ``/services/...`` (``webhook_url``, ``add_webhook``) and answer
 as Slack does: ``ok`` (200) or a plain-text error with 400/404/410/429. Everything is recorded:
-``calls`` (every Web API request), ``messages`` (per channel, with threads and edits) and
-``webhook_posts``. ``fail_next`` injects failures; ``refuse_connections`` closes the port (an
-outage: nothing is recorded) until ``accept_connections`` serves on it again;
+``calls`` (every Web API request), ``messages`` (per channel, with threads and edits),
+``ephemerals`` (``chat.postEphemeral``: only the named user sees them; ``user_not_in_channel``
+for a user not ``add_user``-ed) and ``webhook_posts``. User groups for
+``usergroups.users.list`` are set with ``add_usergroup`` (``no_such_subteam`` otherwise).
+``fail_next`` injects failures; ``refuse_connections`` closes the port (an outage: nothing is
+recorded) until ``accept_connections`` serves on it again;
 ``rate_limit_per_channel`` enforces Slack's one message per second per channel. ``clock``
 (default ``time.monotonic``) stamps records and drives the rate limit, so tests can pass a
 manual clock instead of sleeping.
@@ -50,6 +58,7 @@ from typing import Any, Literal
 
 SPEC_PATH = Path(__file__).resolve().parents[1] / "data/slack/slack_web_openapi_v2.subset.json"
 DEFAULT_TOKEN = "xoxb-0000000001-replyclock-test"
+DEFAULT_APP_TOKEN = "xapp-1-A0APP00001-0000000001-replyclock-test"
 WEBHOOK = "webhook"  # the ``fail_next`` target for incoming webhooks
 DEFAULT_WEBHOOK_PATH = "/services/T000/B000/XXXX"
 TEAM_ID = "T0TEAM0001"
@@ -185,6 +194,18 @@ class SlackMessage:
 
 
 @dataclass(slots=True, kw_only=True)
+class SlackEphemeral:
+    """One chat.postEphemeral: a message only ``user`` sees, in ``channel``."""
+
+    channel: str
+    user: str
+    text: str | None
+    blocks: list[Any] | None
+    time: float
+    ts: str
+
+
+@dataclass(slots=True, kw_only=True)
 class WebhookPost:
     """One request to an incoming webhook, its answer and what was wrong with it."""
 
@@ -213,6 +234,19 @@ class SlackApiRefusal(Exception):
     def body(self) -> dict[str, Any]:
         """The JSON body Slack sends with this error."""
         return {"ok": False, "error": self.error, **self.extra}
+
+
+# Methods newer than the frozen spec, described by hand. apps.connections.open: POST, form or
+# JSON, no argument but the token (java-slack-sdk's sample answer: ok, url, warning, ...).
+HAND_WRITTEN = {
+    "apps.connections.open": SpecMethod(
+        name="apps.connections.open",
+        consumes=(_FORM, _JSON),
+        params=frozenset({"token"}),
+        required=frozenset(),
+    )
+}
+APP_TOKEN_METHODS = frozenset(HAND_WRITTEN)  # the methods that take an app-level token only
 
 
 def load_spec(path: Path = SPEC_PATH) -> dict[str, SpecMethod]:
@@ -375,13 +409,20 @@ class FakeSlack:
         *,
         channels: Iterable[SlackChannel] = DEFAULT_CHANNELS,
         tokens: Iterable[str] = (DEFAULT_TOKEN,),
+        app_tokens: Iterable[str] = (DEFAULT_APP_TOKEN,),
         rate_limit_per_channel: bool = False,
         clock: Callable[[], float] = time.monotonic,
         spec_path: Path = SPEC_PATH,
     ) -> None:
-        self.spec = load_spec(spec_path)
+        self.spec = {**load_spec(spec_path), **HAND_WRITTEN}
         self.channels = {channel.id: channel for channel in channels}
         self.tokens = set(tokens)
+        self.app_tokens = set(app_tokens)
+        self.users: set[str] = {HUMAN_USER_ID}
+        self.usergroups: dict[str, list[str]] = {}
+        self.ephemerals: list[SlackEphemeral] = []
+        # Set by FakeSocketMode.attach: issues a fresh ws:// URL for apps.connections.open.
+        self.socket_url: Callable[[], str] | None = None
         self.rate_limit_per_channel = rate_limit_per_channel
         self.clock = clock
         self.calls: list[SlackCall] = []
@@ -399,7 +440,10 @@ class FakeSlack:
             "auth.test": self._auth_test,
             "chat.postMessage": self._post_message,
             "chat.update": self._update,
+            "chat.postEphemeral": self._post_ephemeral,
             "conversations.info": self._conversation_info,
+            "usergroups.users.list": self._usergroup_users,
+            "apps.connections.open": self._connections_open,
         }
 
     # -- lifecycle ------------------------------------------------------------------------
@@ -497,6 +541,16 @@ class FakeSlack:
                 raise ValueError(f"webhook path must start with /services/, got: {path!r}")
             self.webhooks[path] = channel_id
         return self.url + path
+
+    def add_user(self, user_id: str) -> None:
+        """A person of the workspace, in every channel (chat.postEphemeral can reach them)."""
+        with self._lock:
+            self.users.add(user_id)
+
+    def add_usergroup(self, group_id: str, members: Iterable[str]) -> None:
+        """A user group (``S...``) and its members, for usergroups.users.list."""
+        with self._lock:
+            self.usergroups[group_id] = list(members)
 
     def seed_message(self, channel_id: str, text: str, *, user: str = HUMAN_USER_ID) -> str:
         """Put a message by someone other than the bot into a channel; return its ts."""
@@ -606,7 +660,7 @@ class FakeSlack:
                     raise pending.popleft()
                 if parse_error is not None:
                     raise parse_error
-                self._authenticate(headers, call.args)
+                self._authenticate(headers, call.args, method)
                 _check_arguments(spec, call.args)
                 status, extra, payload = (
                     200,
@@ -618,7 +672,7 @@ class FakeSlack:
             call.status, call.response = status, payload
         return status, extra, payload
 
-    def _authenticate(self, headers: dict[str, str], args: dict[str, Any]) -> None:
+    def _authenticate(self, headers: dict[str, str], args: dict[str, Any], method: str) -> None:
         authorization = headers.get("authorization")
         if authorization is None:
             # Slack takes a token form field too; slack_sdk always sends the header.
@@ -629,8 +683,10 @@ class FakeSlack:
                 raise SlackApiRefusal("invalid_auth")
         if not token:
             raise SlackApiRefusal("not_authed")
-        if token not in self.tokens:
+        if token not in self.tokens and token not in self.app_tokens:
             raise SlackApiRefusal("invalid_auth")
+        if (token in self.app_tokens) != (method in APP_TOKEN_METHODS):
+            raise SlackApiRefusal("not_allowed_token_type")
 
     # -- methods --------------------------------------------------------------------------
 
@@ -690,6 +746,39 @@ class FakeSlack:
         message.edits.append(edit)
         shown = {k: v for k, v in message.as_api().items() if k != "thread_ts"}
         return {"channel": channel.id, "ts": ts, "text": text or "", "message": shown}
+
+    def _post_ephemeral(self, args: dict[str, Any], now: float) -> dict[str, Any]:
+        channel = self._channel(str(args["channel"]), by_name=True)
+        if channel.archived:
+            raise SlackApiRefusal("is_archived")
+        if not channel.member:
+            raise SlackApiRefusal("channel_not_found")
+        if str(args["user"]) not in self.users:
+            raise SlackApiRefusal("user_not_in_channel")
+        text, blocks, _attachments = message_content(args)
+        ts = self._next_ts()
+        self.ephemerals.append(
+            SlackEphemeral(
+                channel=channel.id,
+                user=str(args["user"]),
+                text=text,
+                blocks=blocks,
+                time=now,
+                ts=ts,
+            )
+        )
+        return {"message_ts": ts}
+
+    def _usergroup_users(self, args: dict[str, Any], now: float) -> dict[str, Any]:
+        members = self.usergroups.get(str(args["usergroup"]))
+        if members is None:
+            raise SlackApiRefusal("no_such_subteam")  # Slack's answer; not in the spec's enum
+        return {"users": list(members)}
+
+    def _connections_open(self, args: dict[str, Any], now: float) -> dict[str, Any]:
+        if self.socket_url is None:
+            raise SlackApiRefusal("internal_error")  # the fake's own: no FakeSocketMode attached
+        return {"url": self.socket_url()}
 
     def _conversation_info(self, args: dict[str, Any], now: float) -> dict[str, Any]:
         channel = self._channel(str(args["channel"]), by_name=False)

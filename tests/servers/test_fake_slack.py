@@ -19,7 +19,9 @@ from slack_sdk.web import SlackResponse
 from slack_sdk.webhook import WebhookClient
 
 from servers.fake_slack import (
+    DEFAULT_APP_TOKEN,
     DEFAULT_TOKEN,
+    HUMAN_USER_ID,
     SPEC_PATH,
     WEBHOOK,
     FakeSlack,
@@ -27,6 +29,7 @@ from servers.fake_slack import (
 )
 
 SUPPORT = "C0SUPPORT1"
+LEADS = "S0LEADS001"
 ALERTS = "C0ALERTS01"
 TS = re.compile(r"\d{10}\.\d{6}")
 
@@ -251,12 +254,12 @@ def test_calls_without_a_known_token_are_refused(
 
 def test_unknown_method_is_refused(client: WebClient) -> None:
     """A method outside the spec subset answers unknown_method."""
-    response = refused(lambda: client.api_call("chat.postEphemeral", json={"channel": SUPPORT}))
+    response = refused(lambda: client.api_call("chat.delete", json={"channel": SUPPORT}))
 
     assert response.data == {
         "ok": False,
         "error": "unknown_method",
-        "req_method": "chat.postEphemeral",
+        "req_method": "chat.delete",
     }
 
 
@@ -537,9 +540,10 @@ def schema_problems(
     return problems
 
 
-def test_success_answers_match_the_spec_schemas(client: WebClient) -> None:
+def test_success_answers_match_the_spec_schemas(slack: FakeSlack, client: WebClient) -> None:
     """Every success answer fits the 200 schema the spec gives for its method."""
     spec = json.loads(SPEC_PATH.read_text())
+    slack.add_usergroup(LEADS, [HUMAN_USER_ID, "W0ENTERPRS1"])
     root = client.chat_postMessage(channel=SUPPORT, text="open", blocks=[section("open")])
     answers = {
         "chat.postMessage": [
@@ -556,6 +560,10 @@ def test_success_answers_match_the_spec_schemas(client: WebClient) -> None:
         ],
         "auth.test": [client.auth_test()],
         "conversations.info": [client.conversations_info(channel=SUPPORT)],
+        "chat.postEphemeral": [
+            client.chat_postEphemeral(channel=SUPPORT, user=HUMAN_USER_ID, text="only you")
+        ],
+        "usergroups.users.list": [client.usergroups_users_list(usergroup=LEADS)],
     }
 
     for method, responses in answers.items():
@@ -564,6 +572,70 @@ def test_success_answers_match_the_spec_schemas(client: WebClient) -> None:
             assert (
                 schema_problems(response.data, operation["responses"]["200"]["schema"], spec) == []
             )
+
+
+# -- ephemeral messages, user groups, token types ------------------------------------------
+
+
+def test_ephemeral_message_is_recorded_for_its_user_only(
+    slack: FakeSlack, client: WebClient
+) -> None:
+    """chat.postEphemeral answers message_ts and lands in ``ephemerals`` (for that user, in
+    that channel), never among the channel's messages."""
+    answer = client.chat_postEphemeral(channel="#support", user=HUMAN_USER_ID, text="only you")
+
+    [note] = slack.ephemerals
+    assert (note.channel, note.user, note.text, note.ts) == (
+        SUPPORT,
+        HUMAN_USER_ID,
+        "only you",
+        answer["message_ts"],
+    )
+    assert slack.messages == {}
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "error"),
+    [
+        pytest.param({"channel": SUPPORT, "user": "U0STRANGER"}, "user_not_in_channel", id="user"),
+        pytest.param({"channel": "C0NOWHERE1", "user": HUMAN_USER_ID}, "channel_not_found", id="c"),
+        pytest.param({"channel": "C0OLDTEAM1", "user": HUMAN_USER_ID}, "is_archived", id="old"),
+    ],
+)
+def test_ephemeral_message_needs_a_user_in_a_live_channel(
+    client: WebClient, kwargs: dict[str, str], error: str
+) -> None:
+    """An ephemeral message to someone not in the workspace, or into a channel the bot cannot
+    post to, is refused with Slack's error."""
+    response = refused(lambda: client.chat_postEphemeral(text="x", **kwargs))
+    assert response["error"] == error
+
+
+def test_usergroup_members_are_listed_and_unknown_groups_refused(
+    slack: FakeSlack, client: WebClient
+) -> None:
+    """usergroups.users.list answers the members set with add_usergroup; an unknown group is
+    no_such_subteam."""
+    slack.add_usergroup(LEADS, [HUMAN_USER_ID])
+
+    assert client.usergroups_users_list(usergroup=LEADS)["users"] == [HUMAN_USER_ID]
+    assert refused(lambda: client.usergroups_users_list(usergroup="S0NOBODY01"))["error"] == (
+        "no_such_subteam"
+    )
+
+
+def test_app_and_bot_tokens_each_open_only_their_methods(slack: FakeSlack) -> None:
+    """The app-level token cannot post, and the bot token cannot open a Socket Mode
+    connection: both are not_allowed_token_type."""
+    app = WebClient(token=DEFAULT_APP_TOKEN, base_url=slack.api_url, retry_handlers=[])
+    bot = WebClient(token=DEFAULT_TOKEN, base_url=slack.api_url, retry_handlers=[])
+
+    assert refused(lambda: app.chat_postMessage(channel=SUPPORT, text="x"))["error"] == (
+        "not_allowed_token_type"
+    )
+    assert refused(lambda: bot.apps_connections_open(app_token=DEFAULT_TOKEN))["error"] == (
+        "not_allowed_token_type"
+    )
 
 
 # -- what the fake records --------------------------------------------------------------
@@ -688,8 +760,9 @@ def test_per_channel_rate_limit_allows_one_message_a_second() -> None:
         pytest.param(
             "chat.delete",
             {"kind": "error", "error": "x"},
-            "method must be one of auth.test, chat.postMessage, chat.update, conversations.info, "
-            "webhook, got: 'chat.delete'",
+            "method must be one of apps.connections.open, auth.test, chat.postEphemeral, "
+            "chat.postMessage, chat.update, conversations.info, usergroups.users.list, webhook, "
+            "got: 'chat.delete'",
             id="unknown_method",
         ),
         pytest.param(

@@ -132,7 +132,15 @@ class Status:
 
 
 SOLVED, PENDING, OPEN = Status("solved"), Status("pending"), Status("open")
-Entry = tuple[str, Direction | Status] | tuple[str, Direction, str]
+
+
+@dataclass(frozen=True, slots=True)
+class Dismissal:
+    """A person's "no reply needed" at that instant: handed to ``evaluate`` as data."""
+
+
+DISMISS = Dismissal()
+Entry = tuple[str, Direction | Status | Dismissal] | tuple[str, Direction, str]
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -582,6 +590,78 @@ CASES = [
         OFFICE, P4H, [("2026-11-16 09:00", IGN), ("2026-11-16 09:05", OUT)], "2026-11-16 15:00",
         id="ignored_message_and_reply_make_no_clock",
     ),
+    # --- dismissed: "no reply needed" ---------------------------------------------------------
+    # Dismissed at 10:00, before the 13:00 due time: stopped after 1h, not a breach; it never
+    # breaches later (now 15:00 is past the due time).
+    case(
+        OFFICE, P4H, [("2026-11-16 09:00", IN), ("2026-11-16 10:00", DISMISS)], "2026-11-16 15:00",
+        Expected(kind=FIRST, start="2026-11-16 09:00", stop="2026-11-16 10:00", waited=HOUR,
+                 state="dismissed", met=None, due="2026-11-16 13:00"),
+        id="dismissed_before_the_target_is_not_a_breach",
+    ),
+    # Dismissed at 14:00 from the breach alert: 5h > 4h, the breach already counted stands.
+    case(
+        OFFICE, P4H, [("2026-11-16 09:00", IN), ("2026-11-16 14:00", DISMISS)], "2026-11-16 15:00",
+        Expected(kind=FIRST, start="2026-11-16 09:00", stop="2026-11-16 14:00", waited=5 * HOUR,
+                 state="dismissed", met=None, due="2026-11-16 13:00", breached=True),
+        id="dismissed_after_the_target_keeps_the_breach",
+    ),
+    # Dismissed 10:00; the customer writes again at 11:00: a new clock, and since the team
+    # never replied, a first-response one again: 11:00-12:00 = 1h -> ok; due 15:00.
+    case(
+        OFFICE, P4H,
+        [("2026-11-16 09:00", IN), ("2026-11-16 10:00", DISMISS), ("2026-11-16 11:00", IN)],
+        "2026-11-16 12:00",
+        Expected(kind=FIRST, start="2026-11-16 09:00", stop="2026-11-16 10:00", waited=HOUR,
+                 state="dismissed", met=None, due="2026-11-16 13:00"),
+        Expected(kind=FIRST, start="2026-11-16 11:00", stop=None, waited=HOUR, state="ok",
+                 met=None, due="2026-11-16 15:00"),
+        id="customer_message_after_a_dismissal_starts_a_new_clock",
+    ),
+    # A follow-up in the same second as the dismissal was seen before it: one clock, dismissed
+    # with both messages; nothing waits after.
+    case(
+        OFFICE, P4H,
+        [("2026-11-16 09:00", IN), ("2026-11-16 10:00", IN), ("2026-11-16 10:00", DISMISS)],
+        "2026-11-16 12:00",
+        Expected(kind=FIRST, start="2026-11-16 09:00", stop="2026-11-16 10:00", waited=HOUR,
+                 state="dismissed", met=None, due="2026-11-16 13:00"),
+        id="message_of_the_same_second_counts_as_before_the_dismissal",
+    ),
+    # Answered at 10:00; a dismissal at 11:00 (an old alert's button) finds nothing running.
+    case(
+        OFFICE, P4H,
+        [("2026-11-16 09:00", IN), ("2026-11-16 10:00", OUT), ("2026-11-16 11:00", DISMISS)],
+        "2026-11-16 12:00",
+        Expected(kind=FIRST, start="2026-11-16 09:00", stop="2026-11-16 10:00", waited=HOUR,
+                 state="answered", met=True, due="2026-11-16 13:00"),
+        id="dismissal_while_nothing_runs_does_nothing",
+    ),
+    # Archived at 09:30, dismissed at 10:00: the wait had already closed without reply.
+    case(
+        OFFICE, P4H,
+        [("2026-11-16 09:00", IN, "2026-11-16 09:30"), ("2026-11-16 10:00", DISMISS)],
+        "2026-11-16 12:00",
+        Expected(kind=FIRST, start="2026-11-16 09:00", stop="2026-11-16 09:30", waited=1800,
+                 state="closed", met=None, due="2026-11-16 13:00"),
+        id="dismissal_after_the_mail_was_archived_leaves_it_closed",
+    ),
+    # A dismissal recorded after ``now`` is not made yet: still running at 12:00 -> warning.
+    case(
+        OFFICE, P4H, [("2026-11-16 09:00", IN), ("2026-11-16 13:00", DISMISS)], "2026-11-16 12:00",
+        Expected(kind=FIRST, start="2026-11-16 09:00", stop=None, waited=3 * HOUR,
+                 state="warning", met=None, due="2026-11-16 13:00"),
+        id="dismissal_later_than_now_is_not_made_yet",
+    ),
+    # pause_on pending: paused from 10:00, dismissed at 14:00: 1h counted, the pause closed.
+    case(
+        OFFICE, P4H_PAUSE_PENDING,
+        [("2026-11-16 09:00", IN), ("2026-11-16 10:00", PENDING), ("2026-11-16 14:00", DISMISS)],
+        "2026-11-16 15:00",
+        Expected(kind=FIRST, start="2026-11-16 09:00", stop="2026-11-16 14:00", waited=HOUR,
+                 state="dismissed", met=None, due="2026-11-16 17:00"),
+        id="dismissing_a_paused_clock_stops_it",
+    ),
     # --- due at a closing instant: Fri 16:00 + 1h --------------------------------------------
     # 16:00-17:00 = 1h is reached exactly as Friday closes: due Fri 17:00; 3600 s = target,
     # over 45m (75%) -> warning, not breached.
@@ -678,6 +758,7 @@ CASES = [
 
 def clock_message(entry: Entry, zone: ZoneInfo) -> ClockMessage:
     timestamp, what = local(entry[0], zone), entry[1]
+    assert not isinstance(what, Dismissal), "dismissals are not messages"
     if isinstance(what, Status):
         return ClockMessage(timestamp=timestamp, direction=IGN, status=what.name)
     removed = local(entry[2], zone) if len(entry) == 3 else None
@@ -689,9 +770,12 @@ def test_semantics_table(row: Case) -> None:
     """Each conversation's clocks have the hand-computed kind, start, stop, business seconds
     waited, state, met-target flag, breach flag and due instant."""
     zone = row.calendar.zone
-    messages = [clock_message(entry, zone) for entry in row.messages]
+    messages = [clock_message(e, zone) for e in row.messages if not isinstance(e[1], Dismissal)]
+    dismissals = [local(e[0], zone) for e in row.messages if isinstance(e[1], Dismissal)]
 
-    verdict = evaluate(messages, row.policy, row.calendar, local(row.now, zone))
+    verdict = evaluate(
+        messages, row.policy, row.calendar, local(row.now, zone), dismissals=dismissals
+    )
 
     got = [
         (
@@ -870,6 +954,37 @@ def test_business_time_never_exceeds_real_time_and_breach_means_over_target(
     ]
     for paused, counted in zip(verdict.clocks, unpaused.clocks, strict=True):
         assert paused.business_seconds <= counted.business_seconds
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    calendar=calendars(),
+    messages=conversations(),
+    target=policies,
+    marks=st.lists(st.integers(-86400, 10 * 86400), max_size=3),
+)
+def test_no_clock_runs_past_a_dismissal(
+    calendar: BusinessCalendar, messages: list[ClockMessage], target: Policy, marks: list[int]
+) -> None:
+    """With dismissals at random instants (in any order), no clock runs on past one: each is
+    stopped there or had stopped before; every dismissed clock stops at a dismissal, and
+    without dismissals nothing is dismissed."""
+    first = messages[0].timestamp if messages else START
+    dismissals = [first + timedelta(seconds=mark) for mark in marks]
+    now = max([first, *dismissals]) + timedelta(days=1)
+
+    verdict = evaluate(messages, target, calendar, now, dismissals=dismissals)
+    again = evaluate(messages, target, calendar, now, dismissals=list(reversed(dismissals)))
+    plain = evaluate(messages, target, calendar, now)
+
+    assert [v.clock for v in again.clocks] == [v.clock for v in verdict.clocks]
+    assert ClockState.DISMISSED not in {v.state for v in plain.clocks}
+    for clock in verdict.clocks:
+        c = clock.clock
+        for at in dismissals:
+            assert not (c.started_at <= at and (c.stopped_at is None or at < c.stopped_at))
+        if clock.state is ClockState.DISMISSED:
+            assert c.stopped_at in dismissals
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
