@@ -4,7 +4,16 @@ Read-only: only GET requests. Each poll lists the tickets updated since the save
 (``updated_since``, oldest first, 100 a page), and for each one reads its conversations. A page's
 events are stored together with the new checkpoint in one transaction: the ``updated_at`` of the
 last ticket stored and the ids of the tickets stored at exactly that instant (``updated_since``
-is inclusive, so those come back and are skipped). A poll with nothing new is one request.
+is inclusive, so those come back and are skipped).
+
+Freshdesk leaves deleted and spam tickets out of that list ("By default, only tickets that have not
+been deleted or marked as spam will be returned"), so each poll also lists them the same way
+(``filter=deleted``, ``filter=spam``, each with its own checkpoint): a ticket already stored that
+was deleted (``"deleted": true``) or marked as spam gets one ``closed`` status event at its
+``updated_at``, so a waiting customer's clock stops instead of waiting forever; tickets never
+stored are skipped, so spam leaves no conversations behind. A ticket that answers 404 while its
+conversations are read was deleted since it was listed: it is closed at that moment, and the poll
+goes on. A poll with nothing new is three requests.
 
 Freshdesk keeps no status history: the ticket's current status is stored as one status event,
 timed by ``stats.status_updated_at``, so a status seen again is stored once.
@@ -21,7 +30,8 @@ import email.utils
 import json
 import logging
 import time
-from collections.abc import Callable, Mapping
+import urllib.error
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -38,6 +48,9 @@ from monitor.sources.probe import ProbeReport
 log = logging.getLogger("replyclock.sources.freshdesk")
 
 CHECKPOINT = "updated_since"
+# The lists of removed tickets (``filter=...``) and the checkpoint key of each.
+REMOVED = {"deleted": "deleted_since", "spam": "spam_since"}
+REMOVED_WORDS = {"deleted": "deleted", "spam": "marked as spam"}
 TICKETS_PATH = "/api/v2/tickets"
 PER_PAGE = 100
 MAX_PAGES = 300  # Freshdesk answers no page past 300: continue from the last updated_at
@@ -189,6 +202,7 @@ class FreshdeskSource:
         self._authorization: str | None = None
         self._status_names: dict[int, str] | None = None  # custom statuses, by code
         self._status_names_fresh = False  # read during this poll: do not ask again
+        self._removed_warned: set[str] = set()  # removed lists that failed: warned once
         key = "api_key_file" if config.api_key_file is not None else "api_key"
         self.api = source_api(
             config,
@@ -288,88 +302,162 @@ class FreshdeskSource:
     # --- polling -----------------------------------------------------------------------------
 
     def poll(self, sink: MessageSink, now: datetime) -> PollReport:
-        """List the tickets updated since the checkpoint, page by page, storing each page."""
+        """List the tickets updated since the checkpoint, page by page, storing each page; then
+        the deleted and spam tickets, which that list leaves out."""
         self._authorization = None  # read the secret once per poll, fresh
         self._status_names_fresh = False
         report = PollReport(source=self.name)
         requests_before = self.api.requests
-        boundary = Boundary.load(sink.checkpoint(CHECKPOINT)) or Boundary(
-            now - timedelta(seconds=self.config.since)
-        )
-        since, page = boundary.at, 1
         try:
-            while True:
-                answer = self.api.get(TICKETS_PATH, self._list_params(since, page))
-                tickets = _list(answer.data, self.name, TICKETS_PATH)
-                stored_before = boundary
-                events: list[MessageEvent] = []
-                for ticket in tickets:
-                    updated = parse_time(ticket.get("updated_at"))
-                    ticket_id = ticket.get("id")
-                    if updated is None or not isinstance(ticket_id, int):
-                        log.warning(
-                            "ticket without id or updated_at skipped",
-                            extra=fields(source=self.name, ticket=ticket_id),
-                        )
-                        continue
-                    if boundary.covers(ticket_id, updated):
-                        continue
-                    events.extend(self._ticket_events(ticket))
-                    boundary = boundary.advance(ticket_id, updated)
-                if boundary != stored_before:
-                    result = sink.accept(
-                        events, None, now, checkpoint=(CHECKPOINT, boundary.dump())
+            self._read_list(sink, now, report, None)
+            for kind in REMOVED:
+                try:
+                    self._read_list(sink, now, report, kind)
+                except SourceError as exc:
+                    # The tickets themselves were read; a list of removed ones that cannot be
+                    # read (a key whose agent may not see the trash) must not take them down.
+                    # Its checkpoint stays where it was, so the next poll asks again.
+                    level = logging.DEBUG if kind in self._removed_warned else logging.WARNING
+                    self._removed_warned.add(kind)
+                    log.log(
+                        level,
+                        f"{kind} tickets not listed: their clocks stop only once this list "
+                        "can be read",
+                        extra=fields(source=self.name, error=exc.detail),
                     )
-                    report.add(FOLDER, result.new, result.duplicates)
-                if answer.link("next") is None and len(tickets) < PER_PAGE:
-                    break
-                if page < self.max_pages:
-                    page += 1
-                    continue
-                if boundary.at <= since:
-                    raise SourceError(
-                        self.name,
-                        f"more than {self.max_pages * PER_PAGE} tickets share the updated_at "
-                        f"{iso(since)}; Freshdesk cannot list past them",
-                    )
-                since, page = boundary.at, 1  # past Freshdesk's last page: restart from here
+                else:
+                    self._removed_warned.discard(kind)
         finally:
             report.round_trips = self.api.requests - requests_before
         return report
 
+    def _read_list(
+        self, sink: MessageSink, now: datetime, report: PollReport, kind: str | None
+    ) -> None:
+        """Read one ticket list (the tickets, or with ``kind`` the deleted or spam ones) from
+        its checkpoint, storing each page's events with the page's new checkpoint."""
+        key = REMOVED[kind] if kind else CHECKPOINT
+        boundary = Boundary.load(sink.checkpoint(key)) or Boundary(
+            now - timedelta(seconds=self.config.since)
+        )
+        since, page = boundary.at, 1
+        while True:
+            answer = self.api.get(TICKETS_PATH, self._list_params(since, page, kind))
+            tickets = _list(answer.data, self.name, TICKETS_PATH)
+            stored_before = boundary
+            fresh: list[tuple[Json, datetime]] = []
+            for ticket in tickets:
+                updated = parse_time(ticket.get("updated_at"))
+                ticket_id = ticket.get("id")
+                if updated is None or not isinstance(ticket_id, int):
+                    log.warning(
+                        "ticket without id or updated_at skipped",
+                        extra=fields(source=self.name, ticket=ticket_id),
+                    )
+                    continue
+                if boundary.covers(ticket_id, updated):
+                    continue
+                fresh.append((ticket, updated))
+                boundary = boundary.advance(ticket_id, updated)
+            events: list[MessageEvent] = []
+            if kind is None:
+                for ticket, _ in fresh:
+                    events.extend(self._ticket_events(sink, ticket, now))
+            else:
+                known = _stored_tickets(sink, (int(t["id"]) for t, _ in fresh))
+                for ticket, updated in fresh:
+                    if int(ticket["id"]) in known:
+                        events.append(self._removed_event(ticket, kind, updated))
+            if boundary != stored_before:
+                result = sink.accept(events, None, now, checkpoint=(key, boundary.dump()))
+                report.add(FOLDER, result.new, result.duplicates)
+            if answer.link("next") is None and len(tickets) < PER_PAGE:
+                return
+            if page < self.max_pages:
+                page += 1
+                continue
+            if boundary.at <= since:
+                raise SourceError(
+                    self.name,
+                    f"more than {self.max_pages * PER_PAGE} tickets share the updated_at "
+                    f"{iso(since)}; Freshdesk cannot list past them",
+                )
+            since, page = boundary.at, 1  # past Freshdesk's last page: restart from here
+
     @staticmethod
-    def _list_params(since: datetime, page: int) -> dict[str, Any]:
-        return {
+    def _list_params(since: datetime, page: int, kind: str | None = None) -> dict[str, Any]:
+        params: dict[str, Any] = {
             "updated_since": iso(since),
             "order_by": "updated_at",
             "order_type": "asc",
             "per_page": PER_PAGE,
             "page": page,
-            "include": "requester,stats",
         }
+        if kind is None:
+            params["include"] = "requester,stats"
+        else:  # a removed ticket is closed by its id alone: nothing to embed
+            params["filter"] = kind
+        return params
 
-    def _ticket_events(self, ticket: Json) -> list[MessageEvent]:
+    def _common(self, ticket: Json, customer: str) -> dict[str, Any]:
+        """The MessageEvent fields every event of one ticket shares."""
         ticket_id = int(ticket["id"])
-        requester = _requester(ticket)
         attributes = {
             name: str(ticket[key])
             for name, key in (("group", "group_id"), ("type", "type"))
             if ticket.get(key) is not None
         }
-        common: dict[str, Any] = {
+        return {
             "source": self.name,
             "subject": str(ticket.get("subject") or ""),
-            "thread": ThreadRef(conversation=str(ticket_id), customer=requester.author),
+            "thread": ThreadRef(conversation=str(ticket_id), customer=customer),
             "priority": PRIORITIES.get(_int(ticket.get("priority")) or 0),
             "tags": tuple(str(tag) for tag in ticket.get("tags") or ()),
             "attributes": attributes,
             "link": f"https://{self.config.domain}.freshdesk.com/a/tickets/{ticket_id}",
         }
+
+    def _ticket_events(self, sink: MessageSink, ticket: Json, now: datetime) -> list[MessageEvent]:
+        ticket_id = int(ticket["id"])
+        removed = next((k for k in REMOVED if ticket.get(k) is True), None)
+        if removed is not None:  # listed although removed: close it, as the removed lists do
+            updated = parse_time(ticket.get("updated_at"))
+            if updated is None or ticket_id not in _stored_tickets(sink, [ticket_id]):
+                return []
+            return [self._removed_event(ticket, removed, updated)]
+        try:
+            conversations = self._conversations(ticket_id)
+        except SourceAuthError:
+            raise
+        except SourceError as exc:
+            if _http_status(exc) != 404:
+                raise
+            # Deleted (and purged) since the list showed it. Its clock stops now, when the
+            # deletion was seen; a ticket never stored is left out, as the removed lists do.
+            log.info(
+                "ticket gone while being read: counted as closed",
+                extra=fields(source=self.name, ticket=ticket_id),
+            )
+            if ticket_id not in _stored_tickets(sink, [ticket_id]):
+                return []
+            return [
+                MessageEvent(
+                    identity=f"ticket:{ticket_id}:deleted",
+                    timestamp=now,
+                    direction=Direction.IGNORED,
+                    reason="ticket deleted in Freshdesk (HTTP 404 while its conversations were "
+                    "read; counted as closed)",
+                    status="closed",
+                    **self._common(ticket, ""),
+                )
+            ]
+        requester = _requester(ticket)
+        common = self._common(ticket, requester.author)
         events: list[MessageEvent] = []
         created = parse_time(ticket.get("created_at"))
         if created is not None:
             events.append(self._opening(ticket, requester, created, common))
-        for conversation in self._conversations(ticket_id):
+        for conversation in conversations:
             at = parse_time(conversation.get("created_at"))
             if at is None or not isinstance(conversation.get("id"), int):
                 continue
@@ -390,6 +478,19 @@ class FreshdeskSource:
         if status is not None:
             events.append(status)
         return events
+
+    def _removed_event(self, ticket: Json, kind: str, updated: datetime) -> MessageEvent:
+        """A deleted or spam ticket's closing, at the update that removed it: nobody will
+        answer it, so its clock stops (counted as closed, not a breach)."""
+        ticket_id = int(ticket["id"])
+        return MessageEvent(
+            identity=f"ticket:{ticket_id}:{kind}:{iso(updated)}",
+            timestamp=updated,
+            direction=Direction.IGNORED,
+            reason=f"ticket {REMOVED_WORDS[kind]} in Freshdesk (counted as closed)",
+            status="closed",
+            **self._common(ticket, ""),
+        )
 
     def _opening(
         self, ticket: Json, requester: Requester, created: datetime, common: dict[str, Any]
@@ -477,6 +578,20 @@ def _headroom(headers: Mapping[str, str]) -> str:
     if not limit or not left:
         return "not reported"
     return f"{left} of {limit} requests a minute left"
+
+
+def _stored_tickets(sink: MessageSink, ids: Iterable[int]) -> set[int]:
+    """The tickets among ``ids`` whose opening is stored: the ones replyclock monitors."""
+    wanted = {f"ticket:{i}:created": i for i in ids}
+    if not wanted:
+        return set()
+    return {wanted[identity] for identity in sink.message_thread_hints(wanted)}
+
+
+def _http_status(exc: SourceError) -> int | None:
+    """The HTTP status behind a SourceError, when an HTTP answer caused it."""
+    cause = exc.__cause__
+    return cause.code if isinstance(cause, urllib.error.HTTPError) else None
 
 
 def _int(value: object) -> int | None:

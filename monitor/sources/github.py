@@ -18,6 +18,21 @@ In both modes comments by bots (``type: Bot`` or a login ending in ``[bot]``) an
 ``ignore_users`` never count, closing an issue stops a running clock as solved, and an author's
 comment on a closed issue is not a new customer message (GitHub does not reopen the issue).
 
+Deleted and transferred issues leave the issues list without a word, so each repository's open
+issues are compared with the ones it had (kept with the checkpoints; issues opened or closed by
+a poll update them) every ``reconcile_interval`` (15 minutes): one list request per hundred open
+issues, and a look at each one that is gone. GitHub answers such an issue with 410 Gone
+(deleted), 404 (deleted, or transferred where the token cannot see it) or 301 Moved
+Permanently to its new place (transferred). A deleted issue, or one transferred to a repository
+this source does not watch, gets one ``closed`` status event then, so its waiting customer's
+clock stops (counted as closed, not a breach). One transferred to a watched repository is not
+closed: its conversation continues there -- the issue's events in its new repository keep the
+old issue's key, so the one wait is one clock, stopped by the reply given there. An issue whose
+events show it was transferred in has its old repositories (watched, same owner: GitHub only
+transfers within an owner) compared at once, so the order repositories are read in does not
+matter. An issue that answers 404 or 410 while its comments or events are read is closed then,
+without failing the poll.
+
 ``probe`` (for ``replyclock check --connect``) asks whom the token belongs to (``/user``), shows
 the classic scopes GitHub sends with it (fine-grained tokens send none) and the rate-limit
 headroom, looks up each repository, and counts with the search API what a first sync reads.
@@ -25,12 +40,13 @@ headroom, looks up each repository, and counts with the search API what a first 
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 import urllib.error
 import urllib.parse
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -48,6 +64,7 @@ log = logging.getLogger("replyclock.sources.github")
 PAGE_SIZE = 100  # GitHub's maximum per_page
 API_VERSION = "2022-11-28"
 STATUS_EVENTS = {"closed": "closed", "reopened": "open"}  # issue event -> ticket status
+RECONCILE_INTERVAL = timedelta(minutes=15)  # how often open issues are compared for the gone
 
 Json = Mapping[str, Any]
 
@@ -55,6 +72,80 @@ Json = Mapping[str, Any]
 def checkpoint_key(repository: str) -> str:
     """The store key of a repository's position: the ``updated_at`` of its last stored issue."""
     return f"issues_since:{repository}"
+
+
+def open_issues_key(repository: str) -> str:
+    """The store key of a repository's open issues, as last compared with GitHub's."""
+    return f"open_issues:{repository}"
+
+
+def moved_key(repository: str, number: int) -> str:
+    """The store key naming the conversation an issue transferred into ``repository`` goes on
+    in: the old issue's key, or its own when it came from a repository not watched."""
+    return f"moved:{repository}#{number}"
+
+
+@dataclass(slots=True)
+class OpenIssues:
+    """The open issues of one repository this source knows of, and when they were last
+    compared with the ones GitHub lists (None: never)."""
+
+    checked: datetime | None = None
+    numbers: set[int] = field(default_factory=set)
+
+    def dump(self) -> str:
+        """The checkpoint text."""
+        checked = iso(self.checked) if self.checked is not None else None
+        return json.dumps({"checked": checked, "numbers": sorted(self.numbers)})
+
+    @classmethod
+    def load(cls, text: str | None) -> OpenIssues:
+        """A saved checkpoint; an empty one, never compared, when there is none."""
+        if not text:
+            return cls()
+        try:
+            data = json.loads(text)
+            checked = parse_instant(data["checked"], "checked") if data.get("checked") else None
+            return cls(checked, {int(n) for n in data.get("numbers", ())})
+        except (ValueError, KeyError, TypeError):
+            return cls()
+
+
+@dataclass(frozen=True, slots=True)
+class Gone:
+    """An issue GitHub answers 410 Gone (deleted) or 404 Not Found for."""
+
+    status: int
+
+
+@dataclass(frozen=True, slots=True)
+class Moved:
+    """An issue transferred to another repository, and its number there."""
+
+    repository: str
+    number: int
+
+
+@dataclass(frozen=True, slots=True)
+class Stays:
+    """An issue still in its repository (closed, or listed while the open list was paged)."""
+
+    open: bool
+
+
+Fate = Gone | Moved | Stays
+
+
+def repository_of(issue: Json) -> str | None:
+    """``owner/name`` of the repository an issue's JSON places it in."""
+    url = issue.get("repository_url")
+    if isinstance(url, str) and "/repos/" in url:
+        return url.rsplit("/repos/", 1)[1].strip("/") or None
+    html = issue.get("html_url")
+    if isinstance(html, str) and "/issues/" in html:
+        parts = urllib.parse.urlsplit(html).path.strip("/").split("/")
+        return "/".join(parts[:2]) if len(parts) >= 2 else None
+    return None
 
 
 def iso(instant: datetime) -> str:
@@ -149,6 +240,8 @@ def association_of(item: Json) -> str:
 class GitHubSource:
     """The issues of one or more GitHub repositories, read with a token."""
 
+    reconcile_interval = RECONCILE_INTERVAL
+
     def __init__(
         self,
         config: GitHubSourceConfig,
@@ -167,6 +260,7 @@ class GitHubSource:
         # Issues stored by this process at the checkpoint's time: `since` is inclusive, so the
         # next listing shows them again; they are skipped without reading their comments.
         self._boundary: dict[str, tuple[datetime, set[int]]] = {}
+        self._open: dict[str, OpenIssues] = {}  # each repository's open issues, this poll
         key = "token_file" if config.token_file is not None else "token"
         pulls = " and Pull requests" if config.include_pull_requests else ""
         self.api = source_api(
@@ -304,8 +398,10 @@ class GitHubSource:
     # --- polling -----------------------------------------------------------------------------
 
     def poll(self, sink: MessageSink, now: datetime) -> PollReport:
-        """Read every repository's issues updated since its checkpoint."""
+        """Read every repository's issues updated since its checkpoint, and compare its open
+        issues with GitHub's when that is due."""
         self._token = None  # read the secret once per poll, fresh
+        self._open = {}  # read again from the store: another replica may have moved them on
         report = PollReport(source=self.name)
         before = self.api.requests
         failures: list[str] = []
@@ -330,6 +426,24 @@ class GitHubSource:
     def _poll_repository(
         self, sink: MessageSink, repository: str, now: datetime, report: PollReport
     ) -> None:
+        self._read_updated(sink, repository, now, report)
+        checked = self._open_issues(sink, repository).checked
+        if checked is not None and now - checked < self.reconcile_interval:
+            return
+        try:
+            self._reconcile(sink, repository, now, report)
+        except SourceAuthError:
+            raise
+        except SourceError as exc:
+            # The updated issues are stored; the comparison is tried again at the next poll.
+            log.warning(
+                "open issues not compared: deleted or transferred issues are found later",
+                extra=fields(source=self.name, repository=repository, error=exc.detail),
+            )
+
+    def _read_updated(
+        self, sink: MessageSink, repository: str, now: datetime, report: PollReport
+    ) -> None:
         key = checkpoint_key(repository)
         saved = sink.checkpoint(key)
         start = now - timedelta(seconds=self.config.since)
@@ -344,12 +458,16 @@ class GitHubSource:
             for item in _items(response, self.name):
                 updated = self._updated(repository, item)
                 if self._wanted(repository, item, updated):
-                    events = self.issue_events(repository, item)
+                    number = int(item["number"])
+                    events, exists = self._read_issue(sink, repository, item, now, report)
                     result = sink.accept(
                         events, None, now, checkpoint=(key, iso(max(updated, done)))
                     )
                     report.add(repository, result.new, result.duplicates)
-                    self._remember(repository, int(item["number"]), updated)
+                    self._remember(repository, number, updated)
+                    if not is_pull_request(item):  # pull requests are not moved or deleted
+                        still_open = exists and item.get("state") == "open"
+                        self._track(sink, repository, number, still_open, now)
                     written = max(updated, done)
                 done = max(done, updated)
             if done > written:  # only skipped items at the end of the page
@@ -364,6 +482,169 @@ class GitHubSource:
                 since, next_url = done, None
             else:  # a whole page within one second: only the page number can move on
                 next_url = self._same_origin(link)
+
+    # --- deleted and transferred issues ------------------------------------------------------
+
+    def _open_issues(self, sink: MessageSink, repository: str) -> OpenIssues:
+        """The repository's known open issues, read from the store once a poll."""
+        if repository not in self._open:
+            self._open[repository] = OpenIssues.load(sink.checkpoint(open_issues_key(repository)))
+        return self._open[repository]
+
+    def _track(
+        self, sink: MessageSink, repository: str, number: int, is_open: bool, now: datetime
+    ) -> None:
+        """Note that an issue read by this poll is open (or not any more)."""
+        known = self._open_issues(sink, repository)
+        if is_open == (number in known.numbers):
+            return
+        if is_open:
+            known.numbers.add(number)
+        else:
+            known.numbers.discard(number)
+        sink.save_checkpoint(open_issues_key(repository), known.dump(), now)
+
+    def _reconcile(
+        self, sink: MessageSink, repository: str, now: datetime, report: PollReport
+    ) -> None:
+        """Compare the repository's known open issues with the ones GitHub lists open, and
+        settle each one gone from the list: deleted, transferred, or merely closed."""
+        known = self._open_issues(sink, repository)
+        listed, names = self._list_open(repository)
+        events: list[MessageEvent] = []
+        kept: set[int] = set()
+        for number in sorted(known.numbers - listed):
+            fate = self._fate(repository, number, names)
+            if isinstance(fate, Stays):
+                if fate.open:  # missed while the list was paged: still open
+                    kept.add(number)
+                continue
+            events.extend(self._settle(sink, repository, number, fate, now))
+        known.numbers, known.checked = listed | kept, now
+        result = sink.accept(
+            events, None, now, checkpoint=(open_issues_key(repository), known.dump())
+        )
+        if events:
+            report.add(repository, result.new, result.duplicates)
+
+    def _list_open(self, repository: str) -> tuple[set[int], set[str]]:
+        """The numbers of the repository's open issues (pull requests left out), listed oldest
+        first so that an issue opened while the list is paged cannot shift one past us; and
+        the names the repository goes by (as configured, and as GitHub names it now, which
+        differs once it was renamed)."""
+        params = {"state": "open", "sort": "created", "direction": "asc", "per_page": PAGE_SIZE}
+        response = self.api.get(f"/repos/{repository}/issues", params)
+        numbers: set[int] = set()
+        names = {repository.lower()}
+        while True:
+            for item in _items(response, self.name):
+                if not is_pull_request(item) and isinstance(item.get("number"), int):
+                    numbers.add(item["number"])
+                    names.add((repository_of(item) or repository).lower())
+            link = response.link("next")
+            if link is None:
+                return numbers, names
+            response = self.api.get(self._same_origin(link))
+
+    def _fate(self, repository: str, number: int, names: set[str]) -> Fate:
+        """What became of an issue: GitHub answers a deleted one with 410 (or 404 where the
+        token lacks access) and a transferred one with 301 to its new place, which is followed:
+        the issue's JSON then names a repository other than the ``names`` this one goes by."""
+        path = f"/repos/{repository}/issues/{number}"
+        try:
+            data = self.api.get(path).data
+        except SourceAuthError:
+            raise
+        except SourceError as exc:
+            status = _http_status(exc)
+            if status in (404, 410):
+                return Gone(status)
+            raise
+        if not isinstance(data, Mapping):
+            raise SourceError(self.name, f"{path} did not answer a JSON object; check base_url")
+        where = repository_of(data)
+        moved_to = data.get("number")
+        if where is None or where.lower() in names or not isinstance(moved_to, int):
+            return Stays(open=data.get("state") == "open")
+        return Moved(where, moved_to)
+
+    def _settle(
+        self, sink: MessageSink, repository: str, number: int, fate: Gone | Moved, now: datetime
+    ) -> list[MessageEvent]:
+        """The closing of a deleted or transferred issue, at ``now`` (when it was seen), or
+        nothing: for an issue never stored, or one whose conversation goes on in a watched
+        repository."""
+        key = sink.checkpoint(moved_key(repository, number)) or f"{repository}#{number}"
+        if isinstance(fate, Moved):
+            watched = self._watched(fate.repository)
+            if watched is not None:
+                target = moved_key(watched, fate.number)
+                continues = sink.checkpoint(target)
+                if continues in (None, key):
+                    sink.save_checkpoint(target, key, now)
+                    log.info(
+                        "issue transferred to a watched repository: its conversation goes on",
+                        extra=fields(source=self.name, issue=key, to=f"{watched}#{fate.number}"),
+                    )
+                    return []
+                why = (
+                    f"issue transferred to {watched}#{fate.number}, read there as an issue of "
+                    "its own (counted as closed here)"
+                )
+            else:
+                why = (
+                    f"issue transferred to {fate.repository}#{fate.number}, a repository this "
+                    "source does not watch (counted as closed)"
+                )
+            identity = f"{key}:transferred"
+        else:
+            why = (
+                "issue deleted on GitHub (HTTP 410 Gone; counted as closed)"
+                if fate.status == 410
+                else "issue no longer visible on GitHub (HTTP 404: deleted, or transferred to "
+                "a repository the token cannot read; counted as closed)"
+            )
+            identity = f"{key}:deleted"
+        if not sink.message_thread_hints([f"{key}:opened"]):
+            return []  # never stored: there is no wait to stop
+        log.info("issue gone: counted as closed", extra=fields(source=self.name, issue=key))
+        return [
+            MessageEvent(
+                source=self.name,
+                identity=identity,
+                timestamp=now,
+                direction=Direction.IGNORED,
+                reason=why,
+                thread=ThreadRef(conversation=key),
+                status="closed",
+                attributes={"repository": repository},
+            )
+        ]
+
+    def _watched(self, repository: str) -> str | None:
+        """The configured spelling of a repository this source reads, or None."""
+        wanted = repository.lower()
+        return next((r for r in self.config.repositories if r.lower() == wanted), None)
+
+    def _arrival_key(
+        self, sink: MessageSink, repository: str, number: int, now: datetime, report: PollReport
+    ) -> str:
+        """The conversation key of an issue whose events show it was transferred here: the
+        old issue's when it came from a watched repository, else its own. The watched
+        repositories it may have come from (GitHub transfers within one owner) are compared
+        first, so that the key does not depend on which repository was read first."""
+        target = moved_key(repository, number)
+        found = sink.checkpoint(target)
+        if found is None:
+            owner = repository.partition("/")[0].lower()
+            for other in self.config.repositories:
+                if other != repository and other.partition("/")[0].lower() == owner:
+                    self._reconcile(sink, other, now, report)
+            found = sink.checkpoint(target)
+        if found is None:
+            found = f"{repository}#{number}"
+            sink.save_checkpoint(target, found, now)
+        return found
 
     def _list_issues(self, repository: str, since: datetime) -> Response:
         params = {
@@ -431,19 +712,33 @@ class GitHubSource:
 
     # --- one issue ---------------------------------------------------------------------------
 
-    def issue_events(self, repository: str, issue: Json) -> list[MessageEvent]:
-        """The opening, comments, reviews and status changes of one issue, read from the API."""
+    def _read_issue(
+        self, sink: MessageSink, repository: str, issue: Json, now: datetime, report: PollReport
+    ) -> tuple[list[MessageEvent], bool]:
+        """The events of one listed issue, read from the API, and whether it still exists: one
+        deleted (410, or 404) since it was listed is closed instead."""
         number = int(issue["number"])
         base = f"/repos/{repository}"
-        comments: list[Json] = []
-        if issue.get("comments", 1):  # a count of 0 saves the request
-            comments = list(self._all(f"{base}/issues/{number}/comments"))
-        history = list(self._all(f"{base}/issues/{number}/events"))
-        reviews: list[Json] = []
-        if is_pull_request(issue):
-            reviews = list(self._all(f"{base}/pulls/{number}/reviews"))
         try:
-            return self.build_events(repository, issue, comments, history, reviews)
+            comments: list[Json] = []
+            if issue.get("comments", 1):  # a count of 0 saves the request
+                comments = list(self._all(f"{base}/issues/{number}/comments"))
+            history = list(self._all(f"{base}/issues/{number}/events"))
+            reviews: list[Json] = []
+            if is_pull_request(issue):
+                reviews = list(self._all(f"{base}/pulls/{number}/reviews"))
+        except SourceAuthError:
+            raise
+        except SourceError as exc:
+            status = _http_status(exc)
+            if status not in (404, 410):
+                raise
+            return self._settle(sink, repository, number, Gone(status), now), False
+        key = f"{repository}#{number}"
+        if not is_pull_request(issue) and any(e.get("event") == "transferred" for e in history):
+            key = self._arrival_key(sink, repository, number, now, report)
+        try:
+            return self.build_events(repository, issue, comments, history, reviews, key=key), True
         except (KeyError, TypeError, ValueError) as exc:
             raise SourceError(
                 self.name, f"{repository}#{number} has an unexpected shape ({exc})"
@@ -456,10 +751,15 @@ class GitHubSource:
         comments: list[Json],
         history: list[Json],
         reviews: list[Json],
+        *,
+        key: str | None = None,
     ) -> list[MessageEvent]:
-        """Turn an issue and what was read about it into events (pure: no I/O)."""
+        """Turn an issue and what was read about it into events (pure: no I/O). ``key`` names
+        the conversation (default ``repository#number``): an issue transferred here from a
+        watched repository keeps its old key, and so its conversation."""
         number = int(issue["number"])
-        key = f"{repository}#{number}"
+        here = f"{repository}#{number}"
+        key = key or here
         author = login_of(issue.get("user"))
         statuses = sorted(
             (parse_instant(e.get("created_at"), "an event's created_at"), int(e["id"]), e)
@@ -513,6 +813,18 @@ class GitHubSource:
             events.append(
                 event(f"event:{event_id}", when, verdict, item.get("actor"), STATUS_EVENTS[kind])
             )
+        for item in history:
+            if item.get("event") != "transferred":
+                continue
+            when = parse_instant(item.get("created_at"), "an event's created_at")
+            arrived = (
+                f"issue transferred here, to {here}, from {key}: its wait goes on"
+                if key != here
+                else f"issue transferred here, to {here}, from a repository this source does "
+                "not watch (or from an issue it never read): its wait is timed here"
+            )
+            verdict = (Direction.IGNORED, arrived)
+            events.append(event(f"event:{item['id']}", when, verdict, item.get("actor")))
         if issue.get("state") == "closed" and not any(
             e.get("event") == "closed" for _, _, e in statuses
         ):
@@ -520,6 +832,12 @@ class GitHubSource:
             verdict = (Direction.IGNORED, "issue closed (no closed event listed: at closed_at)")
             events.append(event(f"closed:{iso(when)}", when, verdict, issue.get("closed_by")))
         return sorted(events, key=lambda e: (e.timestamp, e.identity))
+
+
+def _http_status(exc: SourceError) -> int | None:
+    """The HTTP status behind a SourceError, when an HTTP answer caused it."""
+    cause = exc.__cause__
+    return cause.code if isinstance(cause, urllib.error.HTTPError) else None
 
 
 def _scopes(headers: Mapping[str, str]) -> str:

@@ -13,6 +13,12 @@ the thread's ``status`` (documented as ``nochange`` unless the thread changed th
 else from a line item's text ("Marked as Pending"); a conversation whose status no thread
 recorded gets one status event at ``closedAt`` or ``userUpdatedAt``.
 
+A conversation nobody will answer any more -- ``state`` deleted, or ``status`` spam (the list
+asks for ``status=all``, which includes spam) -- gets one ``closed`` status event at the latest
+time it shows, so a waiting customer's clock stops (counted as closed, not a breach). One whose
+threads answer 404 while being read was deleted since it was listed: it is closed at that
+moment, and the poll goes on.
+
 ``probe`` (for ``replyclock check --connect``) gets a token as a poll does, asks whom the app
 acts as (``users/me``), lists the mailboxes that user can see against ``mailboxes``, reads the
 rate-limit headroom, and counts from one page of the conversation list what a first sync
@@ -159,12 +165,38 @@ def _name(person: object) -> str:
     return " ".join(str(person.get(k) or "") for k in ("first", "last")).strip()
 
 
+def _shared(source: str, conversation: Json) -> dict[str, Any]:
+    """The MessageEvent fields every event of one conversation carries."""
+    cid = int(conversation["id"])
+    customer = conversation.get("primaryCustomer")
+    return {
+        "source": source,
+        "subject": str(conversation.get("subject") or ""),
+        "thread": ThreadRef(conversation=str(cid), customer=_email(customer)),
+        "tags": tuple(str(t["tag"]) for t in conversation.get("tags") or () if t.get("tag")),
+        "link": f"https://secure.helpscout.net/conversation/{cid}",
+        "attributes": {"mailbox": str(conversation.get("mailboxId", ""))},
+    }
+
+
+def removal(conversation: Json) -> str | None:
+    """``deleted`` or ``spam`` when nobody will answer the conversation any more, else None.
+
+    The Mailbox API puts a deletion in ``state`` (draft, published, deleted) and spam in
+    ``status`` (active, pending, closed, spam); a ``status`` of deleted counts too."""
+    raw = str(conversation.get("status") or "").lower()
+    if conversation.get("state") == "deleted" or raw == "deleted":
+        return "deleted"
+    return "spam" if raw == "spam" else None
+
+
 def conversation_events(
     source: str, conversation: Json, threads: Sequence[Json]
 ) -> list[MessageEvent]:
     """The events of one conversation and its threads (pure: no I/O)."""
     cid = int(conversation["id"])
     customer = conversation.get("primaryCustomer")
+    shared = _shared(source, conversation)
 
     def event(
         identity: str,
@@ -176,20 +208,15 @@ def conversation_events(
         recipients: Sequence[str] = (),
     ) -> MessageEvent:
         return MessageEvent(
-            source=source,
             identity=f"conversation:{cid}:{identity}",
             timestamp=when,
             direction=verdict[0],
             reason=verdict[1],
             author=_email(person),
             author_name=_name(person),
-            subject=str(conversation.get("subject") or ""),
             recipients=tuple(str(r).lower() for r in recipients),
-            thread=ThreadRef(conversation=str(cid), customer=_email(customer)),
-            tags=tuple(str(t["tag"]) for t in conversation.get("tags") or () if t.get("tag")),
-            link=f"https://secure.helpscout.net/conversation/{cid}",
             status=status,
-            attributes={"mailbox": str(conversation.get("mailboxId", ""))},
+            **shared,
         )
 
     if conversation.get("state") == "draft":
@@ -197,7 +224,8 @@ def conversation_events(
     events: list[MessageEvent] = []
     said: str | None = None  # the last status a thread recorded
     published = [t for t in threads if str(t.get("state") or "published") not in UNSENT_STATES]
-    for thread in sorted(published, key=lambda t: (str(t.get("createdAt")), int(t["id"]))):
+    ordered = sorted(published, key=lambda t: (str(t.get("createdAt")), int(t["id"])))
+    for thread in ordered:
         when = parse_instant(thread.get("createdAt"), f"thread {thread.get('id')} createdAt")
         verdict = classify_thread(thread)
         status = thread_status(thread)
@@ -215,30 +243,58 @@ def conversation_events(
                 recipients=thread.get("to") or (),
             )
         )
+    removed = removal(conversation)
+    if removed is not None:
+        # Deleted or spam: nobody will answer, so whatever wait runs stops, as when the
+        # conversation is closed (counted, not a breach). It is timed by the latest time the
+        # conversation shows, which is no earlier than any of its threads, so it stops a wait
+        # that started after a user last touched it too; unless its newest thread closed it.
+        if ordered and thread_status(ordered[-1]) == "closed":
+            return events
+        when = modified_at(conversation, published)
+        words = "deleted" if removed == "deleted" else "marked as spam"
+        reason = f"conversation {words} in Help Scout (counted as closed)"
+        events.append(
+            event(
+                f"status:closed:{iso(when)}",
+                when,
+                (Direction.IGNORED, reason),
+                None,
+                status="closed",
+            )
+        )
+        return events
     raw = str(conversation.get("status") or "").lower()
-    deleted = conversation.get("state") == "deleted"  # nobody will answer: like closed
-    current = "closed" if deleted else STATUSES.get(raw)
+    current = STATUSES.get(raw)
     if current is not None and current != said and (said, current) != (None, "open"):
-        closed = current == "closed" and not deleted
-        names = ("closedAt", "userUpdatedAt") if closed else ("userUpdatedAt",)
+        names = ("closedAt", "userUpdatedAt") if current == "closed" else ("userUpdatedAt",)
         found = [_optional_instant(conversation.get(n)) for n in names]
         when_known = next((t for t in found if t is not None), None)
         if when_known is not None:
-            reason = (
-                "conversation was deleted"
-                if deleted
-                else f"conversation is {raw} (no thread recorded the change)"
-            )
             events.append(
                 event(
                     f"status:{current}:{iso(when_known)}",
                     when_known,
-                    (Direction.IGNORED, reason),
+                    (Direction.IGNORED, f"conversation is {raw} (no thread recorded the change)"),
                     conversation.get("closedByUser") if current == "closed" else None,
                     status=current,
                 )
             )
     return events
+
+
+def vanished_event(source: str, conversation: Json, now: datetime) -> MessageEvent:
+    """A listed conversation whose threads answered 404: deleted since it was listed. Its wait
+    stops at ``now``, when the deletion was seen (counted as closed, not a breach)."""
+    return MessageEvent(
+        identity=f"conversation:{int(conversation['id'])}:deleted",
+        timestamp=now,
+        direction=Direction.IGNORED,
+        reason="conversation deleted in Help Scout (HTTP 404 while its threads were read; "
+        "counted as closed)",
+        status="closed",
+        **_shared(source, conversation),
+    )
 
 
 class HelpScoutSource:
@@ -436,9 +492,26 @@ class HelpScoutSource:
             conversations = _embedded(data, "conversations", self.name)
             events: list[MessageEvent] = []
             for conversation in conversations:
-                threads = self._threads(conversation)
                 try:
-                    events.extend(conversation_events(self.name, conversation, threads))
+                    threads = self._threads(conversation)
+                except SourceAuthError:
+                    raise
+                except SourceError as exc:
+                    if _http_status(exc) != 404:
+                        raise
+                    log.info(
+                        "conversation gone while being read: counted as closed",
+                        extra=fields(source=self.name, conversation=conversation.get("id")),
+                    )
+                    threads = []
+                    gone = True
+                else:
+                    gone = False
+                try:
+                    if gone:
+                        events.append(vanished_event(self.name, conversation, now))
+                    else:
+                        events.extend(conversation_events(self.name, conversation, threads))
                     done = max(done, modified_at(conversation, threads))
                 except (KeyError, TypeError, ValueError) as exc:
                     raise SourceError(
@@ -484,6 +557,12 @@ class HelpScoutSource:
             if _page_number(data) >= _total_pages(data):
                 return threads
             page += 1
+
+
+def _http_status(exc: SourceError) -> int | None:
+    """The HTTP status behind a SourceError, when an HTTP answer caused it."""
+    cause = exc.__cause__
+    return cause.code if isinstance(cause, urllib.error.HTTPError) else None
 
 
 def _headroom(headers: Mapping[str, str]) -> str:

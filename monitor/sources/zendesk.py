@@ -6,6 +6,10 @@ reads its audits, which hold every comment (public or private, with its author) 
 change. Each export page's events are stored together with the page's ``after_cursor`` in one
 transaction, so a poll that fails half-way resumes at the first page it did not store.
 
+A ticket the export lists as deleted gets one ``closed`` status event (its audits are gone), so
+a waiting customer's clock stops instead of waiting forever; one whose audits answer 404 was
+deleted since the export listed it, and is closed when that is seen, without failing the poll.
+
 Zendesk's own rules are followed: a reply is a public comment by an agent (role ``agent`` or
 ``admin``); comments made by triggers and automations, by bots, by the Zendesk system user or
 through ticket sharing are neither customer messages nor replies.
@@ -20,6 +24,7 @@ from __future__ import annotations
 import base64
 import logging
 import time
+import urllib.error
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -360,7 +365,7 @@ class ZendeskSource:
             while True:
                 page = _mapping(self.api.get(EXPORT_PATH, params).data, self.name, EXPORT_PATH)
                 tickets = _latest_per_id(page.get("tickets"))
-                events = [e for ticket in tickets for e in self._ticket_events(ticket)]
+                events = [e for ticket in tickets for e in self._ticket_events(ticket, now)]
                 after = page.get("after_cursor")
                 end = bool(page.get("end_of_stream", True))
                 if not isinstance(after, str) or not after:
@@ -388,7 +393,7 @@ class ZendeskSource:
             report.round_trips = self.api.requests - requests_before
         return report
 
-    def _ticket_events(self, ticket: Json) -> list[MessageEvent]:
+    def _ticket_events(self, ticket: Json, now: datetime) -> list[MessageEvent]:
         facts = ticket_facts(ticket, self.config.subdomain)
         if str(ticket.get("status")) == "deleted":
             # A deleted ticket's audits are gone from the API; its deletion closes any wait.
@@ -400,12 +405,35 @@ class ZendeskSource:
                     identity=f"ticket:{facts.id}:deleted",
                     timestamp=at,
                     direction=Direction.IGNORED,
-                    reason="ticket deleted (counted as closed)",
+                    reason="ticket deleted in Zendesk (counted as closed)",
                     status="closed",
                     **_ticket_fields(self.name, facts, ""),
                 )
             ]
-        audits, users = self._audits(facts.id)
+        try:
+            audits, users = self._audits(facts.id)
+        except SourceAuthError:
+            raise
+        except SourceError as exc:
+            if _http_status(exc) != 404:
+                raise
+            # Deleted since the export listed it: its clock stops now, when that was seen (the
+            # same identity as the export's deletion, so a later listing adds nothing).
+            log.info(
+                "ticket gone while being read: counted as closed",
+                extra=fields(source=self.name, ticket=facts.id),
+            )
+            return [
+                MessageEvent(
+                    identity=f"ticket:{facts.id}:deleted",
+                    timestamp=now,
+                    direction=Direction.IGNORED,
+                    reason="ticket deleted in Zendesk (HTTP 404 while its audits were read; "
+                    "counted as closed)",
+                    status="closed",
+                    **_ticket_fields(self.name, facts, ""),
+                )
+            ]
         return events_from_audits(self.name, facts, audits, users)
 
     def _audits(self, ticket_id: int) -> tuple[list[Json], dict[int, ZendeskUser]]:
@@ -433,6 +461,12 @@ def _latest_per_id(items: object) -> list[Json]:
             latest.pop(item["id"], None)  # re-insert so order follows the latest update
             latest[item["id"]] = item
     return list(latest.values())
+
+
+def _http_status(exc: SourceError) -> int | None:
+    """The HTTP status behind a SourceError, when an HTTP answer caused it."""
+    cause = exc.__cause__
+    return cause.code if isinstance(cause, urllib.error.HTTPError) else None
 
 
 def _headroom(headers: Mapping[str, str]) -> str:

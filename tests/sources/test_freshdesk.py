@@ -62,12 +62,32 @@ def list_params(since: str, page: int = 1) -> dict[str, list[str]]:
     }
 
 
+def removed_params(kind: str, since: str, page: int = 1) -> dict[str, list[str]]:
+    """The list of deleted or spam tickets: the same list with ``filter``, nothing embedded."""
+    params = {k: v for k, v in list_params(since, page).items() if k != "include"}
+    return params | {"filter": [kind]}
+
+
+def removed_requests(since: str) -> list[tuple[str, dict[str, list[str]]]]:
+    """The two requests after the ticket list: deleted, then spam tickets, both from ``since``
+    (a poll's first-sync start while neither list ever showed a ticket)."""
+    return [(TICKETS, removed_params(kind, since)) for kind in ("deleted", "spam")]
+
+
+def first_since(now: datetime) -> str:
+    return (now - timedelta(days=30)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
 @dataclass
 class FakeFreshdesk:
     """FakeApi routes that answer like Freshdesk from the recorded bodies.
 
     The ticket list filters by ``updated_since`` (inclusive), sorts by ``updated_at`` and pages
     by ``page_size`` with a Link rel="next" header, as Freshdesk does; conversations likewise.
+    As Freshdesk documents, the list leaves out tickets marked ``deleted`` or ``spam`` unless
+    ``filter=deleted`` or ``filter=spam`` asks for exactly those (``lists_removed`` makes the
+    plain list show them too, flags and all); ``remove`` deletes or spams a ticket, ``purge``
+    makes its conversations answer 404, and ``refused_filters`` answers a filter 403.
     ``agents/me`` answers ``agent`` with Freshdesk's rate-limit headers, the roles list answers
     403 unless ``roles_readable`` (as to a key that is not an admin's), and the ticket filter
     counts the tickets updated on or after the date in its query.
@@ -82,6 +102,9 @@ class FakeFreshdesk:
     failing_pages: dict[int, int] = field(default_factory=dict)  # ticket list page -> 500s left
     agent: dict[str, Any] = field(default_factory=lambda: copy.deepcopy(AGENT))
     roles_readable: bool = True
+    lists_removed: bool = False
+    purged: set[int] = field(default_factory=set)
+    refused_filters: set[str] = field(default_factory=set)
 
     def __post_init__(self) -> None:
         self.api.check_auth = lambda r: r.headers.get("authorization") == basic(self.key)
@@ -110,6 +133,11 @@ class FakeFreshdesk:
         path = f"/api/v2/tickets/{body['id']}/conversations"
         self.api.route(path, lambda r: self._conversations(body["id"], path, r))
 
+    def remove(self, ticket_id: int, kind: str, at: str) -> None:
+        """Delete the ticket or mark it as spam (``kind``) at ``at``, its new updated_at."""
+        [found] = [t for t in self.tickets if t["id"] == ticket_id]
+        found[kind], found["updated_at"] = True, at
+
     def _page(self, items: list[Any], size: int, request: FakeRequest) -> Answer:
         page = int(request.param("page") or 1)
         chunk = items[(page - 1) * size : page * size]
@@ -125,14 +153,25 @@ class FakeFreshdesk:
         if self.failing_pages.get(page, 0) > 0:
             self.failing_pages[page] -= 1
             return 500, {}, {"code": "internal_error"}
+        kind = request.param("filter")
+        if kind in self.refused_filters:
+            return 403, {}, {"code": "access_denied", "message": "You are not authorized."}
         since = at(request.param("updated_since") or "1970-01-01T00:00:00Z")
+
+        def listed(ticket: Any) -> bool:
+            if kind is not None:
+                return bool(ticket.get(kind))
+            return self.lists_removed or not (ticket.get("deleted") or ticket.get("spam"))
+
         found = sorted(
-            (t for t in self.tickets if at(t["updated_at"]) >= since),
+            (t for t in self.tickets if at(t["updated_at"]) >= since and listed(t)),
             key=lambda t: (at(t["updated_at"]), t["id"]),
         )
         return self._page(found, self.page_size, request)
 
     def _conversations(self, ticket_id: int, path: str, request: FakeRequest) -> Answer:
+        if ticket_id in self.purged:
+            return 404, {}, {"code": "not_found", "message": "Ticket not found"}
         return self._page(self.conversations[ticket_id], self.conversation_page_size, request)
 
     def requests(self) -> list[tuple[str, dict[str, list[str]]]]:
@@ -322,14 +361,16 @@ def test_first_sync_turns_the_ticket_and_its_conversations_into_events(
 ) -> None:
     """The first poll lists tickets updated since `since` ago and reads their conversations:
     the ticket's description is the customer's first message, the private note is ignored,
-    the agent's reply is outbound, and the current status is one status event."""
+    the agent's reply is outbound, and the current status is one status event. Then the
+    deleted and the spam tickets are listed, which the ticket list leaves out."""
     serve_ticket_1(fake)
     report = source(fake).poll(SourceSink(store, "helpdesk"), NOW)
-    assert (report.new, report.duplicates, report.round_trips) == (4, 0, 2)
+    assert (report.new, report.duplicates, report.round_trips) == (4, 0, 4)
     assert stored(store) == TICKET_1_FIRST
     assert fake.requests() == [
         (TICKETS, list_params(FIRST_SINCE)),
         ("/api/v2/tickets/1/conversations", CONVERSATION_PARAMS),
+        *removed_requests(FIRST_SINCE),
     ]
     assert checkpoint(store) == {"updated_since": "2016-05-19T05:36:14Z", "ids": [1]}
 
@@ -366,7 +407,8 @@ def test_incremental_poll_asks_from_the_checkpoint_and_stores_only_what_is_new(
     fake: FakeFreshdesk, store: Store
 ) -> None:
     """The second poll lists tickets updated since the last stored updated_at and stores only
-    the customer's follow-up and the new status; a poll with nothing new is one request."""
+    the customer's follow-up and the new status; a poll with nothing new is three requests
+    (the tickets, the deleted ones, the spam)."""
     serve_ticket_1(fake)
     src = source(fake)
     sink = SourceSink(store, "helpdesk")
@@ -375,18 +417,22 @@ def test_incremental_poll_asks_from_the_checkpoint_and_stores_only_what_is_new(
     serve_ticket_1_update(fake)
     fake.api.requests.clear()
     second = src.poll(sink, NOW + timedelta(minutes=1))
-    assert (second.new, second.duplicates, second.round_trips) == (2, 3, 2)
+    assert (second.new, second.duplicates, second.round_trips) == (2, 3, 4)
     assert fake.requests() == [
         (TICKETS, list_params("2016-05-19T05:36:14Z")),
         ("/api/v2/tickets/1/conversations", CONVERSATION_PARAMS),
+        *removed_requests(first_since(NOW + timedelta(minutes=1))),
     ]
     assert stored(store) == TICKET_1_FIRST + TICKET_1_LATER
     assert checkpoint(store) == {"updated_since": "2016-05-20T09:00:00Z", "ids": [1]}
 
     fake.api.requests.clear()
     third = src.poll(sink, NOW + timedelta(minutes=2))
-    assert (third.new, third.duplicates, third.round_trips) == (0, 0, 1)
-    assert fake.requests() == [(TICKETS, list_params("2016-05-20T09:00:00Z"))]
+    assert (third.new, third.duplicates, third.round_trips) == (0, 0, 3)
+    assert fake.requests() == [
+        (TICKETS, list_params("2016-05-20T09:00:00Z")),
+        *removed_requests(first_since(NOW + timedelta(minutes=2))),
+    ]
 
 
 def test_each_page_is_stored_with_its_checkpoint_and_a_failed_poll_resumes_there(
@@ -438,6 +484,7 @@ def test_each_page_is_stored_with_its_checkpoint_and_a_failed_poll_resumes_there
         (TICKETS, list_params("2016-05-19T05:36:14Z")),
         (TICKETS, list_params("2016-05-19T05:36:14Z", 2)),
         ("/api/v2/tickets/2/conversations", CONVERSATION_PARAMS),
+        *removed_requests(first_since(NOW + timedelta(minutes=1))),
     ]
     assert sink.batches[1:] == [
         (
@@ -470,6 +517,7 @@ def test_past_the_last_page_freshdesk_allows_the_list_restarts_from_the_last_upd
     assert [(p, q) for p, q in fake.requests() if p == TICKETS] == [
         (TICKETS, list_params(FIRST_SINCE)),
         (TICKETS, list_params("2016-05-19T06:00:00Z")),
+        *removed_requests(FIRST_SINCE),
     ]
     assert checkpoint(store) == {"updated_since": "2016-05-19T07:00:00Z", "ids": [3]}
 
@@ -505,7 +553,7 @@ def test_rate_limit_waits_the_retry_after_seconds_then_succeeds(
     sleeps: list[float] = []
     report = source(fake, sleeps).poll(SourceSink(store, "helpdesk"), NOW)
     assert sleeps == [7.0]
-    assert (report.new, report.round_trips) == (4, 3)
+    assert (report.new, report.round_trips) == (4, 5)
 
 
 @pytest.mark.parametrize("key", ["api_key", "api_key_file"])
@@ -660,6 +708,182 @@ def test_outbound_email_ticket_has_no_first_response_clock(
             ClockState.BREACHED,
             True,
         )
+    ]
+
+
+# --- deleted and spam tickets --------------------------------------------------------------------
+
+WAITING_SINCE = at("2016-05-19T06:00:00Z")  # ticket 2's customer comment, not answered
+BEFORE = at("2016-05-19T06:10:00Z")  # a poll while the customer waits
+AFTER = at("2016-05-19T06:31:00Z")  # a poll after the ticket was removed at 06:30
+
+
+def waiting_on_ticket_2(fake: FakeFreshdesk, store: Store) -> tuple[FreshdeskSource, SourceSink]:
+    """Ticket 2 stored at 06:10 with its customer waiting (10 minutes of a 1 hour target)."""
+    serve_ticket_2(fake)
+    src, sink = source(fake), SourceSink(store, "helpdesk")
+    src.poll(sink, BEFORE)
+    assert [(c[2], c[6]) for c in clocks_of(store, "ticket:2:created", BEFORE)] == [
+        (None, ClockState.OK)
+    ]
+    return src, sink
+
+
+def stopped_at(instant: datetime, seconds: int) -> list[tuple[Any, ...]]:
+    """Ticket 2's clock, stopped as solved at ``instant``: no reply, no breach."""
+    return [
+        (
+            ClockKind.NEXT,
+            WAITING_SINCE,
+            instant,
+            StopReason.SOLVED,
+            "",
+            seconds,
+            ClockState.SOLVED,
+            False,
+        )
+    ]
+
+
+@pytest.mark.parametrize(
+    ("kind", "reason"),
+    [
+        pytest.param("deleted", "ticket deleted in Freshdesk (counted as closed)", id="deleted"),
+        pytest.param(
+            "spam", "ticket marked as spam in Freshdesk (counted as closed)", id="marked_as_spam"
+        ),
+    ],
+)
+def test_a_deleted_or_spam_ticket_stops_its_waiting_customers_clock(
+    fake: FakeFreshdesk, store: Store, kind: str, reason: str
+) -> None:
+    """An agent deletes ticket 2 (or marks it as spam) at 06:30 while its customer waits. The
+    ticket list leaves it out from then on; the list with filter=deleted (or filter=spam) shows
+    it, and it gets one closed status event at that update, without its conversations being
+    read. The clock stops there as solved: not a reply, not a breach; read again, nothing is
+    stored twice."""
+    src, sink = waiting_on_ticket_2(fake, store)
+    fake.remove(2, kind, "2016-05-19T06:30:00Z")
+    fake.api.requests.clear()
+    report = src.poll(sink, AFTER)
+    assert (report.new, report.duplicates, report.round_trips) == (1, 0, 3)
+    assert fake.requests() == [
+        (TICKETS, list_params("2016-05-19T06:00:00Z")),
+        *removed_requests(first_since(AFTER)),
+    ]
+    assert stored(store)[-1] == (
+        f"ticket:2:{kind}:2016-05-19T06:30:00Z",
+        "2016-05-19T06:30:00" + Z,
+        "ignored",
+        reason,
+        "",
+        "closed",
+    )
+    assert clocks_of(store, "ticket:2:created", AFTER) == stopped_at(
+        at("2016-05-19T06:30:00Z"), 1800
+    )
+    assert json.loads(sink.checkpoint(f"{kind}_since") or "") == {
+        "updated_since": "2016-05-19T06:30:00Z",
+        "ids": [2],
+    }
+    again = src.poll(sink, AFTER + timedelta(minutes=1))
+    assert (again.new, again.duplicates) == (0, 0)
+    assert len(stored(store)) == len(TICKET_2) + 1
+
+
+def test_a_removed_ticket_never_stored_leaves_nothing_behind(
+    fake: FakeFreshdesk, store: Store
+) -> None:
+    """Spam that arrived and was marked as spam between two polls was never stored: the spam
+    list moves its checkpoint past it and stores nothing, so spam leaves no conversations."""
+    spam = copy.deepcopy(load("ticket_1.json"))
+    spam["id"], spam["spam"] = 7, True
+    fake.ticket(spam, [])
+    report = source(fake).poll(SourceSink(store, "helpdesk"), NOW)
+    assert (report.new, report.duplicates) == (0, 0)
+    assert stored(store) == []
+    assert json.loads(SourceSink(store, "helpdesk").checkpoint("spam_since") or "") == {
+        "updated_since": "2016-05-19T05:36:14Z",
+        "ids": [7],
+    }
+
+
+def test_a_deleted_ticket_the_list_still_shows_is_closed_once(
+    fake: FakeFreshdesk, store: Store
+) -> None:
+    """Should the ticket list itself show a ticket with "deleted": true, the ticket is closed
+    from it as from the deleted list (its conversations are not read), and the two sightings
+    are one stored event."""
+    src, sink = waiting_on_ticket_2(fake, store)
+    fake.lists_removed = True
+    fake.remove(2, "deleted", "2016-05-19T06:30:00Z")
+    fake.api.requests.clear()
+    report = src.poll(sink, AFTER)
+    assert (report.new, report.duplicates) == (1, 1)
+    assert "/api/v2/tickets/2/conversations" not in [p for p, _ in fake.requests()]
+    assert clocks_of(store, "ticket:2:created", AFTER) == stopped_at(
+        at("2016-05-19T06:30:00Z"), 1800
+    )
+
+
+def test_a_ticket_gone_while_being_read_is_closed_and_the_poll_goes_on(
+    fake: FakeFreshdesk, store: Store
+) -> None:
+    """Ticket 2 is updated, then deleted for good between the list and the read: its
+    conversations answer 404. The poll does not fail: ticket 2 is closed at the moment the 404
+    was seen, ticket 1 on the same page is stored as usual, and a ticket never stored that is
+    gone as well (5) is left out."""
+    src, sink = waiting_on_ticket_2(fake, store)
+    serve_ticket_1(fake)
+    fake.tickets[-1]["updated_at"] = "2016-05-19T06:25:00Z"
+    [ticket_2] = [t for t in fake.tickets if t["id"] == 2]
+    ticket_2["updated_at"] = "2016-05-19T06:20:00Z"
+    stranger = copy.deepcopy(ticket_2)
+    stranger["id"] = 5
+    fake.ticket(stranger, [])
+    fake.purged |= {2, 5}
+    report = src.poll(sink, AFTER)
+    assert (report.new, report.duplicates) == (1 + 4, 0)  # the deletion, and ticket 1
+    assert stored(store)[-1] == (
+        "ticket:2:deleted",
+        AFTER.isoformat(),
+        "ignored",
+        "ticket deleted in Freshdesk (HTTP 404 while its conversations were read; counted as "
+        "closed)",
+        "",
+        "closed",
+    )
+    assert store.conversation_for_message("helpdesk", "ticket:1:created") is not None
+    assert not [r for r in stored(store) if r[0].startswith("ticket:5:")]
+    assert clocks_of(store, "ticket:2:created", AFTER) == stopped_at(AFTER, 1860)
+    assert checkpoint(store) == {"updated_since": "2016-05-19T06:25:00Z", "ids": [1]}
+
+
+def test_a_removed_list_that_cannot_be_read_does_not_fail_the_poll(
+    fake: FakeFreshdesk, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A key whose agent may not list deleted tickets (HTTP 403) still polls the tickets: the
+    poll succeeds, one warning says what is not seen (later polls log it quietly), the deleted
+    list keeps its checkpoint, and the spam list is read."""
+    serve_ticket_1(fake)
+    fake.refused_filters = {"deleted"}
+    src, sink = source(fake), SourceSink(store, "helpdesk")
+    caplog.set_level(logging.DEBUG, logger="replyclock.sources.freshdesk")
+    report = src.poll(sink, NOW)
+    assert report.new == 4
+    src.poll(sink, NOW + timedelta(minutes=1))
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert [r.getMessage() for r in warnings] == [
+        "deleted tickets not listed: their clocks stop only once this list can be read"
+    ]
+    assert sink.checkpoint("deleted_since") is None
+    assert [q.get("filter") for p, q in fake.requests() if p == TICKETS] == [
+        None,
+        ["deleted"],
+        ["spam"],
+        None,
+        ["deleted"],
+        ["spam"],
     ]
 
 

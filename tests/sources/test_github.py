@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import urllib.parse
@@ -48,7 +49,13 @@ def epoch(value: str) -> int:
 
 class FakeGitHub:
     """GitHub's issues, comments, events and reviews lists for one repository, as they stood at
-    ``as_of``; the issues list honours ``since`` and pages by ``page_size`` with Link headers."""
+    ``as_of``; the issues list honours ``since`` and pages by ``page_size`` with Link headers.
+
+    Every issue served so far is the repository's: ``state=open`` lists its open ones (oldest
+    first, paged likewise) and ``/issues/{number}`` answers each. ``delete`` makes an issue
+    answer 410 Gone (or 404) and leave the lists, ``transfer`` makes it answer 301 Moved
+    Permanently to its place in another repository, and ``gone_on_read`` makes its comments
+    and events answer that status (deleted between the list and the read)."""
 
     def __init__(self, *, page_size: int = 3) -> None:
         self.api = FakeApi()
@@ -57,6 +64,9 @@ class FakeGitHub:
         self.comments: list[dict[str, Any]] = load("issue-comments.json")
         self.events: list[dict[str, Any]] = load("issue-events.json")
         self.reviews: dict[int, list[dict[str, Any]]] = {}
+        self.all_issues: dict[int, dict[str, Any]] = {}
+        self.fates: dict[int, Answer] = {}  # what /issues/{number} answers for a gone issue
+        self.gone_on_read: dict[int, int] = {}
         self.as_of = AS_OF_27
         self.scopes: str | None = None  # X-OAuth-Scopes: None for a fine-grained token
         self.repository = dict(REPOSITORY)
@@ -95,6 +105,8 @@ class FakeGitHub:
         self.issues, self.as_of = issues, as_of
         for issue in issues:
             number = issue["number"]
+            self.all_issues[number] = issue
+            self.api.route(f"{ISSUES}/{number}", self.get_issue(number))
             self.api.route(f"{ISSUES}/{number}/comments", self.list_comments(issue))
             self.api.route(f"{ISSUES}/{number}/events", self.list_events(number))
             self.api.route(
@@ -102,12 +114,53 @@ class FakeGitHub:
                 lambda r, n=number: (200, {}, self.reviews.get(n, [])),
             )
 
+    def get_issue(self, number: int) -> Any:
+        def answer(request: FakeRequest) -> Answer:
+            return self.fates.get(number) or (200, {}, self.all_issues[number])
+
+        return answer
+
+    def delete(self, number: int, status: int = 410) -> None:
+        """Delete the issue: GitHub answers 410 Gone, or 404 to a token without read access."""
+        self.issues = [i for i in self.issues if i["number"] != number]
+        del self.all_issues[number]
+        message = "This issue was deleted" if status == 410 else "Not Found"
+        self.fates[number] = (status, {}, {"message": message})
+
+    def transfer(self, number: int, repository: str, to_number: int) -> dict[str, Any]:
+        """Transfer the issue: it leaves this repository, and its old URL answers 301 to its
+        new one (GitHub's /repositories/{id} form), which answers the moved issue."""
+        moved = copy.deepcopy(self.all_issues.pop(number))
+        self.issues = [i for i in self.issues if i["number"] != number]
+        moved |= {
+            "number": to_number,
+            "url": f"https://api.github.com/repos/{repository}/issues/{to_number}",
+            "repository_url": f"https://api.github.com/repos/{repository}",
+            "html_url": f"https://github.com/{repository}/issues/{to_number}",
+        }
+        location = f"/repositories/4242/issues/{to_number}"
+        self.api.route(location, lambda r: (200, {}, moved))
+        body = {
+            "message": "Moved Permanently",
+            "url": f"{self.api.url}{location}",
+            "documentation_url": "https://docs.github.com/rest/guides/best-practices-for-using"
+            "-the-rest-api#follow-redirects",
+        }
+        self.fates[number] = (301, {"Location": f"{self.api.url}{location}"}, body)
+        return moved
+
     def list_issues(self, request: FakeRequest) -> Answer:
         since = request.param("since", "")
-        wanted = sorted(
-            (i for i in self.issues if i["updated_at"] >= since),
-            key=lambda i: (i["updated_at"], i["number"]),
-        )
+        if request.param("state") == "open":
+            wanted = sorted(
+                (i for i in self.all_issues.values() if i["state"] == "open"),
+                key=lambda i: i["number"],
+            )
+        else:
+            wanted = sorted(
+                (i for i in self.issues if i["updated_at"] >= since),
+                key=lambda i: (i["updated_at"], i["number"]),
+            )
         page = int(request.param("page", "1") or 1)
         last = max(1, -(-len(wanted) // self.page_size))
         headers = {}
@@ -123,6 +176,8 @@ class FakeGitHub:
 
     def list_comments(self, issue: dict[str, Any]) -> Any:
         def answer(request: FakeRequest) -> Answer:
+            if issue["number"] in self.gone_on_read:
+                return self.gone_on_read[issue["number"]], {}, {"message": "Not Found"}
             mine = [
                 c
                 for c in self.comments
@@ -135,6 +190,8 @@ class FakeGitHub:
 
     def list_events(self, number: int) -> Any:
         def answer(request: FakeRequest) -> Answer:
+            if number in self.gone_on_read:
+                return self.gone_on_read[number], {}, {"message": "This issue was deleted"}
             mine = [
                 {k: v for k, v in e.items() if k != "issue"}
                 for e in self.events
@@ -352,8 +409,10 @@ def test_first_sync_requests(github: FakeGitHub, store: Store) -> None:
         ISSUES,
         f"{ISSUES}/28/events",
         f"{ISSUES}/30/events",
+        ISSUES,  # the open issues (24, 25, 27, 30), compared with the known ones: first time
+        ISSUES,
     ]
-    first, again = (r for r in github.api.requests if r.path == ISSUES)
+    first, again, *open_pages = (r for r in github.api.requests if r.path == ISSUES)
     assert first.query == {
         "state": ["all"],
         "since": ["2012-05-20T08:00:00Z"],
@@ -367,6 +426,20 @@ def test_first_sync_requests(github: FakeGitHub, store: Store) -> None:
     assert SourceSink(store, "github").checkpoint(f"issues_since:{REPO}") == (
         "2012-05-27T05:40:15Z"
     )
+    assert [r.query for r in open_pages] == [
+        {"state": ["open"], "sort": ["created"], "direction": ["asc"], "per_page": ["100"]},
+        {
+            "state": ["open"],
+            "sort": ["created"],
+            "direction": ["asc"],
+            "per_page": ["100"],
+            "page": ["2"],
+        },
+    ]
+    assert json.loads(SourceSink(store, "github").checkpoint(f"open_issues:{REPO}") or "") == {
+        "checked": "2012-05-27T08:00:00Z",
+        "numbers": [24, 25, 27, 30],
+    }
 
 
 def test_incremental_poll_stores_only_what_is_new(github: FakeGitHub, store: Store) -> None:
@@ -416,7 +489,7 @@ def test_failure_on_page_two_keeps_page_one_and_resumes(github: FakeGitHub, stor
     assert sink.checkpoint(f"issues_since:{REPO}") == "2012-05-25T17:32:32Z"
     broken["on"] = False
     report = source.poll(sink, NOW)
-    assert [r.param("since") for r in github.api.requests if r.path == ISSUES][-1] == (
+    assert [r.param("since") for r in github.api.requests if r.param("since")][-1] == (
         "2012-05-25T17:32:32Z"
     )
     assert (report.new, report.duplicates) == (3, 0)
@@ -771,7 +844,9 @@ def test_pull_requests_are_skipped_by_default(pull_request_38: FakeGitHub, store
     and the checkpoint still moves past it."""
     sink = SourceSink(store, "github")
     report = make_source(pull_request_38).poll(sink, LATER)
-    assert (report.new, pull_request_38.paths()) == (0, [ISSUES])
+    assert (report.new, pull_request_38.paths()) == (0, [ISSUES] * 3)  # since; open, 2 pages
+    # the open pull request is not among the open issues watched for deletions and transfers
+    assert json.loads(sink.checkpoint(f"open_issues:{REPO}") or "")["numbers"] == [24, 25, 27, 30]
     assert sink.checkpoint(f"issues_since:{REPO}") == "2012-05-29T12:00:00Z"
 
 
@@ -798,6 +873,320 @@ def test_reviews_respond_to_pull_requests_in_issue_metrics_mode(
     ]
     [first] = verdict(store, 38, LATER).clocks
     assert (first.clock.stop_reason, first.business_seconds) == (StopReason.REPLY, 5400)
+
+
+# --- deleted and transferred issues ------------------------------------------------------------
+
+T1 = datetime(2012, 5, 18, 12, 0, tzinfo=UTC)  # #27's author has waited an hour for an answer
+AS_OF_18 = "2012-05-18T11:06:11Z"  # #27's last update, as the 2012-05-27 recording shows it
+OTHER = "PyGithub/Other"  # a second repository of the same owner (synthetic, below)
+
+
+@pytest.fixture
+def waiting_27() -> Iterator[FakeGitHub]:
+    """#27 as it stood on 2012-05-18: opened by bilderbuchi (NONE), no comment, no answer."""
+    server = FakeGitHub()
+    server.serve(issue("issues-2012-05-27.json", 27), AS_OF_18)
+    server.api.start()
+    yield server
+    server.api.stop()
+
+
+class OtherRepository:
+    """A second repository of the same owner on the fake server: its issues list (``since``,
+    or ``state=open``) and each issue with its comments and events, in one page each."""
+
+    def __init__(self, server: FakeGitHub) -> None:
+        self.server = server
+        self.issues: dict[int, dict[str, Any]] = {}
+        server.api.route(f"/repos/{OTHER}/issues", self.list)
+
+    def add(self, issue: dict[str, Any], comments: list[Any], events: list[Any]) -> None:
+        number = issue["number"]
+        self.issues[number] = issue
+        base = f"/repos/{OTHER}/issues/{number}"
+        self.server.api.route(base, lambda r: (200, {}, issue))
+        self.server.api.route(f"{base}/comments", lambda r: (200, {}, comments))
+        self.server.api.route(f"{base}/events", lambda r: (200, {}, events))
+
+    def list(self, request: FakeRequest) -> Answer:
+        if request.param("state") == "open":
+            found = [i for i in self.issues.values() if i["state"] == "open"]
+            return 200, {}, sorted(found, key=lambda i: i["number"])
+        since = request.param("since", "") or ""
+        found = [i for i in self.issues.values() if i["updated_at"] >= since]
+        return 200, {}, sorted(found, key=lambda i: (i["updated_at"], i["number"]))
+
+
+def transferred_event(at: datetime) -> dict[str, Any]:
+    """A "transferred" issue event: the recorded 2017 event shape (common properties only, as
+    GitHub's issue event types document for it), with a synthetic id and time."""
+    [recorded] = [e for e in load("issue-28-2017-events.json") if e["id"] == 15819975]
+    return recorded | {
+        "id": 900000201,
+        "node_id": "synthetic-transferred-event",
+        "url": f"https://api.github.com/repos/{OTHER}/issues/events/900000201",
+        "event": "transferred",
+        "created_at": iso(at),
+    }
+
+
+def maintainer_reply(at: datetime) -> dict[str, Any]:
+    """A comment by jacquev6 (MEMBER) on Other#3: the recorded 2017 comment shape."""
+    [recorded] = [c for c in load("issue-28-2017-comments.json") if c["id"] == 20227753]
+    actor = transferred_event(at)["actor"]
+    return recorded | {
+        "id": 900000202,
+        "url": f"https://api.github.com/repos/{OTHER}/issues/comments/900000202",
+        "html_url": f"https://github.com/{OTHER}/issues/3#issuecomment-900000202",
+        "issue_url": f"https://api.github.com/repos/{OTHER}/issues/3",
+        "user": actor,
+        "author_association": "MEMBER",
+        "created_at": iso(at),
+        "updated_at": iso(at),
+        "body": "Moved here: this is where it belongs. Fixed in 0.6.",
+    }
+
+
+def iso(instant: datetime) -> str:
+    return instant.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def first_poll(server: FakeGitHub, store: Store, **overrides: Any) -> GitHubSource:
+    """Poll at T1, when #27 waits; the open issues are compared for the first time."""
+    source = make_source(server, since="30d", **overrides)
+    source.poll(SourceSink(store, "github"), T1)
+    [running] = verdict(store, 27, T1).clocks
+    assert (running.clock.running, running.state) == (True, ClockState.OK)
+    return source
+
+
+def stopped(store: Store, now: datetime) -> tuple[Any, ...]:
+    [clock] = verdict(store, 27, now).clocks
+    return (clock.clock.stop_reason, clock.clock.stopped_at, clock.state, clock.breached)
+
+
+@pytest.mark.parametrize(
+    ("status", "reason"),
+    [
+        pytest.param(
+            410, "issue deleted on GitHub (HTTP 410 Gone; counted as closed)", id="gone_410"
+        ),
+        pytest.param(
+            404,
+            "issue no longer visible on GitHub (HTTP 404: deleted, or transferred to a "
+            "repository the token cannot read; counted as closed)",
+            id="not_found_404",
+        ),
+    ],
+)
+def test_a_deleted_issue_stops_its_waiting_authors_clock(
+    waiting_27: FakeGitHub, store: Store, status: int, reason: str
+) -> None:
+    """#27's author has waited since 10:52. A poll five minutes on does not compare the open
+    issues yet (one request). Then #27 is deleted: it leaves the issues lists, and the next
+    poll due to compare (15 minutes on) misses it among the open issues, asks for it, gets 410
+    (404 to a token without access) and closes it then. The poll does not fail, and the clock
+    stops as solved: neither a reply nor a breach."""
+    source, sink = first_poll(waiting_27, store), SourceSink(store, "github")
+    assert source.poll(sink, T1 + timedelta(minutes=5)).round_trips == 1
+    waiting_27.delete(27, status)
+    seen = T1 + timedelta(minutes=20)
+    before = len(waiting_27.api.requests)
+    report = source.poll(sink, seen)
+    assert waiting_27.paths()[before:] == [ISSUES, ISSUES, f"{ISSUES}/27"]
+    assert waiting_27.api.requests[before + 1].param("state") == "open"
+    assert (report.new, report.duplicates) == (1, 0)
+    assert rows(store)[-1] == (
+        key(27, "deleted"),
+        "ignored",
+        reason,
+        int(seen.timestamp()),
+        "",
+        "closed",
+    )
+    assert stopped(store, seen) == (StopReason.SOLVED, seen, ClockState.SOLVED, False)
+    assert json.loads(sink.checkpoint(f"open_issues:{REPO}") or "") == {
+        "checked": iso(seen),
+        "numbers": [],
+    }
+
+
+def test_an_issue_transferred_to_an_unwatched_repository_is_closed(
+    waiting_27: FakeGitHub, store: Store
+) -> None:
+    """#27 is transferred to PyGithub/Sandbox, which this source does not read: its old URL
+    answers 301 Moved Permanently, followed to the issue in its new place, which names the
+    other repository. The issue is closed here when that was seen, naming where it went."""
+    source, sink = first_poll(waiting_27, store), SourceSink(store, "github")
+    waiting_27.transfer(27, "PyGithub/Sandbox", 3)
+    seen = T1 + timedelta(minutes=20)
+    before = len(waiting_27.api.requests)
+    report = source.poll(sink, seen)
+    assert waiting_27.paths()[before:] == [
+        ISSUES,
+        ISSUES,
+        f"{ISSUES}/27",
+        "/repositories/4242/issues/3",  # the redirect, followed with the token
+    ]
+    assert report.new == 1
+    assert rows(store)[-1] == (
+        key(27, "transferred"),
+        "ignored",
+        "issue transferred to PyGithub/Sandbox#3, a repository this source does not watch "
+        "(counted as closed)",
+        int(seen.timestamp()),
+        "",
+        "closed",
+    )
+    assert stopped(store, seen) == (StopReason.SOLVED, seen, ClockState.SOLVED, False)
+
+
+@pytest.mark.parametrize(
+    "repositories",
+    [pytest.param([REPO, OTHER], id="old_read_first"), pytest.param([OTHER, REPO], id="new_first")],
+)
+def test_an_issue_transferred_to_a_watched_repository_goes_on_there(
+    waiting_27: FakeGitHub, store: Store, repositories: list[str]
+) -> None:
+    """#27 is transferred to PyGithub/Other, which this source reads too, where it is #3 and a
+    maintainer answers it. #27 is not closed: Other#3's events keep #27's key, so the one wait
+    is one conversation and one clock, stopped by the reply given there, and no closing is
+    counted. Whichever repository is read first: Other#3's "transferred" event has the other
+    repositories of its owner compared before it is stored, which finds where it came from."""
+    other = OtherRepository(waiting_27)
+    source = first_poll(waiting_27, store, repositories=repositories)
+    sink = SourceSink(store, "github")
+    moved_at, answered_at = T1 + timedelta(minutes=10), T1 + timedelta(minutes=15)
+    moved = waiting_27.transfer(27, OTHER, 3)
+    moved |= {"updated_at": iso(answered_at), "comments": 1}
+    other.add(moved, [maintainer_reply(answered_at)], [transferred_event(moved_at)])
+    seen = T1 + timedelta(minutes=20)
+    report = source.poll(sink, seen)
+    assert (report.new, report.duplicates) == (2, 1)  # the opening is #27's, already stored
+    assert [r[:3] for r in rows(store)] == [
+        (key(27, "opened"), "inbound", "issue opened"),
+        (
+            key(27, "event:900000201"),
+            "ignored",
+            f"issue transferred here, to {OTHER}#3, from {REPO}#27: its wait goes on",
+        ),
+        (key(27, "comment:900000202"), "outbound", "comment by a maintainer (MEMBER)"),
+    ]
+    assert store.conn.execute("SELECT COUNT(*) FROM conversations").fetchone()[0] == 1
+    [answered] = verdict(store, 27, seen).clocks
+    assert (
+        answered.clock.stop_reason,
+        answered.clock.responder,
+        answered.clock.stopped_at,
+        answered.breached,
+    ) == (StopReason.REPLY, "jacquev6", answered_at, False)
+    assert sink.checkpoint(f"moved:{OTHER}#3") == f"{REPO}#27"
+    assert json.loads(sink.checkpoint(f"open_issues:{OTHER}") or "")["numbers"] == [3]
+    again = source.poll(sink, seen + timedelta(minutes=20))
+    assert (again.new, len(rows(store))) == (0, 3)
+
+
+def test_an_issue_transferred_in_from_elsewhere_is_a_conversation_of_its_own(
+    waiting_27: FakeGitHub, store: Store
+) -> None:
+    """An issue transferred into PyGithub/Other from a repository this source does not read
+    has the other watched repository of its owner compared first (its open issues listed);
+    nothing there went to it, so it is a conversation of its own, under its own key, and
+    later polls need not look again."""
+    other = OtherRepository(waiting_27)
+    source = first_poll(waiting_27, store, repositories=[OTHER, REPO])
+    sink = SourceSink(store, "github")
+    arrived = copy.deepcopy(waiting_27.all_issues[27])
+    arrived |= {
+        "number": 5,
+        "id": 900000301,
+        "created_at": iso(T1 + timedelta(minutes=1)),
+        "updated_at": iso(T1 + timedelta(minutes=2)),
+        "repository_url": f"https://api.github.com/repos/{OTHER}",
+        "html_url": f"https://github.com/{OTHER}/issues/5",
+    }
+    other.add(arrived, [], [transferred_event(T1 + timedelta(minutes=2))])
+    before = len(waiting_27.api.requests)
+    source.poll(sink, T1 + timedelta(minutes=5))
+    assert [(r.path, r.param("state")) for r in waiting_27.api.requests[before:]] == [
+        (f"/repos/{OTHER}/issues", "all"),
+        (f"/repos/{OTHER}/issues/5/events", None),
+        (ISSUES, "open"),  # where could it have come from? not from #27, still open
+        (ISSUES, "all"),
+    ]
+    assert [r[:3] for r in rows(store) if r[0].startswith(OTHER)] == [
+        (f"{OTHER}#5:opened", "inbound", "issue opened"),
+        (
+            f"{OTHER}#5:event:900000201",
+            "ignored",
+            f"issue transferred here, to {OTHER}#5, from a repository this source does not "
+            "watch (or from an issue it never read): its wait is timed here",
+        ),
+    ]
+    assert sink.checkpoint(f"moved:{OTHER}#5") == f"{OTHER}#5"
+    assert store.conn.execute("SELECT COUNT(*) FROM conversations").fetchone()[0] == 2
+
+
+def test_an_issue_deleted_between_the_list_and_the_read_is_closed_and_the_poll_goes_on(
+    waiting_27: FakeGitHub, store: Store
+) -> None:
+    """#27 is listed as updated, but deleted before its events are read: they answer 410. The
+    poll does not fail, the issue is closed when that was seen, and it is no longer among the
+    open issues to compare."""
+    source, sink = first_poll(waiting_27, store), SourceSink(store, "github")
+    waiting_27.issues[0]["updated_at"] = "2012-05-18T12:05:00Z"
+    waiting_27.gone_on_read[27] = 410
+    seen = T1 + timedelta(minutes=10)  # not yet due to compare the open issues
+    report = source.poll(sink, seen)
+    assert (report.new, report.round_trips) == (1, 2)
+    assert rows(store)[-1][:4] == (
+        key(27, "deleted"),
+        "ignored",
+        "issue deleted on GitHub (HTTP 410 Gone; counted as closed)",
+        int(seen.timestamp()),
+    )
+    assert stopped(store, seen) == (StopReason.SOLVED, seen, ClockState.SOLVED, False)
+    assert json.loads(sink.checkpoint(f"open_issues:{REPO}") or "")["numbers"] == []
+
+
+def test_a_deleted_issue_never_stored_leaves_nothing(github: FakeGitHub, store: Store) -> None:
+    """The open issues compared include ones the first sync did not read (#24: not updated
+    within `since`). One of those deleted is dropped from them, and nothing is stored for it."""
+    source, sink = make_source(github), SourceSink(store, "github")
+    source.poll(sink, NOW)
+    assert json.loads(sink.checkpoint(f"open_issues:{REPO}") or "")["numbers"] == [24, 25, 27, 30]
+    github.delete(24)
+    report = source.poll(sink, NOW + timedelta(minutes=20))
+    assert f"{ISSUES}/24" in github.paths()
+    assert (report.new, len(rows(store))) == (0, len(FIRST_SYNC))
+    assert json.loads(sink.checkpoint(f"open_issues:{REPO}") or "")["numbers"] == [25, 27, 30]
+
+
+def test_comparing_the_open_issues_failing_does_not_fail_the_poll(
+    waiting_27: FakeGitHub, store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """When the open issues cannot be listed (HTTP 502 after the retries), the poll still
+    succeeds with what it read, warns, and compares them at the next poll."""
+    source, sink = first_poll(waiting_27, store), SourceSink(store, "github")
+    broken = {"on": True}
+
+    def flaky(request: FakeRequest) -> Answer:
+        if broken["on"] and request.param("state") == "open":
+            return 502, {}, {"message": "Server Error"}
+        return waiting_27.list_issues(request)
+
+    waiting_27.api.route(ISSUES, flaky)
+    waiting_27.delete(27)
+    report = source.poll(sink, T1 + timedelta(minutes=20))
+    assert report.new == 0
+    assert [r.getMessage() for r in caplog.records if r.levelname == "WARNING"][-1] == (
+        "open issues not compared: deleted or transferred issues are found later"
+    )
+    broken["on"] = False
+    seen = T1 + timedelta(minutes=21)
+    assert source.poll(sink, seen).new == 1
+    assert stopped(store, seen) == (StopReason.SOLVED, seen, ClockState.SOLVED, False)
 
 
 # --- check --connect -----------------------------------------------------------------------------

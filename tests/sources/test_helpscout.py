@@ -570,13 +570,68 @@ def test_a_draft_conversation_is_not_stored() -> None:
     assert summary(conversation(D, state="draft")) == []
 
 
-def test_a_deleted_conversation_stops_its_clock() -> None:
-    """A conversation listed as deleted gets a closed status event at userUpdatedAt."""
-    assert summary(conversation(D, state="deleted"))[-1] == (
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        pytest.param(
+            {"state": "deleted"},
+            "conversation deleted in Help Scout (counted as closed)",
+            id="state_deleted",
+        ),
+        pytest.param(
+            {"status": "deleted"},
+            "conversation deleted in Help Scout (counted as closed)",
+            id="status_deleted",
+        ),
+        pytest.param(
+            {"status": "spam"},
+            "conversation marked as spam in Help Scout (counted as closed)",
+            id="status_spam",
+        ),
+    ],
+)
+def test_a_deleted_or_spam_conversation_stops_its_clock(
+    changes: dict[str, Any], reason: str
+) -> None:
+    """A conversation listed as deleted or as spam gets one closed status event at the latest
+    time it shows (here its newest thread and userUpdatedAt, 14:40), naming why."""
+    assert summary(conversation(D, **changes))[-1] == (
         "status:closed:2024-06-03T14:40:00Z",
-        "conversation was deleted",
+        reason,
         "closed",
     )
+
+
+def test_spam_closes_a_wait_that_began_after_the_last_user_update() -> None:
+    """A workflow marks B as spam after the customer wrote again: userUpdatedAt (13:45) is older
+    than the customer's new message, so the closing is timed by that message, the latest time
+    the conversation shows, and stops the wait it started."""
+    found = conversation(B, status="spam")
+    follow_up = copy.deepcopy(found["_embedded"]["threads"][-1])
+    follow_up["id"], follow_up["createdAt"] = 88171899, "2024-06-03T15:00:00Z"
+    found["_embedded"]["threads"].insert(0, follow_up)
+    assert summary(found)[-1] == (
+        "status:closed:2024-06-03T15:00:00Z",
+        "conversation marked as spam in Help Scout (counted as closed)",
+        "closed",
+    )
+
+
+def test_spam_recorded_by_its_newest_thread_needs_no_second_closing() -> None:
+    """When the newest thread is the line item that marked the conversation as spam, that
+    thread's status already stopped the wait: no second closing is added."""
+    found = conversation(D, status="spam")
+    spam = {
+        "id": 88171913,
+        "type": "lineitem",
+        "status": "spam",
+        "state": "published",
+        "action": {"type": "manual", "text": "Marked as Spam"},
+        "createdBy": found["_embedded"]["threads"][0]["createdBy"],
+        "createdAt": "2024-06-03T14:50:00Z",
+    }
+    found["_embedded"]["threads"].insert(0, spam)
+    assert summary(found)[-1] == ("thread:88171913", "line item: Marked as Spam", "closed")
 
 
 def test_an_active_conversation_needs_no_status_event() -> None:
@@ -646,6 +701,92 @@ def test_pending_pauses_the_clock_when_the_policy_says_so(
     [running] = verdict(store, thread(B, 88171891), POLICY, NOW).clocks
     assert (paused.state, paused.business_seconds) == (ClockState.PAUSED, 45 * 60)
     assert (running.state, running.business_seconds) == (ClockState.OK, 3 * 3600)
+
+
+@pytest.mark.parametrize(
+    ("changes", "reason"),
+    [
+        pytest.param(
+            {"status": "spam"},
+            "conversation marked as spam in Help Scout (counted as closed)",
+            id="marked_as_spam",
+        ),
+        pytest.param(
+            {"state": "deleted"},
+            "conversation deleted in Help Scout (counted as closed)",
+            id="deleted",
+        ),
+    ],
+)
+def test_a_waiting_customers_clock_stops_when_the_conversation_is_spam_or_deleted(
+    helpscout: FakeHelpScout, store: Store, changes: dict[str, Any], reason: str
+) -> None:
+    """D's customer has waited since 14:30. A user marks D as spam (or deletes it) at 15:30;
+    the next poll lists it so and its clock stops there as solved: an hour waited, neither a
+    reply nor a breach, and the poll stores nothing else."""
+    source, sink = make_source(helpscout), SourceSink(store, "helpscout")
+    first = stamp("2024-06-03T15:00Z")
+    source.poll(sink, first)
+    [waiting] = verdict(store, thread(D, 88171911), POLICY, first).clocks
+    assert (waiting.clock.running, waiting.state) == (True, ClockState.OK)
+    removed = conversation(D, userUpdatedAt="2024-06-03T15:30:00Z", **changes)
+    helpscout.conversations = [c for c in helpscout.conversations if c["id"] != D] + [removed]
+    later = stamp("2024-06-03T15:35Z")
+    report = source.poll(sink, later)
+    assert (report.new, report.duplicates) == (1, 2)
+    assert rows(store)[-1] == (
+        f"conversation:{D}:status:closed:2024-06-03T15:30:00Z",
+        "ignored",
+        reason,
+        at("15:30"),
+        "",
+        "closed",
+    )
+    [stopped] = verdict(store, thread(D, 88171911), POLICY, later).clocks
+    assert (
+        stopped.clock.stop_reason,
+        stopped.clock.stopped_at,
+        stopped.clock.responder,
+        stopped.state,
+        stopped.breached,
+        stopped.business_seconds,
+    ) == (StopReason.SOLVED, stamp("2024-06-03T15:30Z"), "", ClockState.SOLVED, False, 3600)
+
+
+def test_a_conversation_gone_while_being_read_is_closed_and_the_poll_goes_on(
+    helpscout: FakeHelpScout, store: Store
+) -> None:
+    """D is listed without its threads, and by the time they are read it is deleted: its
+    threads answer 404. The poll does not fail: D's wait stops when the 404 was seen, and B,
+    listed with it, is stored as usual."""
+    source, sink = make_source(helpscout), SourceSink(store, "helpscout")
+    source.poll(sink, stamp("2024-06-03T15:00Z"))
+    bare = conversation(D, userUpdatedAt="2024-06-03T15:10:00Z")
+    del bare["_embedded"]  # read from its threads list, which the fake answers with 404
+    [later_b] = load("conversation-2391938112-later.json")
+    helpscout.conversations = [c for c in helpscout.conversations if c["id"] not in (B, D)]
+    helpscout.conversations += [bare, later_b]
+    seen = stamp("2024-06-03T15:25Z")
+    report = source.poll(sink, seen)
+    assert (report.new, report.duplicates) == (1 + 2, 2)  # D's closing, B's two new threads
+    assert f"{LIST_PATH}/{D}/threads" in [r.path for r in helpscout.api.requests]
+    assert rows(store)[-1] == (
+        f"conversation:{D}:deleted",
+        "ignored",
+        "conversation deleted in Help Scout (HTTP 404 while its threads were read; counted "
+        "as closed)",
+        int(seen.timestamp()),
+        "",
+        "closed",
+    )
+    assert thread(B, 88171893) in [r[0] for r in rows(store)]
+    [stopped] = verdict(store, thread(D, 88171911), POLICY, seen).clocks
+    assert (stopped.clock.stop_reason, stopped.clock.stopped_at, stopped.breached) == (
+        StopReason.SOLVED,
+        seen,
+        False,
+    )
+    assert stopped.business_seconds == 55 * 60
 
 
 # --- check --connect -----------------------------------------------------------------------------

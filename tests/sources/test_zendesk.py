@@ -65,7 +65,8 @@ class FakeZendesk:
 
     The export answers by cursor (``None``: the first request, with start_time); audits are
     served in pages of ``audit_page_size`` with Zendesk's meta/has_more cursor pagination,
-    optionally only up to ``audit_cutoff`` (the ticket as it stood at an earlier poll).
+    optionally only up to ``audit_cutoff`` (the ticket as it stood at an earlier poll), and
+    answer 404 for the tickets in ``gone`` (deleted since the export listed them).
 
     ``users/me`` answers ``me`` with the rate-limit headers of the zenpy recordings, and, as
     Zendesk does, the anonymous user (id null) to a request it cannot authenticate; the search
@@ -80,6 +81,7 @@ class FakeZendesk:
     audit_cutoff: str | None = None
     failing: dict[str, int] = field(default_factory=dict)  # export cursor -> 500s left
     me: dict[str, Any] = field(default_factory=lambda: dict(ADMIN))
+    gone: set[int] = field(default_factory=set)  # tickets deleted for good: audits answer 404
 
     def __post_init__(self) -> None:
         self.api.check_auth = lambda r: r.path == ME or self.authorized(r)
@@ -109,6 +111,8 @@ class FakeZendesk:
         return 200, {}, self.export_pages[cursor]
 
     def _audits(self, ticket_id: int, request: FakeRequest) -> Answer:
+        if ticket_id in self.gone:
+            return 404, {}, {"error": "RecordNotFound", "description": "Not found"}
         body = self.audits[ticket_id]
         audits = [
             a
@@ -575,7 +579,7 @@ def test_deleted_ticket_closes_its_conversation_without_reading_audits(
             "ticket:4036:deleted",
             "2023-10-29T01:40:58" + T1,
             "ignored",
-            "ticket deleted (counted as closed)",
+            "ticket deleted in Zendesk (counted as closed)",
             "",
             "closed",
         )
@@ -583,6 +587,63 @@ def test_deleted_ticket_closes_its_conversation_without_reading_audits(
 
 
 POLICY = Policy(name="support", calendar="24x7", first_response=3600, next_response=3600)
+
+
+def test_a_ticket_gone_while_its_audits_are_read_is_closed_and_the_poll_goes_on(
+    fake: FakeZendesk, store: Store
+) -> None:
+    """Ticket 1's customer has waited since 02:00. The export lists the ticket again, but it is
+    deleted before its audits are read: they answer 404. The poll does not fail and moves its
+    cursor on; the ticket is closed when the 404 was seen, so the clock stops there as solved
+    (neither a reply nor a breach). When the export later lists the ticket as deleted, that is
+    the same event, not stored twice."""
+    serve_first_sync(fake)
+    fake.export(FIRST_CURSOR, load("incremental_tickets_cursor_next.json"))
+    deleted = load("incremental_tickets_cursor_next.json")
+    deleted["tickets"][0]["status"], deleted["after_cursor"] = "deleted", "after-deletion"
+    fake.export(NEXT_CURSOR, deleted)
+    fake.export("after-deletion", load("incremental_tickets_cursor_empty.json"))
+    fake.audit_cutoff = "2024-02-07T02:10:00Z"  # the customer's follow-up, not answered yet
+    sink, src = SourceSink(store, "helpdesk"), source(fake)
+    src.poll(sink, at("2024-02-07T02:15:00Z"))
+
+    fake.gone.add(1)
+    seen = at("2024-02-07T02:40:00Z")
+    report = src.poll(sink, seen)
+    assert (report.new, report.duplicates) == (1, 0)
+    assert stored(store)[-1] == (
+        "ticket:1:deleted",
+        seen.isoformat(),
+        "ignored",
+        "ticket deleted in Zendesk (HTTP 404 while its audits were read; counted as closed)",
+        "",
+        "closed",
+    )
+    assert sink.checkpoint("export_cursor") == NEXT_CURSOR
+    conversation = store.conversation_for_message("helpdesk", "ticket:1:deleted")
+    assert conversation is not None
+    messages = clock_messages(store.messages(conversation))
+    verdict = evaluate(messages, POLICY, BusinessCalendar.always_open(), seen)
+    last = verdict.clocks[-1]
+    assert (
+        last.clock.kind,
+        last.clock.started_at,
+        last.clock.stopped_at,
+        last.clock.stop_reason,
+        last.business_seconds,
+        last.state,
+        last.breached,
+    ) == (
+        ClockKind.NEXT,
+        at("2024-02-07T02:00:00Z"),
+        seen,
+        StopReason.SOLVED,
+        2400,
+        ClockState.SOLVED,
+        False,
+    )
+    again = src.poll(sink, seen + timedelta(minutes=1))
+    assert (again.new, again.duplicates, again.round_trips) == (0, 1, 1)
 
 
 def test_first_response_stops_at_the_first_public_agent_comment_end_to_end(
