@@ -49,7 +49,14 @@ def mailbox_identity(loaded: LoadedConfig, source: MailClassificationConfig) -> 
         mailing_lists=source.mailing_lists,
         contact_forms=source.contact_forms,
         form_senders=tuple(source.form_senders),
+        closers=source.closers,
+        closing_phrases=closing_phrases(loaded),
     )
+
+
+def closing_phrases(loaded: LoadedConfig) -> tuple[str, ...]:
+    """The closing phrases the rules files add to the built-in ones."""
+    return tuple(dict.fromkeys(p for _, rules in loaded.rules for p in rules.closing_phrases))
 
 
 def build_sources(loaded: LoadedConfig, progress: Progress | None = None) -> list[Source]:

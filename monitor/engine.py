@@ -132,6 +132,7 @@ def clock_messages(messages: Iterable[StoredMessage]) -> list[ClockMessage]:
             removed_at=m.removed_at,
             author=m.author,
             status=m.status,
+            closing=m.closing is not None,
         )
         for m in messages
     ]

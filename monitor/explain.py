@@ -129,10 +129,11 @@ def explain(store: Store, rules: RuleBook, conversation_id: int, now: datetime) 
         lines.append(f"Link:      {conversation.link}")
     actions = actions_by_conversation(store, [conversation_id])[conversation_id]
     lines += ["", f"Messages{' and actions' if actions else ''} ({zone.key}):"]
-    lines += _timeline(messages, actions, zone)
     verdict = evaluate(
         clock_messages(messages), policy, calendar, now, dismissals=dismissal_instants(actions)
     )
+    spans = [(v.clock.started_at, v.clock.stopped_at) for v in verdict.clocks]
+    lines += _timeline(messages, actions, zone, spans)
     lines += ["", f"Clocks (evaluated {local(now, zone)}):"]
     if not verdict.clocks:
         lines.append("  none: no customer message is waiting or was answered")
@@ -178,15 +179,27 @@ def explain(store: Store, rules: RuleBook, conversation_id: int, now: datetime) 
 
 
 def _timeline(
-    messages: list[StoredMessage], actions: list[StoredAction], zone: ZoneInfo
+    messages: list[StoredMessage],
+    actions: list[StoredAction],
+    zone: ZoneInfo,
+    spans: list[tuple[datetime, datetime | None]],
 ) -> list[str]:
     """Messages and people's decisions in time order (a message before a decision of the same
-    second, as the clock rules take them)."""
+    second, as the clock rules take them). ``spans`` are the clocks' start and stop: a closing
+    message outside all of them started no clock, and says so."""
     timeline: list[tuple[datetime, int, str]] = []
     for m in messages:
         removed = f"; left the folders {local(m.removed_at, zone)}" if m.removed_at else ""
         where = f" [{m.folder}]" if m.folder else ""
-        line = f"{m.direction.value:8}  {_who(m)}{where}: {m.reason}{removed}"
+        reason = m.reason
+        if m.closing is not None:
+            inside = any(a <= m.timestamp and (b is None or m.timestamp <= b) for a, b in spans)
+            reason = (
+                f"{reason}; only a closing message ('{m.closing}'), counted with the wait it is in"
+                if inside
+                else f"not a clock: closing message ('{m.closing}')"
+            )
+        line = f"{m.direction.value:8}  {_who(m)}{where}: {reason}{removed}"
         timeline.append((m.timestamp, 0, line))
     timeline += [(a.at, 1, _action_line(a, zone)) for a in actions]
     return [f"  {local(at, zone)}  {line}" for at, _, line in sorted(timeline, key=_first_two)]

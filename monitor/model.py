@@ -90,6 +90,10 @@ class MessageEvent:
     status: str | None = None  # a ticket's new status (open, pending, on_hold, solved, closed)
     attributes: Mapping[str, str] = field(default_factory=dict)  # extra values rules may match
     location: MailLocation | None = None
+    # A customer message that is only a closing phrase: the words that made it so ("Danke!").
+    closing: str | None = None
+    # Tells apart two mails that share a Message-ID (a hash of From and Date; "" if none).
+    fingerprint: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "timestamp", require_utc("MessageEvent.timestamp", self.timestamp))

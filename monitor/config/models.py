@@ -189,6 +189,8 @@ class MailClassificationConfig(Strict):
     mailing_lists: Literal["ignore", "count"] = "ignore"
     contact_forms: bool = True  # From us or no-reply with the customer in Reply-To: a customer
     form_senders: list[str] = []  # more From glob patterns a contact form sends from
+    # A customer's "Thanks!" after our reply: starts no clock (ignore), or does (count).
+    closers: Literal["ignore", "count"] = "ignore"
     since: PositiveSeconds = 30 * 86400
     poll_interval: PositiveSeconds = 60
 
@@ -353,6 +355,8 @@ class ApiSourceConfig(Strict):
     poll_interval: PositiveSeconds = 60
     timeout: PositiveSeconds = 30
     base_url: HttpUrl | None = None  # the API's address when not the vendor's default
+    # A customer's public "Thanks!" after our reply: starts no clock (ignore), or does (count).
+    closers: Literal["ignore", "count"] = "ignore"
 
     @staticmethod
     def _secret_given(model: BaseModel, *pairs: tuple[str, str]) -> None:
@@ -796,3 +800,5 @@ class RulesFile(Strict):
     calendars: dict[Name, CalendarConfig] = {}
     policies: list[PolicyConfig] = []
     ignore: IgnoreConfig = IgnoreConfig()
+    # More closing phrases ("tusen takk", "谢谢"), added to the built-in ones of six languages.
+    closing_phrases: list[Annotated[str, Field(min_length=1, max_length=80)]] = []

@@ -91,6 +91,8 @@ class MailboxIdentity:
     mailing_lists: Literal["ignore", "count"] = "ignore"
     contact_forms: bool = True  # a form's mail (From us or no-reply, Reply-To: customer)
     form_senders: tuple[str, ...] = ()  # more From globs a contact form sends from
+    closers: Literal["ignore", "count"] = "ignore"  # "Thanks!" after a reply: no clock
+    closing_phrases: tuple[str, ...] = ()  # more closing phrases, from the rules files
 
     def is_team(self, address: str) -> bool:
         """Tell whether a lowercase address belongs to the team (address or exact domain)."""

@@ -596,6 +596,9 @@ _CLOSING_SPECS = (
     "very helpful|super helpful|really helpful|that works|that works for me|works for me|works|"
     "works now|working now|it works|it works now|it's working|it is working|all working now|"
     "that did it|that did the trick|did the trick|problem solved|solved|resolved|sorted|"
+    "that fixed it|that fixed the problem|that fixed the issue|that solved it|"
+    "that solved the problem|that resolved it|that sorted it|that worked|it's fixed|"
+    "it is fixed|all fixed|fixed now|it's working now|it is working now|"
     "all sorted|fixed|no problem|no worries|np|great stuff|good stuff|nice one|great job|"
     "good job|well done|you rock|you're the best|you are the best|you're a star|lifesaver)",
     # German

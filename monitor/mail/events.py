@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 from monitor.mail.classify import Classification, MailboxIdentity, classify
+from monitor.mail.closers import closing_message_for_body
 from monitor.mail.headers import ParsedHeaders, message_identity, parse_headers
 from monitor.mail.subjects import normalize_subject
 from monitor.model import Direction, FolderRole, MailLocation, MessageEvent, ThreadRef, require_utc
@@ -87,7 +89,49 @@ def event_from_headers(
         priority=_priority(headers),
         link=link,
         location=location,
+        fingerprint=_fingerprint(headers),
     )
+
+
+# How much of a customer reply's body is read to tell a closing message ("Thanks!").
+CLOSING_BODY_BYTES = 4096
+
+
+def wants_body(event: MessageEvent, identity: MailboxIdentity) -> bool:
+    """Whether a message may be a closing message, so its body's start is worth reading: a
+    customer's reply (it names earlier mail), when the source ignores closers."""
+    ref = event.thread
+    return (
+        identity.closers == "ignore"
+        and event.direction is Direction.INBOUND
+        and bool(ref.in_reply_to or ref.references)
+    )
+
+
+def with_closing(
+    event: MessageEvent, header_block: bytes, body: bytes, identity: MailboxIdentity
+) -> MessageEvent:
+    """``event`` marked as a closing message when the start of its body (at most
+    ``CLOSING_BODY_BYTES``, as fetched) holds only a closing phrase. The body is not kept:
+    only the few words that made the decision."""
+    headers = parse_headers(header_block)
+    verdict = closing_message_for_body(
+        body[:CLOSING_BODY_BYTES],
+        content_type=headers.first("Content-Type"),
+        transfer_encoding=headers.first("Content-Transfer-Encoding"),
+        truncated=len(body) >= CLOSING_BODY_BYTES,
+        extra_phrases=identity.closing_phrases,
+    )
+    return replace(event, closing=verdict.quote) if verdict.is_closing else event
+
+
+def _fingerprint(headers: ParsedHeaders) -> str:
+    """From and Date of a mail with a Message-ID, hashed: two different mails that share one
+    Message-ID (a broken mailer's, a reused one) are kept apart by it. "" without one."""
+    if not headers.message_id:
+        return ""
+    date = headers.date.isoformat() if headers.date is not None else ""
+    return hashlib.sha256(f"{headers.from_addr}\n{date}".encode()).hexdigest()[:16]
 
 
 def _priority(headers: ParsedHeaders) -> str | None:

@@ -30,8 +30,9 @@ HEADER_FIELDS: tuple[str, ...] = (
     "Message-ID", "In-Reply-To", "References", "Subject",
     # who wrote it, to whom, when
     "From", "Sender", "Reply-To", "To", "Cc", "Delivered-To", "Date",
-    # bounces: null envelope sender, delivery reports, failed-recipient lists
-    "Return-Path", "Content-Type", "X-Failed-Recipients",
+    # bounces: null envelope sender, delivery reports, failed-recipient lists; and how the
+    # body is encoded, to read the start of a customer's reply (is it only "Thanks!"?)
+    "Return-Path", "Content-Type", "Content-Transfer-Encoding", "X-Failed-Recipients",
     # auto-replies (RFC 3834, vendor markers) and bulk mail
     "Auto-Submitted", "Precedence", "X-Autoreply", "X-Autorespond", "X-Auto-Response-Suppress",
     # iCloud vacation replies carry no Auto-Submitted; this is their only header marker

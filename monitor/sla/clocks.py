@@ -6,6 +6,8 @@ The rules, as a support lead would state them:
   the first-response clock; a clock started after the team has replied is a next-response clock
   (Zendesk's rule: it starts at the oldest customer message not yet answered).
 - A customer follow-up while a clock runs does not restart it.
+- A customer message that is only a closing phrase ("Thanks, that fixed it!", "Danke!"),
+  arriving after the team has replied and while no clock runs, starts no clock.
 - A team reply stops the running clock. A reply while nothing is awaited starts nothing.
 - When every customer message of a running clock has left the watched folders (archived or
   deleted without a reply), the clock stops as "closed without reply": counted, not a breach.
@@ -72,6 +74,7 @@ class ClockMessage:
     removed_at: datetime | None = None
     author: str = ""
     status: str | None = None  # a ticket's new status (helpdesk sources), else None
+    closing: bool = False  # only a closing phrase ("Thanks!"): starts no next-response clock
 
 
 Pause = tuple[datetime, datetime | None]  # from, until (None: still paused)
@@ -112,7 +115,7 @@ def _all_removed_by(inbound: list[ClockMessage], instant: datetime | None) -> da
     return last if instant is None or last <= instant else None
 
 
-def segment_clocks(
+def segment_clocks(  # noqa: PLR0915 - one pass over the messages, each rule a few lines
     messages: Sequence[ClockMessage],
     rules: StatusRules = NO_STATUS_RULES,
     dismissals: Sequence[datetime] = (),
@@ -153,6 +156,8 @@ def segment_clocks(
         close_if_gone(message.timestamp)
         paused = bool(pauses) and pauses[-1][1] is None
         if message.direction is Direction.INBOUND:
+            if not waiting and team_has_spoken and message.closing:
+                continue  # "Thanks, that fixed it!" after our reply: nobody owes an answer
             if not waiting:
                 kind = ClockKind.NEXT if team_has_spoken else ClockKind.FIRST
             elif paused:  # the customer wrote back: the wait on the team resumes

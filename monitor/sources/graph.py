@@ -60,7 +60,8 @@ from monitor.config.models import MicrosoftAuthConfig
 from monitor.errors import SourceAuthError, SourceError
 from monitor.logs import fields
 from monitor.mail.classify import MailboxIdentity
-from monitor.mail.events import FolderContext, event_from_headers
+from monitor.mail.closers import closing_message
+from monitor.mail.events import FolderContext, event_from_headers, wants_body
 from monitor.mail.headers import HEADER_FIELDS
 from monitor.model import FolderRole, MailLocation, MessageEvent
 from monitor.sources.base import MessageSink, PollReport
@@ -84,7 +85,11 @@ SELECT = (
     "ccRecipients",
     "replyTo",
     "subject",
+    # to tell a customer's "Thanks!" after our reply (only the decision is kept)
+    "bodyPreview",
+    "hasAttachments",
 )
+PREVIEW_CHARS = 255  # Graph's bodyPreview is the first 255 characters of the body
 # Folder names Graph resolves in URLs in every mailbox language (mailFolder resource docs).
 WELL_KNOWN_FOLDERS = frozenset(
     {
@@ -676,7 +681,7 @@ class GraphSource:
         received = parse_time(message.get("receivedDateTime"))
         assert received is not None  # has_content checked it
         conversation = message.get("conversationId")
-        return event_from_headers(
+        event = event_from_headers(
             context,
             header_block(message),
             received,
@@ -685,6 +690,18 @@ class GraphSource:
             ),
             gm_thread_id=conversation if isinstance(conversation, str) and conversation else None,
         )
+        preview = message.get("bodyPreview")
+        read = context.role is FolderRole.INBOX and wants_body(event, self.identity)
+        if read and isinstance(preview, str):
+            verdict = closing_message(
+                preview,
+                has_attachment=message.get("hasAttachments") is True,
+                extra_phrases=self.identity.closing_phrases,
+                truncated=len(preview) >= PREVIEW_CHARS,
+            )
+            if verdict.is_closing:
+                event = replace(event, closing=verdict.quote)
+        return event
 
     def _replies_of_the_shared_mailbox(
         self, sink: MessageSink, folder: GraphFolder, pairs: list[tuple[Json, MessageEvent]]

@@ -2,7 +2,9 @@
 
 Read-only by construction: folders are opened with EXAMINE, headers fetched with
 ``BODY.PEEK[HEADER.FIELDS (...)]`` (PEEK never sets ``\\Seen``), no STORE, COPY, MOVE or EXPUNGE
-is ever sent. Incremental: each folder's UIDVALIDITY and last UID are kept in the store, so a
+is ever sent. Of a customer's reply in a watched folder the first 4 KiB of its body are read too
+(``BODY.PEEK[TEXT]<0.4096>``) to tell a closing message ("Thanks!"); only that decision is kept,
+never the text. Incremental: each folder's UIDVALIDITY and last UID are kept in the store, so a
 poll of an unchanged folder is one STATUS round trip. Expunged messages are noticed by a UID
 SEARCH diff, run when CONDSTORE's HIGHESTMODSEQ says the folder changed, or at
 ``reconcile_interval`` on servers without CONDSTORE.
@@ -24,7 +26,13 @@ from monitor.config.models import ImapSourceConfig
 from monitor.errors import SourceAuthError, SourceError
 from monitor.logs import fields
 from monitor.mail.classify import MailboxIdentity
-from monitor.mail.events import FolderContext, event_from_headers
+from monitor.mail.events import (
+    CLOSING_BODY_BYTES,
+    FolderContext,
+    event_from_headers,
+    wants_body,
+    with_closing,
+)
 from monitor.mail.headers import HEADER_FIELDS
 from monitor.model import FolderCursor, FolderRole, MailLocation, MessageEvent
 from monitor.sources.base import MessageSink, PollReport, read_secret
@@ -34,6 +42,7 @@ from monitor.sources.probe import Platform, ProbeReport
 log = logging.getLogger("replyclock.sources.imap")
 
 _HEADER_ITEM = "BODY.PEEK[HEADER.FIELDS ({})]".format(" ".join(HEADER_FIELDS)).encode()
+_BODY_ITEM = f"BODY.PEEK[TEXT]<0.{CLOSING_BODY_BYTES}>".encode()
 _SENT_FLAG = rb"\Sent"  # RFC 6154 SPECIAL-USE
 _SENT_NAMES = ("Sent", "Sent Items", "Sent Messages", "Sent Mail", "INBOX.Sent", "INBOX/Sent")
 
@@ -70,6 +79,14 @@ def uid_batches(uids: Sequence[int], size: int) -> Iterator[list[int]]:
         length += cost
     if batch:
         yield batch
+
+
+def _body_start(item: dict[bytes, Any]) -> bytes | None:
+    """The fetched start of the body (``BODY[TEXT]<0>``), or None if the server sent none."""
+    for key, value in item.items():
+        if key.upper().startswith(b"BODY[TEXT]"):
+            return bytes(value or b"")
+    return None
 
 
 def _header_block(item: dict[bytes, Any]) -> bytes:
@@ -539,6 +556,7 @@ class ImapSource:
             done += len(batch)
             report.round_trips += 1
             last_uid = self._store_batch(
+                client=client,
                 sink=sink,
                 context=context,
                 batch=batch,
@@ -554,6 +572,7 @@ class ImapSource:
     def _store_batch(
         self,
         *,
+        client: imapclient.IMAPClient,
         sink: MessageSink,
         context: FolderContext,
         batch: list[int],
@@ -564,11 +583,14 @@ class ImapSource:
     ) -> int:
         """Turn one FETCH response into events and store them with the cursor that covers them."""
         wanted = set(batch)
-        events = [
-            self._event(context, uid, response[uid], uidvalidity, now)
+        found = {
+            uid: self._event(context, uid, response[uid], uidvalidity, now)
             for uid in sorted(response)
             if uid in wanted
-        ]
+        }
+        if context.role is FolderRole.INBOX:
+            found = self._closing_messages(client, found, response, report)
+        events = list(found.values())
         last_uid = max(batch)
         result = sink.accept(
             events,
@@ -584,6 +606,28 @@ class ImapSource:
         )
         report.add(context.folder, result.new, result.duplicates)
         return last_uid
+
+    def _closing_messages(
+        self,
+        client: imapclient.IMAPClient,
+        found: dict[int, MessageEvent],
+        response: dict[int, dict[bytes, Any]],
+        report: PollReport,
+    ) -> dict[int, MessageEvent]:
+        """Read the start of each customer reply's body (``BODY.PEEK[TEXT]<0.N>``: no flag is
+        set, the body is not kept) to mark the ones that only say "Thanks!"."""
+        replies = [uid for uid, event in found.items() if wants_body(event, self.identity)]
+        if not replies:
+            return found
+        bodies = client.fetch(replies, [_BODY_ITEM])
+        report.round_trips += 1
+        marked = dict(found)
+        for uid in replies:
+            body = _body_start(bodies.get(uid, {}))
+            if body is not None:
+                block = _header_block(response[uid])
+                marked[uid] = with_closing(found[uid], block, body, self.identity)
+        return marked
 
     def _event(
         self,

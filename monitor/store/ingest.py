@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
 from monitor.conversations import decide_thread, thread_keys
@@ -279,16 +279,17 @@ def _ingest(
 ) -> IngestResult:
     """Store a batch: duplicates are found and thread keys read in bulk, rows written in bulk."""
     now_s = to_epoch(now)
-    existing = _existing_messages(conn, source, [e.identity for e in events])
+    wanted = [e.identity for e in events] + [_twin(e) for e in events if e.fingerprint]
+    existing = _existing_messages(conn, source, wanted)
     lookup = _BatchThreadLookup(conn, source, (k for e in events for k in thread_keys(e.thread)))
     key_rows: list[tuple[str, str, int]] = []
     location_rows: list[tuple[str, str, int, int, int]] = []
     spans: dict[int, list[int]] = {}  # conversation -> [first, last] timestamps of this batch
     namers: dict[int, MessageEvent] = {}  # conversation -> earliest inbound event of this batch
     new = duplicates = created = merged = 0
-    for event in events:
+    for given in events:
+        event, known = _same_message(conn, given, existing)
         ts = to_epoch(event.timestamp)
-        known = existing.get(event.identity)
         if known is not None:
             duplicates += 1
             if event.location is not None:
@@ -317,7 +318,7 @@ def _ingest(
         lookup.assign(decision.keys, conversation)
         key_rows.extend((source, key, conversation) for key in decision.keys)
         rowid = _insert_message(conn, source, event, conversation, now_s)
-        existing[event.identity] = (rowid, None)
+        existing[event.identity] = (rowid, None, event.fingerprint)
         if event.location is not None:
             location_rows.append(_location_row(source, event, rowid))
         span = spans.setdefault(conversation, [ts, ts])
@@ -334,20 +335,47 @@ def _ingest(
 
 def _existing_messages(
     conn: sqlite3.Connection, source: str, identities: list[str]
-) -> dict[str, tuple[int, int | None]]:
-    """identity -> (row id, removed_at) for the identities already stored."""
-    found: dict[str, tuple[int, int | None]] = {}
+) -> dict[str, tuple[int, int | None, str]]:
+    """identity -> (row id, removed_at, fingerprint) for the identities already stored."""
+    found: dict[str, tuple[int, int | None, str]] = {}
     unique = list(dict.fromkeys(identities))
     for start in range(0, len(unique), _CHUNK):
         chunk = unique[start : start + _CHUNK]
         marks = ",".join("?" * len(chunk))
-        for identity, rowid, removed in conn.execute(
-            f"SELECT identity, id, removed_at FROM messages WHERE source = ? "
+        for identity, rowid, removed, fingerprint in conn.execute(
+            f"SELECT identity, id, removed_at, fingerprint FROM messages WHERE source = ? "
             f"AND identity IN ({marks})",
             [source, *chunk],
         ):
-            found[identity] = (rowid, removed)
+            found[identity] = (rowid, removed, fingerprint)
     return found
+
+
+def _twin(event: MessageEvent) -> str:
+    """The identity of a mail whose Message-ID another, different mail took first."""
+    return f"{event.identity}#{event.fingerprint}"
+
+
+def _same_message(
+    conn: sqlite3.Connection,
+    event: MessageEvent,
+    existing: dict[str, tuple[int, int | None, str]],
+) -> tuple[MessageEvent, tuple[int, int | None, str] | None]:
+    """The event (under its twin identity if it only shares a Message-ID with a different
+    stored mail: another From or Date) and what is stored of it already, if anything."""
+    known = existing.get(event.identity)
+    if known is None or not event.fingerprint:
+        return event, known
+    if not known[2]:  # stored before fingerprints were kept: this mail's is taken as its own
+        conn.execute(
+            "UPDATE messages SET fingerprint = ? WHERE id = ?", (event.fingerprint, known[0])
+        )
+        existing[event.identity] = (known[0], known[1], event.fingerprint)
+        return event, known
+    if known[2] == event.fingerprint:
+        return event, known
+    twin = replace(event, identity=_twin(event))
+    return twin, existing.get(twin.identity)
 
 
 def _flush(
@@ -449,7 +477,7 @@ def _insert_message(
         "INSERT INTO messages (source, identity, conversation_id, timestamp, direction, reason, "
         "author, author_name, subject, recipients, message_id, in_reply_to, refs, gm_thread_id, "
         "subject_key, customer, folder, priority, tags, link, attributes, first_seen_at, "
-        f"location_kind, status) VALUES ({', '.join('?' * 24)})",
+        f"location_kind, status, closing, fingerprint) VALUES ({', '.join('?' * 26)})",
         (
             source,
             event.identity,
@@ -475,6 +503,8 @@ def _insert_message(
             now_s,
             "mail" if event.location is not None else "api",
             event.status,
+            event.closing,
+            event.fingerprint,
         ),
     )
     return int(cur.lastrowid or 0)

@@ -234,6 +234,13 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE INDEX actions_new ON actions (id) WHERE applied_at IS NULL;
     ALTER TABLE clock_totals ADD COLUMN dismissed INTEGER NOT NULL DEFAULT 0;
     """,
+    # 8: a customer message that is only a closing phrase ("Thanks!") keeps the few words that
+    # made it so (at most 40 characters; never the body), and it then starts no clock; a mail's
+    # fingerprint (its From and Date) tells apart two messages that share one Message-ID.
+    """
+    ALTER TABLE messages ADD COLUMN closing TEXT;
+    ALTER TABLE messages ADD COLUMN fingerprint TEXT NOT NULL DEFAULT '';
+    """,
 )
 
 SCHEMA_VERSION = len(MIGRATIONS)

@@ -62,6 +62,7 @@ class StoredMessage:
     removed_at: datetime | None
     status: str | None = None
     attributes: Mapping[str, str] = field(default_factory=dict)
+    closing: str | None = None  # only a closing phrase: these words ("Danke!")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -457,7 +458,7 @@ _CONVERSATION_COLUMNS = (
 )
 _MESSAGE_COLUMNS = (
     "id, conversation_id, source, identity, timestamp, direction, reason, author, author_name, "
-    "subject, recipients, folder, priority, tags, link, removed_at, status, attributes"
+    "subject, recipients, folder, priority, tags, link, removed_at, status, attributes, closing"
 )
 
 
@@ -497,6 +498,7 @@ def _message(row: tuple[Any, ...]) -> StoredMessage:
         removed_at=from_epoch(row[15]) if row[15] is not None else None,
         status=row[16],
         attributes=json.loads(row[17]) if row[17] and row[17] != "{}" else {},
+        closing=row[18],
     )
 
 

@@ -236,9 +236,9 @@ def test_defaults_fill_what_is_not_written(tmp_path: Path) -> None:
         """,
     )
     assert problems_of(path) == [
-        f"{path}:3: sources[1].starttls: unknown key, expected one of: contact_forms, folders, "
-        "form_senders, ignore_domains, ignore_senders, mailing_lists, name, path, poll_interval, "
-        "sent_folders, since, team, timestamps, type"
+        f"{path}:3: sources[1].starttls: unknown key, expected one of: closers, contact_forms, "
+        "folders, form_senders, ignore_domains, ignore_senders, mailing_lists, name, path, "
+        "poll_interval, sent_folders, since, team, timestamps, type"
     ]
     path.write_text(path.read_text().replace(", starttls: true", ""), encoding="utf-8")
     imap, local = load_config(path, environ={}).config.sources

@@ -233,3 +233,29 @@ def test_pauses_are_not_counted_as_waiting() -> None:
         False,
     )
     assert paused.due_at == at(600 + 90)  # if the wait resumed now, 1h30m would remain
+
+
+def thanks(minutes: int) -> ClockMessage:
+    """A customer message that is only a closing phrase ("Thanks, that fixed it!")."""
+    return ClockMessage(timestamp=at(minutes), direction=IN, closing=True)
+
+
+def test_a_closing_message_after_our_reply_starts_no_clock() -> None:
+    """ "Thanks!" after the reply: nobody owes an answer, so no next-response clock starts;
+    a real question after it starts one as usual."""
+    replied = Clock(
+        kind=FIRST, started_at=at(0), stopped_at=at(30), stop_reason=StopReason.REPLY,
+        responder="a@t",
+    )  # fmt: skip
+    assert segment_clocks([msg(0, IN), msg(30, OUT, author="a@t"), thanks(40)]) == [replied]
+    again = segment_clocks([msg(0, IN), msg(30, OUT, author="a@t"), thanks(40), msg(50, IN)])
+    assert [(c.kind, c.started_at) for c in again] == [(FIRST, at(0)), (NEXT, at(50))]
+
+
+def test_a_closing_message_first_or_while_a_clock_runs_counts_as_customer_mail() -> None:
+    """Before any reply a "Thanks" may well be a question's opener: it starts the first
+    clock; while a clock runs it is one more message of that wait."""
+    (first,) = segment_clocks([thanks(0)])
+    assert (first.kind, first.started_at) == (FIRST, at(0))
+    (running,) = segment_clocks([msg(0, IN), thanks(10)])
+    assert (running.started_at, running.customer_messages) == (at(0), 2)

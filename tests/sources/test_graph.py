@@ -773,3 +773,30 @@ def test_probe_lists_agents_sent_items_and_takes_their_replies_into_account(
     assert (agent.name, agent.messages) == (f"{ALICE}/sentitems", 1)
     assert ("permissions", "not readable from the token") in report.details
     assert report.warnings == []
+
+
+def test_a_customers_thank_you_after_our_reply_is_a_closing_message(
+    graph: FakeGraph, store: Store
+) -> None:
+    """bodyPreview tells a closing message: only the decision and its words are kept."""
+    thanks = message(2, minutes_ago=30, in_reply_to="r1@acme.example", subject="Re: Question 1")
+    thanks.update(bodyPreview="Thanks, that fixed it!", hasAttachments=False)
+    still = message(3, minutes_ago=20, in_reply_to="r1@acme.example", subject="Re: Question 1")
+    still.update(bodyPreview="Thanks, but it still fails. What now?", hasAttachments=False)
+    attached = message(4, minutes_ago=10, in_reply_to="r1@acme.example", subject="Re: Question 1")
+    attached.update(bodyPreview="Thanks!", hasAttachments=True)
+    opening = message(5, minutes_ago=5)  # names no earlier mail: never a closer
+    opening.update(bodyPreview="Thanks!", hasAttachments=False)
+    for item in (thanks, still, attached, opening):
+        graph.deliver(SHARED, "inbox", item)
+    poll(source(graph), store)
+    closing = dict(store.conn.execute("SELECT identity, closing FROM messages"))
+    assert closing == {
+        "q2@customer.example": "Thanks, that fixed it!",
+        "q3@customer.example": None,
+        "q4@customer.example": None,
+        "q5@customer.example": None,
+    }
+    select = graph.delta_requests()[0].param("$select") or ""
+    assert {"bodyPreview", "hasAttachments"} <= set(select.split(","))
+    assert "body" not in select.split(",")
