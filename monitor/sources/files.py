@@ -27,7 +27,13 @@ from monitor.durations import format_duration
 from monitor.errors import SourceError
 from monitor.logs import fields
 from monitor.mail.classify import MailboxIdentity
-from monitor.mail.events import FolderContext, event_from_headers
+from monitor.mail.events import (
+    CLOSING_BODY_BYTES,
+    FolderContext,
+    event_from_headers,
+    wants_body,
+    with_closing,
+)
 from monitor.mail.headers import parse_headers
 from monitor.model import FolderRole, MailLocation, MessageEvent
 from monitor.sources.base import MessageSink, PollReport
@@ -37,7 +43,9 @@ log = logging.getLogger("replyclock.sources.files")
 
 MAILDIR_UIDVALIDITY = 1  # Maildir has no UIDVALIDITY; file names are stable identifiers
 _BATCH = 500
-_HEADER_READ_LIMIT = 256 * 1024  # a header block larger than this is cut; bodies are never read
+# A header block larger than this is cut; of a body, only the start of a customer's reply is
+# read (to tell a closing message), and never kept.
+_HEADER_READ_LIMIT = 256 * 1024
 
 
 def store_in_batches(
@@ -77,6 +85,16 @@ def read_header_block(path: Path) -> bytes:
                 if end >= 0:
                     return data[: end + len(separator)]
     return b"".join(chunks)
+
+
+def _body_start(path: Path, offset: int) -> bytes:
+    """The first bytes of a message file's body (after its ``offset``-byte header block)."""
+    try:
+        with path.open("rb") as handle:
+            handle.seek(offset)
+            return handle.read(CLOSING_BODY_BYTES)
+    except OSError:
+        return b""  # gone or unreadable now: read as no text, so never a closing message
 
 
 def maildir_uid(file_name: str) -> int:
@@ -297,12 +315,15 @@ class MaildirSource:
             received = parse_headers(block).date or received
             if received < since:
                 return None
-        return event_from_headers(
+        event = event_from_headers(
             context,
             block,
             received,
             location=MailLocation(folder=context.folder, uidvalidity=MAILDIR_UIDVALIDITY, uid=uid),
         )
+        if context.role is FolderRole.INBOX and wants_body(event, self.identity):
+            event = with_closing(event, block, _body_start(path, len(block)), self.identity)
+        return event
 
 
 class MboxSource:
@@ -336,7 +357,7 @@ class MboxSource:
         for path, default_role, key in files:
             counts = {FolderRole.INBOX: 0, FolderRole.SENT: 0}
             labelled = f"{path.name} (Gmail label Sent)"
-            for role, received, _ in self._messages(path, default_role, now, warn=False):
+            for role, received, _, _ in self._messages(path, default_role, now, warn=False):
                 counts[role] += 1
                 sent_label = role is FolderRole.SENT and default_role is not FolderRole.SENT
                 tally.add(labelled if sent_label else path.name, role, received)
@@ -375,9 +396,10 @@ class MboxSource:
 
     def _messages(
         self, path: Path, default_role: FolderRole, now: datetime, *, warn: bool = True
-    ) -> Iterator[tuple[FolderRole, datetime, bytes]]:
+    ) -> Iterator[tuple[FolderRole, datetime, bytes, bytes]]:
         """Each message of a file: its role (Gmail's Sent label makes it sent), its instant
-        (the From line's date, else the Date header, else ``now``) and its header block."""
+        (the From line's date, else the Date header, else ``now``), its header block and the
+        start of its body (for closing messages)."""
         box = mailbox.mbox(path, create=False)
         try:
             for key in box.iterkeys():
@@ -398,20 +420,23 @@ class MboxSource:
                             ),
                         )
                     received = now
-                yield role, received, block
+                yield role, received, block, raw[len(block) : len(block) + CLOSING_BODY_BYTES]
         finally:
             box.close()
 
     def _events(
         self, path: Path, folder: str, default_role: FolderRole, since: datetime, now: datetime
     ) -> Iterator[MessageEvent]:
-        for role, received, block in self._messages(path, default_role, now):
+        for role, received, block, body in self._messages(path, default_role, now):
             if received < since:
                 continue
             context = FolderContext(
                 source=self.name, folder=folder, role=role, identity=self.identity
             )
-            yield event_from_headers(context, block, received)
+            event = event_from_headers(context, block, received)
+            if role is FolderRole.INBOX and wants_body(event, self.identity):
+                event = with_closing(event, block, body, self.identity)
+            yield event
 
 
 def _from_line_date(from_line: str) -> datetime | None:

@@ -800,3 +800,39 @@ def test_mbox_probe_of_a_missing_file_names_the_key(tmp_path: Path) -> None:
     assert str(caught.value) == (
         f"source 'box': mbox file {tmp_path / 'sent.mbox'} does not exist; fix `sent_path`"
     )
+
+
+def test_a_closing_reply_is_told_in_maildir_and_mbox(tmp_path: Path, store: Store) -> None:
+    """The start of a customer reply's file is read to tell "Merci beaucoup !" from a
+    question; the maildir and the mbox reading agree."""
+    asked = datetime(2026, 11, 16, 9, 0, tzinfo=UTC)
+    messages = [
+        ("q1", customer_mail("q1@c", asked), asked),
+        ("a1", customer_mail("a1@c", asked + timedelta(hours=2), subject="Re: Help",
+                             in_reply_to="r1@acme.example", body="Merci beaucoup !\r\n"),
+         asked + timedelta(hours=2)),
+        ("a2", customer_mail("a2@c", asked + timedelta(hours=3), subject="Re: Help",
+                             in_reply_to="r1@acme.example", body="Ça ne marche pas ?\r\n"),
+         asked + timedelta(hours=3)),
+    ]  # fmt: skip
+    root = make_maildir(tmp_path / "Maildir", "Sent")
+    for name, data, when in messages:
+        deliver(root / "cur", f"{name}:2,S", data, when)
+    deliver(
+        root / ".Sent" / "cur",
+        "r1:2,S",
+        team_reply("r1@acme.example", asked + timedelta(hours=1), "q1@c"),
+        asked,
+    )
+    maildir_source(root, since="3650d").poll(SourceSink(store, "box"), asked + timedelta(days=1))
+    from_maildir = {m.identity: m.closing for m in stored(store).values()}
+    box = tmp_path / "inbox.mbox"
+    box.write_bytes(b"".join(mbox_entry(f"c@x {when:%a %b %d %H:%M:%S %Y}", data)
+                             for _, data, when in messages))  # fmt: skip
+    with Store.open(tmp_path / "mbox.db") as other:
+        mbox_source(box, since="3650d").poll(SourceSink(other, "box"), asked + timedelta(days=1))
+        from_mbox = {m.identity: m.closing for m in stored(other).values()}
+    assert from_maildir["a1@c"] == "Merci beaucoup !"
+    assert from_maildir["a2@c"] is None
+    assert from_maildir["q1@c"] is None
+    assert {k: v for k, v in from_maildir.items() if k != "r1@acme.example"} == from_mbox
