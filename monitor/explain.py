@@ -53,9 +53,14 @@ def _who(message: StoredMessage) -> str:
 
 
 def _per_day(verdict: ClockVerdict, rules: RuleBook, policy: Policy, end: datetime) -> str:
+    """Business time per day from the clock's start to ``end``, its pauses taken out (they do
+    not count), so the days add up to what the clock waited."""
     calendar = rules.calendar_for(policy)
-    days = calendar.business_seconds_by_day(verdict.clock.started_at, end)
-    counted = [(day, seconds) for day, seconds in days if seconds]
+    per_day = dict(calendar.business_seconds_by_day(verdict.clock.started_at, end))
+    for since, until in verdict.clock.pauses:
+        for day, seconds in calendar.business_seconds_by_day(since, min(until or end, end)):
+            per_day[day] = per_day.get(day, 0) - seconds
+    counted = [(day, seconds) for day, seconds in sorted(per_day.items()) if seconds > 0]
     shown = counted[:_MAX_DAYS_LISTED]
     text = ", ".join(
         f"{_day(day)} {format_duration(seconds, days=False)}" for day, seconds in shown

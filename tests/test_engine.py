@@ -17,6 +17,7 @@ import pytest
 from monitor.config.loader import load_config
 from monitor.config.rules import RuleBook, build_rulebook
 from monitor.engine import Engine, EvaluationReport, WaitingConversation
+from monitor.explain import explain
 from monitor.model import Direction, MailLocation, MessageEvent, ThreadRef
 from monitor.store import SourceSink, Store
 from monitor.store.sqlite import to_epoch
@@ -586,3 +587,35 @@ def test_remeasuring_a_resumed_clock_leaves_its_pause_out(tmp_path: Path, store:
         "ok",
         2 * HOUR,
     )
+
+
+def test_explain_leaves_pauses_out_of_the_business_time_per_day(
+    tmp_path: Path, store: Store
+) -> None:
+    """A ticket pending 10:00-13:00 of a Monday and 09:00-16:00 of the Tuesday: explain lists
+    both pauses and counts per day only the time that counted (Mon 1h + 4h, Tue 1h: 6h), the
+    same total the clock waited."""
+    rules = rulebook(tmp_path, "helpdesk", RULES_PAUSE_ON_PENDING)
+    asked = MessageEvent(
+        source="inbox",
+        identity="t1-c1",
+        timestamp=berlin(16, 9),
+        direction=IN,
+        reason="customer comment",
+        author="tom@smallshop.example",
+        thread=ThreadRef(conversation="ticket-1"),
+    )
+    ingest(
+        store,
+        asked,
+        status_change("t1-s1", berlin(16, 10), "pending"),
+        status_change("t1-s2", berlin(16, 13), "open"),
+        status_change("t1-s3", berlin(17, 9), "pending"),
+        status_change("t1-s4", berlin(17, 16), "open"),
+        at=berlin(17, 16),
+    )
+    cid = conversation_of(store, "t1-c1")
+    text = "\n".join(explain(store, rules, cid, berlin(17, 17)))
+    assert "business time counted per day: Mon 11-16 5h00m, Tue 11-17 1h00m" in text
+    assert text.count("(waiting on the customer)") == 2
+    assert "waited 6h00m in business time" in text
