@@ -16,6 +16,14 @@ breach always goes, before its escalations. Errors are handled alike for a post,
 burst's summary: a temporary one adds an attempt to the rows of that call and leaves their
 channel alone for the backoff, a permanent one fails them and counts one failure per call.
 
+What a person reads is true when it is sent: a warning, breach or escalation is rendered when
+planned and stored with what it is rendered from, and at delivery, while its clock is still the
+conversation's running one, rendered again from the conversation's numbers as the latest
+evaluation left them (every 30 s). An alert sent at once reads as planned; one held by quiet
+hours, a snooze or an outage says how long the customer has waited by then. A warning whose
+target has been reached by then is superseded (its breach is due, and goes as usual), never
+sent saying "due in 0s". The words sent are stored, so the edits of a first alert quote them.
+
 People's decisions hold alerts: no stage is planned for a snoozed clock until its snooze runs
 out, and no stage of a snoozed or dismissed clock leaves the outbox (a row queued before the
 decision waits, and is made obsolete when the clock stops). Each decision edits the clock's
@@ -31,7 +39,7 @@ import logging
 import threading
 import time as time_module
 from collections.abc import Callable, Collection
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from statistics import quantiles
 from typing import Literal
@@ -42,13 +50,13 @@ from monitor.alerts.content import (
     AlertContent,
     DigestFacts,
     Privacy,
+    StageAlert,
     StageFacts,
     Waiting,
     render_answered,
     render_digest,
     render_dismissed,
     render_snoozed,
-    render_stage,
     render_summary,
 )
 from monitor.config.loader import LoadedConfig
@@ -158,8 +166,8 @@ class AlertPlanner:
             row
             for row in conn.execute(
                 "SELECT id, source, policy, clock_kind, clock_started_at, waited_seconds, "
-                "target_seconds, subject, customer, customer_name, link FROM conversations "
-                "WHERE state IN ('warning', 'breached')"
+                "target_seconds, due_at, subject, customer, customer_name, link "
+                "FROM conversations WHERE state IN ('warning', 'breached')"
             ).fetchall()
             if row[1] not in syncing
         ]
@@ -175,6 +183,7 @@ class AlertPlanner:
             started,
             waited,
             target,
+            due_at,
             subject,
             customer,
             name,
@@ -215,27 +224,28 @@ class AlertPlanner:
                 mention = stage.mention or (
                     policy.alerts.mention if stage.kind.value == "breach" else ()
                 )
-                content = render_stage(
-                    waiting,
-                    StageFacts(
+                alert = StageAlert(
+                    waiting=waiting,
+                    facts=StageFacts(
                         kind=stage.kind.value,
                         step=stage.step,
                         waited=waited,
                         target=target,
-                        due_at=calendar.due_instant(from_epoch(started), target),
+                        # as evaluated: the first instant the target is reached, pauses skipped
+                        due_at=from_epoch(due_at),
                         zone=self.settings.team_zone or calendar.zone,
                         clock=kind,
                         mention=tuple(mention),
                         clock_key=key,
                     ),
-                    self.settings.privacy,
+                    privacy=self.settings.privacy,
                 )
                 added = self._enqueue_stage(
                     stage,
                     policy,
                     cid=cid,
                     key=key,
-                    content=content,
+                    content=alert,
                     now=now,
                     send_after=send_after,
                     state=state,
@@ -403,7 +413,7 @@ class AlertPlanner:
         *,
         cid: int,
         key: str,
-        content: AlertContent | None,
+        content: StageAlert | None,
         now: datetime,
         send_after: datetime,
         state: str,
@@ -433,13 +443,19 @@ class AlertPlanner:
         channel: str,
         kind: str,
         stage: str,
-        content: AlertContent | None,
+        content: AlertContent | StageAlert | None,
         key: str | None,
         now: datetime,
         send_after: datetime,
         state: str,
         catch_up: bool = False,
     ) -> int:
+        """Write one outbox row (once per dedup key); a stage is kept with what it is rendered
+        from, for the dispatcher to render it again when it goes."""
+        if isinstance(content, StageAlert):
+            payload = content.to_payload()
+        else:
+            payload = content.to_json() if content is not None else {}
         cursor = self.store.conn.execute(
             "INSERT OR IGNORE INTO outbox (dedup_key, conversation_id, channel, kind, payload, "
             "created_at, send_after, state, thread_key, stage, catch_up) "
@@ -449,7 +465,7 @@ class AlertPlanner:
                 conversation,
                 channel,
                 kind,
-                json.dumps(content.to_json() if content is not None else {}),
+                json.dumps(payload),
                 to_epoch(now),
                 to_epoch(send_after),
                 state,
@@ -576,12 +592,24 @@ class PendingAlert:
     attempts: int
     send_after: int  # Unix seconds
     catch_up: bool = False  # already due when its source's first sync ended
+    conversation_id: int | None = None
 
 
 _PENDING = (
     "id", "channel", "kind", "stage", "payload", "thread_key", "attempts", "send_after",
-    "catch_up",
+    "catch_up", "conversation_id",
 )  # fmt: skip
+# States of a clock still running (paused: waiting on the customer, but not stopped).
+_RUNNING = frozenset({"ok", "warning", "breached", "paused"})
+
+
+@dataclass(frozen=True, slots=True)
+class Words:
+    """What a pending row says if it goes now, and its new payload when that was rendered
+    again (None: sent as stored)."""
+
+    content: AlertContent
+    payload: str | None = None
 
 
 def ready_in_order(alerts: list[PendingAlert], at: int) -> list[PendingAlert]:
@@ -752,12 +780,78 @@ class Dispatcher:
         root = Posted(channel_id=row[0], ts=row[1]) if row and row[1] else None
         return state == "pending", root
 
+    def _words(self, alert: PendingAlert, now: datetime) -> Words | None:
+        """What ``alert`` says if it goes at ``now`` (the caller holds the lock); None when it
+        is a warning made moot since it was planned.
+
+        A stage whose clock is still the conversation's running one is rendered again from the
+        conversation's numbers, as the latest evaluation left them: waited, target and due.
+        A warning whose target is reached by then (waited up to the target, or, unless paused,
+        its due time passed before an evaluation said so) is moot: its breach is due. A stage
+        whose clock has stopped or been replaced goes as stored until planning makes it
+        obsolete, as does one the numbers no longer bear out (a breach under a target since
+        raised) and every edit, digest and row queued without what it is rendered from.
+        """
+        data = json.loads(alert.payload)
+        stored = Words(AlertContent.from_json(data))
+        if alert.stage in EDIT_STAGES or alert.thread_key is None or alert.conversation_id is None:
+            return stored
+        recipe = StageAlert.from_payload(data)
+        if recipe is None:
+            return stored
+        row = self.store.conn.execute(
+            "SELECT state, clock_kind, clock_started_at, waited_seconds, target_seconds, due_at, "
+            "policy FROM conversations WHERE id = ?",
+            (alert.conversation_id,),
+        ).fetchone()
+        if row is None:
+            return stored
+        state, kind, started, waited, target, due_at, policy = row
+        if (
+            state not in _RUNNING
+            or None in (kind, started, waited, target, due_at)
+            or thread_key(alert.conversation_id, kind, started) != alert.thread_key
+        ):
+            return stored
+        if alert.kind == "warning":
+            # A paused clock's due time assumes the wait resumes when it was evaluated: passing
+            # it says nothing of the breach.
+            if waited >= target or (state != "paused" and due_at <= to_epoch(now)):
+                return None
+        elif waited <= target:
+            return stored
+        fresh = recipe.measured(waited=waited, target=target, due_at=from_epoch(due_at))
+        if policy and policy != fresh.waiting.policy:  # the rules changed: so did its numbers
+            fresh = replace(fresh, waiting=replace(fresh.waiting, policy=policy))
+        return Words(fresh.render(), json.dumps(fresh.to_payload()))
+
+    def _words_or_moot(self, alert: PendingAlert, now: datetime) -> Words | None:
+        """``_words`` under the lock; a moot warning is marked superseded (and None returned)."""
+        with self.lock:
+            words = self._words(alert, now)
+            if words is not None:
+                return words
+            with self.store.transaction() as conn:
+                conn.execute(
+                    "UPDATE outbox SET state = 'superseded' WHERE id = ? AND state = 'pending'",
+                    (alert.id,),
+                )
+        log.info(
+            "alert superseded",
+            extra=fields(stage=alert.stage, by="breach", channel=alert.channel),
+        )
+        return None
+
     def _send(self, alert: PendingAlert, now: datetime, report: DeliveryReport) -> bool:
         """Deliver one row; False when the channel answered a temporary error."""
         pending, root = self._still_pending(alert)
         if not pending:
             return True
-        content = AlertContent.from_json(json.loads(alert.payload))
+        words = self._words_or_moot(alert, now)
+        if words is None:
+            report.superseded += 1
+            return True
+        content = words.content
         if alert.stage in EDIT_STAGES:
             if root is None:  # nothing of this clock reached the channel: nothing to edit
                 self._mark(alert.id, "obsolete", None, now)
@@ -775,7 +869,7 @@ class Dispatcher:
         outcome = self._attempt(alert.channel, [alert], call, now=now, report=report)
         if not isinstance(outcome, Posted):
             return outcome == "failed"
-        self._mark(alert.id, "sent", outcome, now)
+        self._mark(alert.id, "sent", outcome, now, payload=words.payload)
         if alert.stage in EDIT_STAGES:
             report.updated += 1
         else:
@@ -838,16 +932,27 @@ class Dispatcher:
             report.failed += len(alerts)
             return "failed"
 
-    def _mark(self, row_id: int, state: str, posted: Posted | None, now: datetime) -> None:
+    def _mark(
+        self,
+        row_id: int,
+        state: str,
+        posted: Posted | None,
+        now: datetime,
+        *,
+        payload: str | None = None,
+    ) -> None:
+        """Record how a row ended, and (``payload``) the words it went with when they were
+        rendered again: the edits of a first alert quote what was sent."""
         with self.lock, self.store.transaction() as conn:
             conn.execute(
-                "UPDATE outbox SET state = ?, sent_at = ?, remote_ref = ?, remote_channel = ? "
-                "WHERE id = ?",
+                "UPDATE outbox SET state = ?, sent_at = ?, remote_ref = ?, remote_channel = ?, "
+                "payload = COALESCE(?, payload) WHERE id = ?",
                 (
                     state,
                     to_epoch(now),
                     posted.ts if posted else None,
                     posted.channel_id if posted else None,
+                    payload,
                     row_id,
                 ),
             )
@@ -862,9 +967,18 @@ class Dispatcher:
         catch_up: bool = False,
     ) -> Literal["summarized", "deferred", "failed"]:
         """Post one message standing for a burst of alerts (or for those a first sync found
-        already due); its failure is theirs."""
-        contents = [AlertContent.from_json(json.loads(a.payload)) for a in alerts]
-        summary = render_summary(channel, contents, catch_up=catch_up)
+        already due), each in its words of now; its failure is theirs."""
+        said: list[tuple[PendingAlert, Words]] = []
+        for alert in alerts:
+            words = self._words_or_moot(alert, now)
+            if words is None:
+                report.superseded += 1
+            else:
+                said.append((alert, words))
+        if not said:
+            return "summarized"
+        alerts = [alert for alert, _ in said]
+        summary = render_summary(channel, [w.content for _, w in said], catch_up=catch_up)
         outcome = self._attempt(
             channel,
             alerts,
@@ -878,8 +992,8 @@ class Dispatcher:
         with self.lock, self.store.transaction() as conn:
             conn.executemany(
                 "UPDATE outbox SET state = 'summarized', sent_at = ?, remote_ref = ?, "
-                "remote_channel = ? WHERE id = ?",
-                [(to_epoch(now), outcome.ts, outcome.channel_id, a.id) for a in alerts],
+                "remote_channel = ?, payload = COALESCE(?, payload) WHERE id = ?",
+                [(to_epoch(now), outcome.ts, outcome.channel_id, w.payload, a.id) for a, w in said],
             )
         report.summarized += len(alerts)
         log.info("alerts summarized", extra=fields(channel=channel, alerts=len(alerts)))

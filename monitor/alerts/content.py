@@ -1,4 +1,9 @@
-"""What an alert says, in plain data: rendered once, stored in the outbox, sent as is.
+"""What an alert says, in plain data: rendered when planned and stored in the outbox.
+
+A warning, breach or escalation is stored with what it is rendered from (``StageAlert``), so
+that when it leaves the outbox later than planned (quiet hours, a snooze, a Slack outage) the
+dispatcher renders it again with the clock's numbers of that moment: what a person reads is
+true when it is sent. Everything else is sent as stored.
 
 Pure (standard library only). The Slack adapter turns an ``AlertContent`` into Block Kit and
 the console notifier into a log line; both say the same. By default an alert names the
@@ -13,7 +18,7 @@ value, never shown. Once the wait is over, the edited alert drops it, and its bu
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -59,6 +64,19 @@ class Waiting:
         if privacy.include_sender and self.customer_address:
             return f"{name} <{self.customer_address}>"
         return f"{name} ({domain})" if domain and self.customer_name else name
+
+    def shown(self, privacy: Privacy) -> Waiting:
+        """Only what an alert may show under ``privacy``, for keeping: the address cut to its
+        domain (``@example.com``) and no subject unless they are shown. Renders the same."""
+        address = self.customer_address
+        if not privacy.include_sender:
+            domain = address.rpartition("@")[2] if "@" in address else ""
+            address = f"@{domain}" if domain else ""
+        return replace(
+            self,
+            customer_address=address,
+            subject=self.subject if privacy.include_subject else "",
+        )
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -111,6 +129,76 @@ class StageFacts:
     clock: str  # first_response | next_response
     mention: tuple[str, ...] = field(default_factory=tuple)
     clock_key: str = ""  # for the alert's buttons
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class StageAlert:
+    """What a warning, breach or escalation alert is rendered from: the waiting conversation,
+    the clock's numbers and what the alert may show.
+
+    The outbox keeps it beside the words (``to_payload``), holding no more of the customer than
+    the alert shows, so the dispatcher can render the alert again with the numbers of the
+    moment it is sent (``measured``).
+    """
+
+    waiting: Waiting
+    facts: StageFacts
+    privacy: Privacy
+
+    def render(self) -> AlertContent:
+        """The alert's words."""
+        return render_stage(self.waiting, self.facts, self.privacy)
+
+    def measured(self, *, waited: int, target: int, due_at: datetime) -> StageAlert:
+        """The same alert with the clock's numbers of another moment."""
+        return replace(self, facts=replace(self.facts, waited=waited, target=target, due_at=due_at))
+
+    def to_payload(self) -> dict[str, Any]:
+        """An outbox payload: the words (``AlertContent.from_json`` reads them back) and, under
+        ``"stage"``, what they are rendered from (``from_payload``)."""
+        facts = self.facts
+        return {
+            **self.render().to_json(),
+            "stage": {
+                "waiting": asdict(self.waiting.shown(self.privacy)),
+                "privacy": asdict(self.privacy),
+                "facts": {
+                    "kind": facts.kind,
+                    "step": facts.step,
+                    "waited": facts.waited,
+                    "target": facts.target,
+                    "due_at": facts.due_at.isoformat(),
+                    "zone": facts.zone.key,
+                    "clock": facts.clock,
+                    "mention": list(facts.mention),
+                    "clock_key": facts.clock_key,
+                },
+            },
+        }
+
+    @classmethod
+    def from_payload(cls, data: dict[str, Any]) -> StageAlert | None:
+        """Back from an outbox payload; None when it has no ``"stage"`` (other alerts, and
+        stages queued before alerts were kept this way)."""
+        stage = data.get("stage")
+        if not isinstance(stage, dict):
+            return None
+        facts = stage["facts"]
+        return cls(
+            waiting=Waiting(**stage["waiting"]),
+            privacy=Privacy(**stage["privacy"]),
+            facts=StageFacts(
+                kind=facts["kind"],
+                step=facts["step"],
+                waited=facts["waited"],
+                target=facts["target"],
+                due_at=datetime.fromisoformat(facts["due_at"]),
+                zone=ZoneInfo(facts["zone"]),
+                clock=facts["clock"],
+                mention=tuple(facts["mention"]),
+                clock_key=facts["clock_key"],
+            ),
+        )
 
 
 def _due(facts: StageFacts) -> str:

@@ -637,11 +637,11 @@ def test_held_alert_survives_a_restart(
     tmp_path: Path, db: Path, slack: FakeSlack, clock: ManualClock
 ) -> None:
     """An alert held by quiet hours is still pending after a restart and is posted once, at
-    the end of the window, by the new process."""
+    the end of the window, by the new process (still true then: due 07:20)."""
     alerts = SLACK + '  timezone: Europe/Berlin\n  quiet_hours: "22:00-07:00"\n'
     loaded, book = load(tmp_path, ROUND_THE_CLOCK, alerts)
     store = Store.open(db)
-    arrived = datetime(2026, 11, 16, 23, 0, tzinfo=BERLIN)
+    arrived = datetime(2026, 11, 17, 6, 20, tzinfo=BERLIN)
     ingest(store, customer("q1@x", arrived), at=arrived)
     Alerting(store, book, settings_for(loaded)).at(arrived + timedelta(minutes=31))
     store.close()
@@ -649,9 +649,9 @@ def test_held_alert_survives_a_restart(
     restarted = Store.open(db)
     try:
         send = dispatcher(restarted, notifier_for(slack), clock)
-        night = send.deliver(berlin(17, 3))
+        night = send.deliver(berlin(17, 6, 55))
         morning = send.deliver(berlin(17, 7))
-        again = send.deliver(berlin(17, 8))
+        again = send.deliver(berlin(17, 7, 10))
     finally:
         restarted.close()
 
