@@ -73,13 +73,13 @@ def build_sources(loaded: LoadedConfig, progress: Progress | None = None) -> lis
         elif isinstance(config, MboxSourceConfig):
             sources.append(MboxSource(config, mailbox_identity(loaded, config)))
         elif isinstance(config, ZendeskSourceConfig):
-            sources.append(ZendeskSource(config))
+            sources.append(ZendeskSource(config, closing_phrases=closing_phrases(loaded)))
         elif isinstance(config, FreshdeskSourceConfig):
-            sources.append(FreshdeskSource(config))
+            sources.append(FreshdeskSource(config, closing_phrases=closing_phrases(loaded)))
         elif isinstance(config, HelpScoutSourceConfig):
-            sources.append(HelpScoutSource(config))
+            sources.append(HelpScoutSource(config, closing_phrases=closing_phrases(loaded)))
         elif isinstance(config, GitHubSourceConfig):
-            sources.append(GitHubSource(config))
+            sources.append(GitHubSource(config, closing_phrases=closing_phrases(loaded)))
     return sources
 
 

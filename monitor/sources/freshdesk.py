@@ -15,6 +15,12 @@ stored are skipped, so spam leaves no conversations behind. A ticket that answer
 conversations are read was deleted since it was listed: it is closed at that moment, and the poll
 goes on. A poll with nothing new is three requests.
 
+With ``closers: ignore`` (the default) an incoming public conversation (the customer's reply)
+that is only a closing phrase ("Thanks, that fixed it!") is marked as a closing message, so it
+starts no next-response clock: its ``body_text`` (else its HTML ``body``) and ``attachments``
+are read by ``monitor.mail.closers.closing_message``, and only the verdict's few words are
+kept. The ticket's description opens the ticket and is a request, whatever it says.
+
 Freshdesk keeps no status history: the ticket's current status is stored as one status event,
 timed by ``stats.status_updated_at``, so a status seen again is stored once.
 
@@ -31,7 +37,7 @@ import json
 import logging
 import time
 import urllib.error
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -40,6 +46,7 @@ from monitor.config.models import FreshdeskSourceConfig
 from monitor.durations import format_duration
 from monitor.errors import SourceAuthError, SourceError
 from monitor.logs import fields
+from monitor.mail.closers import closing_message
 from monitor.model import Direction, MessageEvent, ThreadRef
 from monitor.sources.base import MessageSink, PollReport, read_secret
 from monitor.sources.http import parse_time, source_api
@@ -78,6 +85,8 @@ TICKET_SOURCES = {
 }
 OUTBOUND_EMAIL = 10
 NOTE = 2  # conversation source of notes (public or private)
+# A conversation's body fields, in the order they are read to tell a closing message.
+BODY_FIELDS = (("body_text", "text/plain"), ("body", "text/html"))
 
 Json = Mapping[str, Any]
 
@@ -173,6 +182,31 @@ def classify_conversation(conversation: Json) -> tuple[Direction, str]:
     return Direction.OUTBOUND, "public reply by an agent"
 
 
+def conversation_closing(conversation: Json, extra_phrases: Sequence[str] = ()) -> str | None:
+    """The words of a customer's conversation that is only a closing phrase ("Thanks!"), else
+    None. The plain text (``body_text``) is read when Freshdesk sends it, else the HTML
+    (``body``); any attachment makes it more than a closing phrase. The body is not kept: only
+    the verdict's quote (at most 40 characters)."""
+    found = next(
+        (
+            (text, content_type)
+            for key, content_type in BODY_FIELDS
+            if isinstance(text := conversation.get(key), str) and text.strip()
+        ),
+        None,
+    )
+    if found is None:
+        return None  # no body to read: counted as a message
+    text, content_type = found
+    verdict = closing_message(
+        text,
+        content_type=content_type,
+        has_attachment=bool(conversation.get("attachments")),
+        extra_phrases=extra_phrases,
+    )
+    return verdict.quote if verdict.is_closing else None
+
+
 def _sender(conversation: Json, requester: Requester) -> tuple[str, str]:
     """(author, author_name) of a conversation."""
     user_id = conversation.get("user_id")
@@ -196,9 +230,11 @@ class FreshdeskSource:
         *,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        closing_phrases: Sequence[str] = (),
     ) -> None:
         self.name = config.name
         self.config = config
+        self.closing_phrases = tuple(closing_phrases)  # the rules files' extra phrases
         self._authorization: str | None = None
         self._status_names: dict[int, str] | None = None  # custom statuses, by code
         self._status_names_fresh = False  # read during this poll: do not ask again
@@ -463,6 +499,9 @@ class FreshdeskSource:
                 continue
             direction, reason = classify_conversation(conversation)
             author, name = _sender(conversation, requester)
+            closing = None
+            if self.config.closers == "ignore" and direction is Direction.INBOUND:
+                closing = conversation_closing(conversation, self.closing_phrases)
             events.append(
                 MessageEvent(
                     identity=f"ticket:{ticket_id}:conversation:{conversation['id']}",
@@ -471,6 +510,7 @@ class FreshdeskSource:
                     reason=reason,
                     author=author,
                     author_name=name,
+                    closing=closing,
                     **common,
                 )
             )

@@ -18,6 +18,14 @@ In both modes comments by bots (``type: Bot`` or a login ending in ``[bot]``) an
 ``ignore_users`` never count, closing an issue stops a running clock as solved, and an author's
 comment on a closed issue is not a new customer message (GitHub does not reopen the issue).
 
+With ``closers: ignore`` (the default) a customer's comment (the issue author's follow-up)
+that is only a closing phrase ("Thanks, that fixed it!") is marked as a closing message, so it
+starts no next-response clock: its Markdown ``body`` is read as plain text by
+``monitor.mail.closers.closing_message`` (an image, ``![...]`` or ``<img``, and a link to an
+upload, ``github.com/user-attachments`` or ``*.githubusercontent.com``, count as an
+attachment), and only the verdict's few words are kept. The issue's own text opens it and is a
+request, whatever it says.
+
 Deleted and transferred issues leave the issues list without a word, so each repository's open
 issues are compared with the ones it had (kept with the checkpoints; issues opened or closed by
 a poll update them) every ``reconcile_interval`` (15 minutes): one list request per hundred open
@@ -45,7 +53,7 @@ import logging
 import time
 import urllib.error
 import urllib.parse
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -54,6 +62,7 @@ from monitor.config.models import GitHubSourceConfig
 from monitor.durations import format_duration
 from monitor.errors import SourceAuthError, SourceError
 from monitor.logs import fields
+from monitor.mail.closers import closing_message
 from monitor.model import Direction, MessageEvent, ThreadRef
 from monitor.sources.base import MessageSink, PollReport, read_secret
 from monitor.sources.http import Response, source_api
@@ -65,6 +74,8 @@ PAGE_SIZE = 100  # GitHub's maximum per_page
 API_VERSION = "2022-11-28"
 STATUS_EVENTS = {"closed": "closed", "reopened": "open"}  # issue event -> ticket status
 RECONCILE_INTERVAL = timedelta(minutes=15)  # how often open issues are compared for the gone
+# What an image or an uploaded file looks like in a comment's Markdown (lowercase).
+ATTACHMENT_MARKERS = ("github.com/user-attachments/", "githubusercontent.com/", "![", "<img")
 
 Json = Mapping[str, Any]
 
@@ -231,6 +242,23 @@ class ResponseRules:
         return Direction.IGNORED, f"{what} by another user ({association})"
 
 
+def comment_closing(comment: Json, extra_phrases: Sequence[str] = ()) -> str | None:
+    """The words of a comment that is only a closing phrase ("Thanks!"), else None. Its
+    Markdown ``body`` is read as plain text; an image or an uploaded file (GitHub puts uploads
+    in the Markdown as links) makes it more than a closing phrase. The body is not kept: only the
+    verdict's quote (at most 40 characters)."""
+    body = comment.get("body")
+    if not isinstance(body, str) or not body.strip():
+        return None  # no body to read: counted as a message
+    lower = body.lower()
+    verdict = closing_message(
+        body,
+        has_attachment=any(marker in lower for marker in ATTACHMENT_MARKERS),
+        extra_phrases=extra_phrases,
+    )
+    return verdict.quote if verdict.is_closing else None
+
+
 def association_of(item: Json) -> str:
     """GitHub's ``author_association`` (NONE when absent, as in payloads from before 2017)."""
     value = item.get("author_association")
@@ -248,9 +276,11 @@ class GitHubSource:
         *,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        closing_phrases: Sequence[str] = (),
     ) -> None:
         self.name = config.name
         self.config = config
+        self.closing_phrases = tuple(closing_phrases)  # the rules files' extra phrases
         self.rules = ResponseRules(
             mode=config.mode,
             responders=frozenset(config.responders),
@@ -777,6 +807,8 @@ class GitHubSource:
             verdict: tuple[Direction, str],
             user: object,
             status: str | None = None,
+            *,
+            closing: str | None = None,
         ) -> MessageEvent:
             login = user.get("login") if isinstance(user, Mapping) else None
             return MessageEvent(
@@ -793,6 +825,7 @@ class GitHubSource:
                 link=issue.get("html_url"),
                 status=status,
                 attributes={"repository": repository},
+                closing=closing,
             )
 
         opened = parse_instant(issue.get("created_at"), "an issue's created_at")
@@ -800,7 +833,14 @@ class GitHubSource:
         for comment in comments:
             when = parse_instant(comment.get("created_at"), "a comment's created_at")
             verdict = self.rules.comment(author, comment, closed=closed_before(when))
-            events.append(event(f"comment:{comment['id']}", when, verdict, comment.get("user")))
+            closing = None
+            if self.config.closers == "ignore" and verdict[0] is Direction.INBOUND:
+                closing = comment_closing(comment, self.closing_phrases)
+            events.append(
+                event(
+                    f"comment:{comment['id']}", when, verdict, comment.get("user"), closing=closing
+                )
+            )
         for review in reviews:
             if review.get("state") == "PENDING" or not review.get("submitted_at"):
                 continue  # a draft review nobody else can see yet

@@ -13,6 +13,12 @@ the thread's ``status`` (documented as ``nochange`` unless the thread changed th
 else from a line item's text ("Marked as Pending"); a conversation whose status no thread
 recorded gets one status event at ``closedAt`` or ``userUpdatedAt``.
 
+With ``closers: ignore`` (the default) a customer thread after the conversation's first
+message that is only a closing phrase ("Thanks, that fixed it!") is marked as a closing
+message, so it starts no next-response clock: its HTML ``body`` and ``_embedded.attachments``
+are read by ``monitor.mail.closers.closing_message``, and only the verdict's few words are
+kept. The thread that opened the conversation is a request, whatever it says.
+
 A conversation nobody will answer any more -- ``state`` deleted, or ``status`` spam (the list
 asks for ``status=all``, which includes spam) -- gets one ``closed`` status event at the latest
 time it shows, so a waiting customer's clock stops (counted as closed, not a breach). One whose
@@ -40,6 +46,7 @@ from monitor.config.models import HelpScoutSourceConfig
 from monitor.durations import format_duration
 from monitor.errors import SourceAuthError, SourceError
 from monitor.logs import fields
+from monitor.mail.closers import closing_message
 from monitor.model import Direction, MessageEvent, ThreadRef
 from monitor.sources.base import MessageSink, PollReport, read_secret
 from monitor.sources.http import source_api
@@ -136,6 +143,24 @@ def thread_status(thread: Json) -> str | None:
     return None
 
 
+def thread_closing(thread: Json, extra_phrases: Sequence[str] = ()) -> str | None:
+    """The words of a customer thread that is only a closing phrase ("Thanks!"), else None.
+    Its ``body`` is HTML; any attachment (``_embedded.attachments``) makes it more than a
+    closing phrase. The body is not kept: only the verdict's quote (at most 40 characters)."""
+    body = thread.get("body")
+    if not isinstance(body, str) or not body.strip():
+        return None  # no body to read: counted as a message
+    embedded = thread.get("_embedded")
+    attachments = embedded.get("attachments") if isinstance(embedded, Mapping) else None
+    verdict = closing_message(
+        body,
+        content_type="text/html",
+        has_attachment=bool(attachments),
+        extra_phrases=extra_phrases,
+    )
+    return verdict.quote if verdict.is_closing else None
+
+
 def modified_at(conversation: Json, threads: Sequence[Json]) -> datetime:
     """When the conversation last changed, as far as its body shows.
 
@@ -191,9 +216,16 @@ def removal(conversation: Json) -> str | None:
 
 
 def conversation_events(
-    source: str, conversation: Json, threads: Sequence[Json]
+    source: str,
+    conversation: Json,
+    threads: Sequence[Json],
+    *,
+    closers: str = "ignore",
+    closing_phrases: Sequence[str] = (),
 ) -> list[MessageEvent]:
-    """The events of one conversation and its threads (pure: no I/O)."""
+    """The events of one conversation and its threads (pure: no I/O). With ``closers``
+    "ignore", a customer thread after the first message that is only a closing phrase
+    (``closing_phrases`` add to the built-in ones) is marked as a closing message."""
     cid = int(conversation["id"])
     customer = conversation.get("primaryCustomer")
     shared = _shared(source, conversation)
@@ -206,6 +238,7 @@ def conversation_events(
         *,
         status: str | None = None,
         recipients: Sequence[str] = (),
+        closing: str | None = None,
     ) -> MessageEvent:
         return MessageEvent(
             identity=f"conversation:{cid}:{identity}",
@@ -216,6 +249,7 @@ def conversation_events(
             author_name=_name(person),
             recipients=tuple(str(r).lower() for r in recipients),
             status=status,
+            closing=closing,
             **shared,
         )
 
@@ -223,6 +257,7 @@ def conversation_events(
         return []  # a new conversation a user has not sent yet
     events: list[MessageEvent] = []
     said: str | None = None  # the last status a thread recorded
+    opened = False  # a message (the customer's or the team's) came before this thread
     published = [t for t in threads if str(t.get("state") or "published") not in UNSENT_STATES]
     ordered = sorted(published, key=lambda t: (str(t.get("createdAt")), int(t["id"])))
     for thread in ordered:
@@ -233,6 +268,10 @@ def conversation_events(
         person = thread.get("createdBy")
         if verdict[0] is Direction.INBOUND and not _email(person):
             person = thread.get("customer") or customer
+        closing = None
+        if closers == "ignore" and opened and thread.get("type") == "customer":
+            closing = thread_closing(thread, closing_phrases)
+        opened = opened or verdict[0] is not Direction.IGNORED
         events.append(
             event(
                 f"thread:{thread['id']}",
@@ -241,6 +280,7 @@ def conversation_events(
                 person,
                 status=status if verdict[0] is Direction.IGNORED else None,
                 recipients=thread.get("to") or (),
+                closing=closing,
             )
         )
     removed = removal(conversation)
@@ -306,9 +346,11 @@ class HelpScoutSource:
         *,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        closing_phrases: Sequence[str] = (),
     ) -> None:
         self.name = config.name
         self.config = config
+        self.closing_phrases = tuple(closing_phrases)  # the rules files' extra phrases
         self.clock = clock
         self._token: str | None = None
         self._token_until = datetime.min.replace(tzinfo=UTC)
@@ -511,7 +553,15 @@ class HelpScoutSource:
                     if gone:
                         events.append(vanished_event(self.name, conversation, now))
                     else:
-                        events.extend(conversation_events(self.name, conversation, threads))
+                        events.extend(
+                            conversation_events(
+                                self.name,
+                                conversation,
+                                threads,
+                                closers=self.config.closers,
+                                closing_phrases=self.closing_phrases,
+                            )
+                        )
                     done = max(done, modified_at(conversation, threads))
                 except (KeyError, TypeError, ValueError) as exc:
                     raise SourceError(

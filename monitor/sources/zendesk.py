@@ -14,6 +14,12 @@ Zendesk's own rules are followed: a reply is a public comment by an agent (role 
 ``admin``); comments made by triggers and automations, by bots, by the Zendesk system user or
 through ticket sharing are neither customer messages nor replies.
 
+With ``closers: ignore`` (the default) a public customer comment after the ticket's first one
+that is only a closing phrase ("Thanks, that fixed it!") is marked as a closing message, so it
+starts no next-response clock: its ``plain_body`` (else ``body``, else ``html_body``) is read
+with its ``attachments`` by ``monitor.mail.closers.closing_message``, and only the verdict's few
+words are kept. The comment that opened the ticket is a request, whatever it says.
+
 ``probe`` (for ``replyclock check --connect``) asks who the token signs in as (``users/me``),
 reads the rate-limit headroom from that answer's headers, and counts with the search API the
 tickets a first sync would read.
@@ -34,6 +40,7 @@ from monitor.config.models import ZendeskSourceConfig
 from monitor.durations import format_duration
 from monitor.errors import SourceAuthError, SourceError
 from monitor.logs import fields
+from monitor.mail.closers import closing_message
 from monitor.model import Direction, MessageEvent, ThreadRef
 from monitor.sources.base import MessageSink, PollReport, read_secret
 from monitor.sources.http import parse_time, source_api
@@ -62,6 +69,8 @@ COMMENT_TYPES = frozenset({"Comment", "VoiceComment"})
 SHARING_CHANNELS = frozenset({"ticket_sharing"})
 RULE_CHANNELS = frozenset({"rule", "automation"})
 BOT_CHANNEL_PREFIXES = ("answer_bot", "ai_agent")
+# A comment's body fields, in the order they are read to tell a closing message ("Thanks!").
+BODY_FIELDS = (("plain_body", "text/plain"), ("body", "text/plain"), ("html_body", "text/html"))
 
 Json = Mapping[str, Any]
 
@@ -179,6 +188,32 @@ def classify_comment(
     return Direction.INBOUND, "customer comment"
 
 
+def comment_closing(comment: Json, extra_phrases: Sequence[str] = ()) -> str | None:
+    """The words of a customer comment that is only a closing phrase ("Thanks!"), else None.
+
+    The plain text is read when Zendesk sends it (``plain_body``, else ``body``), else the
+    HTML (``html_body``); any attachment makes it more than a closing phrase. The body is not
+    kept: only the verdict's quote (at most 40 characters)."""
+    found = next(
+        (
+            (text, content_type)
+            for key, content_type in BODY_FIELDS
+            if isinstance(text := comment.get(key), str) and text.strip()
+        ),
+        None,
+    )
+    if found is None:
+        return None  # no body to read: counted as a message
+    text, content_type = found
+    verdict = closing_message(
+        text,
+        content_type=content_type,
+        has_attachment=bool(comment.get("attachments")),
+        extra_phrases=extra_phrases,
+    )
+    return verdict.quote if verdict.is_closing else None
+
+
 def _ticket_fields(source: str, facts: TicketFacts, customer: str) -> dict[str, Any]:
     """The MessageEvent fields every event of one ticket shares."""
     return {
@@ -197,8 +232,13 @@ def events_from_audits(
     facts: TicketFacts,
     audits: Sequence[Json],
     users: Mapping[int, ZendeskUser],
+    *,
+    closers: str = "ignore",
+    closing_phrases: Sequence[str] = (),
 ) -> list[MessageEvent]:
-    """A ticket's comments and status changes as message events, oldest first."""
+    """A ticket's comments and status changes as message events, oldest first. With
+    ``closers`` "ignore", a customer's later public comment that is only a closing phrase
+    (``closing_phrases`` add to the built-in ones) is marked as a closing message."""
     customer = _who(facts.requester_id, users)[0] if facts.requester_id is not None else ""
     common = _ticket_fields(source, facts, customer)
     events: list[MessageEvent] = []
@@ -217,6 +257,14 @@ def events_from_audits(
             if kind in COMMENT_TYPES and isinstance(item.get("id"), int):
                 direction, reason = classify_comment(item, audit, facts, users, opening=opening)
                 author, name = _who(item.get("author_id", audit.get("author_id")), users)
+                closing = None
+                if (
+                    closers == "ignore"
+                    and direction is Direction.INBOUND
+                    and kind == "Comment"
+                    and not opening
+                ):
+                    closing = comment_closing(item, closing_phrases)
                 events.append(
                     MessageEvent(
                         identity=f"ticket:{facts.id}:comment:{item['id']}",
@@ -225,6 +273,7 @@ def events_from_audits(
                         reason=reason,
                         author=author,
                         author_name=name,
+                        closing=closing,
                         **common,
                     )
                 )
@@ -259,9 +308,11 @@ class ZendeskSource:
         *,
         sleep: Callable[[float], None] = time.sleep,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        closing_phrases: Sequence[str] = (),
     ) -> None:
         self.name = config.name
         self.config = config
+        self.closing_phrases = tuple(closing_phrases)  # the rules files' extra phrases
         self._authorization: str | None = None
         key = "api_token_file" if config.api_token_file is not None else "api_token"
         self.api = source_api(
@@ -434,7 +485,14 @@ class ZendeskSource:
                     **_ticket_fields(self.name, facts, ""),
                 )
             ]
-        return events_from_audits(self.name, facts, audits, users)
+        return events_from_audits(
+            self.name,
+            facts,
+            audits,
+            users,
+            closers=self.config.closers,
+            closing_phrases=self.closing_phrases,
+        )
 
     def _audits(self, ticket_id: int) -> tuple[list[Json], dict[int, ZendeskUser]]:
         """Every audit of a ticket (cursor pagination) and the users they name."""

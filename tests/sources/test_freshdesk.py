@@ -16,10 +16,12 @@ from typing import Any
 
 import pytest
 from servers.fake_api import Answer, FakeApi, FakeRequest, RecordingSink
+from test_engine import rulebook
 
 from monitor.config.models import FreshdeskSourceConfig
-from monitor.engine import clock_messages
+from monitor.engine import Engine, clock_messages
 from monitor.errors import SourceAuthError, SourceError
+from monitor.explain import explain
 from monitor.model import Direction
 from monitor.sla.calendar import BusinessCalendar
 from monitor.sla.clocks import ClockKind, StopReason
@@ -242,10 +244,11 @@ def source(
         "api_key": API_KEY,
         "base_url": fake.api.url,
     }
+    phrases = overrides.pop("closing_phrases", ())
     values.update(overrides)
     record = sleeps if sleeps is not None else []
     config = FreshdeskSourceConfig.model_validate(values)
-    return FreshdeskSource(config, sleep=record.append, clock=lambda: NOW)
+    return FreshdeskSource(config, sleep=record.append, clock=lambda: NOW, closing_phrases=phrases)
 
 
 def stored(store: Store) -> list[tuple[str, str, str, str, str, str | None]]:
@@ -709,6 +712,144 @@ def test_outbound_email_ticket_has_no_first_response_clock(
             True,
         )
     ]
+
+
+# --- closing messages --------------------------------------------------------------------------
+
+CLOSER_RULES = """\
+policies:
+  - name: standard
+    calendar: 24x7
+    targets: {first_response: 1h, next_response: 1h}
+"""
+ANSWERED = "2016-05-21T11:00:00Z"  # the customer's answer to the agent's reply, 1 h before NOW
+SCREENSHOT = {
+    "id": 5001,
+    "content_type": "image/png",
+    "size": 48213,
+    "name": "still-broken.png",
+    "attachment_url": "https://cdn.freshdesk.com/data/helpdesk/attachments/production/5001/"
+    "original/still-broken.png",
+    "created_at": ANSWERED,
+    "updated_at": ANSWERED,
+}
+
+
+def serve_answered(
+    fake: FakeFreshdesk,
+    answers: dict[int, tuple[str, list[Any]]],
+    unanswered: dict[int, str] | None = None,
+) -> None:
+    """Copies of ticket 1 (subject "ticket <n>", reopened by the customer's answer): the note
+    and the agent's reply as recorded, then, for those in ``answers``, the customer's incoming
+    conversation with the text and attachments given. Those in ``unanswered`` have only their
+    description, the text given, and no conversation."""
+    recorded = load("conversations_ticket_1.json")
+    for n, description in {
+        **dict.fromkeys(answers, "The router does not connect. Can you help?"),
+        **(unanswered or {}),
+    }.items():
+        ticket = load("ticket_1.json")
+        ticket |= {"id": n, "subject": f"ticket {n}", "status": 2, "updated_at": ANSWERED}
+        ticket["description_text"] = description
+        ticket["description"] = f"<div>{description}</div>"
+        ticket["stats"]["status_updated_at"] = ANSWERED
+        conversations: list[Any] = []
+        if n in answers:
+            text, attachments = answers[n]
+            conversations = [dict(c, ticket_id=n) for c in copy.deepcopy(recorded)]
+            conversations.append(
+                {
+                    **conversations[-1],
+                    "body": f"<div>{text}</div>",
+                    "body_text": text,
+                    "id": 3,
+                    "incoming": True,
+                    "user_id": ticket["requester_id"],
+                    "to_emails": ["support@example.freshdesk.com"],
+                    "from_email": "Dummyname <dummyname@example.com>",
+                    "created_at": ANSWERED,
+                    "updated_at": ANSWERED,
+                    "attachments": attachments,
+                }
+            )
+        fake.ticket(ticket, conversations)
+
+
+def closing_column(store: Store) -> dict[str, str | None]:
+    return dict(
+        store.conn.execute("SELECT identity, closing FROM messages WHERE direction = 'inbound'")
+    )
+
+
+def waiting_subjects(store: Store, tmp_path: Path) -> list[str]:
+    engine = Engine(store, rulebook(tmp_path, "closers", CLOSER_RULES))
+    engine.evaluate(NOW)
+    return sorted(w.conversation.subject for w in engine.waiting(NOW))
+
+
+def test_a_customer_thank_you_after_the_reply_starts_no_clock(
+    fake: FakeFreshdesk, store: Store, tmp_path: Path
+) -> None:
+    """After the agent's public reply, the customer's incoming "Thanks, that fixed it!" is a
+    closing message: no clock, and only its words are kept (the body is not stored). "Thanks,
+    but it still fails", a "Thanks!" with a screenshot attached and a ticket whose description
+    is "Thanks!" (it opens the ticket: a request, whatever it says) each wait for a reply."""
+    serve_answered(
+        fake,
+        {
+            1: ("Thanks, that fixed it!", []),
+            2: ("Thanks, but it still fails", []),
+            3: ("Thanks!", [SCREENSHOT]),
+        },
+        unanswered={4: "Thanks!"},
+    )
+    source(fake).poll(SourceSink(store, "helpdesk"), NOW)
+    assert closing_column(store) == {
+        "ticket:1:created": None,
+        "ticket:1:conversation:3": "Thanks, that fixed it!",
+        "ticket:2:created": None,
+        "ticket:2:conversation:3": None,
+        "ticket:3:created": None,
+        "ticket:3:conversation:3": None,
+        "ticket:4:created": None,
+    }
+    assert waiting_subjects(store, tmp_path) == ["ticket 2", "ticket 3", "ticket 4"]
+    (cid,) = store.conn.execute(
+        "SELECT conversation_id FROM messages WHERE identity = 'ticket:1:conversation:3'"
+    ).fetchone()
+    text = "\n".join(explain(store, rulebook(tmp_path, "closers", CLOSER_RULES), cid, NOW))
+    assert "not a clock: closing message ('Thanks, that fixed it!')" in text
+    columns = {row[1] for row in store.conn.execute("PRAGMA table_info(messages)")}
+    assert not columns & {"body", "body_text", "description"}
+
+
+def test_with_closers_count_a_thank_you_starts_a_clock(
+    fake: FakeFreshdesk, store: Store, tmp_path: Path
+) -> None:
+    """``closers: count``: the customer's "Thanks, that fixed it!" is a message like any other
+    and waits for a reply; nothing is marked as closing."""
+    serve_answered(fake, {1: ("Thanks, that fixed it!", [])})
+    source(fake, closers="count").poll(SourceSink(store, "helpdesk"), NOW)
+    assert set(closing_column(store).values()) == {None}
+    assert waiting_subjects(store, tmp_path) == ["ticket 1"]
+
+
+def test_the_rules_files_closing_phrases_count_and_html_is_read_without_plain_text(
+    fake: FakeFreshdesk, store: Store
+) -> None:
+    """Phrases from the rules files (``closing_phrases``; "kiitos paljon" is no built-in one)
+    make a conversation closing too; one without ``body_text`` is read from its HTML."""
+    serve_answered(fake, {1: ("Kiitos paljon!", []), 2: ("Danke!", [])})
+    html_only = fake.conversations[2][-1]
+    del html_only["body_text"]
+    html_only["body"] = '<div dir="ltr">Danke!<br>Anna</div><div class="freshdesk_quote"></div>'
+    source(fake, closing_phrases=("kiitos paljon",)).poll(SourceSink(store, "helpdesk"), NOW)
+    closing = closing_column(store)
+    assert (closing["ticket:1:conversation:3"], closing["ticket:2:conversation:3"]) == (
+        "Kiitos paljon!",
+        "Danke! Anna",
+    )
 
 
 # --- deleted and spam tickets --------------------------------------------------------------------

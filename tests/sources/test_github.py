@@ -13,10 +13,12 @@ from typing import Any
 
 import pytest
 from servers.fake_api import Answer, FakeApi, FakeRequest
+from test_engine import rulebook
 
 from monitor.config.models import GitHubSourceConfig
-from monitor.engine import clock_messages
+from monitor.engine import Engine, clock_messages
 from monitor.errors import SourceAuthError, SourceError
+from monitor.explain import explain
 from monitor.model import Direction
 from monitor.sla.calendar import BusinessCalendar
 from monitor.sla.clocks import ClockKind, StopReason
@@ -273,11 +275,13 @@ def make_source(
         "since": "7d",
         "base_url": server.api.url,
     }
+    phrases = overrides.pop("closing_phrases", ())
     values.update(overrides)
     return GitHubSource(
         GitHubSourceConfig.model_validate(values),
         sleep=(sleeps if sleeps is not None else []).append,
         clock=clock or Clock(NOW),
+        closing_phrases=phrases,
     )
 
 
@@ -873,6 +877,140 @@ def test_reviews_respond_to_pull_requests_in_issue_metrics_mode(
     ]
     [first] = verdict(store, 38, LATER).clocks
     assert (first.clock.stop_reason, first.business_seconds) == (StopReason.REPLY, 5400)
+
+
+# --- closing messages --------------------------------------------------------------------------
+
+CLOSER_RULES = """\
+policies:
+  - name: standard
+    calendar: 24x7
+    targets: {first_response: 1h, next_response: 1h}
+"""
+UPLOAD = "https://github.com/user-attachments/assets/4f1c9d2e-8a7b-4c3d-9e0f-1a2b3c4d5e6f"
+
+
+def serve_issues(github: FakeGitHub, answers: dict[int, str], unanswered: dict[int, str]) -> None:
+    """Issues like #27 (bilderbuchi's, NONE), titled "issue <n>" and opened at 05:00 on NOW's
+    day. Those in ``answers`` the MEMBER answered at 06:00 and the author answered at 07:00 with
+    the Markdown given; those in ``unanswered`` were opened with the text given."""
+    [template] = issue("issues-2012-05-27.json", 27)
+    [member] = [c for c in load("issue-comments.json") if c["id"] == 5820199]
+    [author] = [c for c in load("issue-comments.json") if c["id"] == 5820912]
+    issues, comments = [], []
+    for n, text in {**answers, **unanswered}.items():
+        body = text if n in unanswered else "The router does not connect. Can you help?"
+        updated = "2012-05-27T07:00:00Z" if n in answers else "2012-05-27T05:00:00Z"
+        issues.append(
+            copy.deepcopy(template)
+            | {
+                "number": n,
+                "id": 9_000_000 + n,
+                "title": f"issue {n}",
+                "body": body,
+                "comments": 2 if n in answers else 0,
+                "created_at": "2012-05-27T05:00:00Z",
+                "updated_at": updated,
+                "url": f"https://api.github.com/repos/{REPO}/issues/{n}",
+                "html_url": f"https://github.com/{REPO}/issues/{n}",
+            }
+        )
+        if n in answers:
+            issue_url = f"https://api.github.com/repos/{REPO}/issues/{9_000_000 + n}"
+            for comment, offset, words in ((member, 1, "Please restart it."), (author, 2, text)):
+                stamped = f"2012-05-27T0{5 + offset}:00:00Z"
+                comments.append(
+                    copy.deepcopy(comment)
+                    | {
+                        "id": n * 10 + offset,
+                        "issue_url": issue_url,
+                        "body": words,
+                        "created_at": stamped,
+                        "updated_at": stamped,
+                    }
+                )
+    github.comments, github.events = comments, []
+    github.serve(issues, "2012-05-27T07:30:00Z")
+
+
+def closing_column(store: Store) -> dict[str, str | None]:
+    return dict(
+        store.conn.execute("SELECT identity, closing FROM messages WHERE direction = 'inbound'")
+    )
+
+
+def waiting_subjects(store: Store, tmp_path: Path) -> list[str]:
+    engine = Engine(store, rulebook(tmp_path, "closers", CLOSER_RULES))
+    engine.evaluate(NOW)
+    return sorted(w.conversation.subject for w in engine.waiting(NOW))
+
+
+def test_an_authors_thank_you_after_the_reply_starts_no_clock(
+    github: FakeGitHub, store: Store, tmp_path: Path
+) -> None:
+    """After the MEMBER's comment, the author's "Thanks, that fixed it!" is a closing message:
+    no clock, and only its words are kept (the body is not stored). "Thanks, but it still
+    fails", a "Thanks!" with an uploaded screenshot and an issue opened with "Thanks!" (a
+    request, whatever it says) each wait for a reply."""
+    serve_issues(
+        github,
+        {
+            101: "Thanks, that fixed it!",
+            102: "Thanks, but it still fails",
+            103: f"Thanks!\r\n\r\n![still-broken](<{UPLOAD}>)",
+        },
+        {104: "Thanks!"},
+    )
+    make_source(github).poll(SourceSink(store, "github"), NOW)
+    assert closing_column(store) == {
+        key(101, "opened"): None,
+        key(101, "comment:1012"): "Thanks, that fixed it!",
+        key(102, "opened"): None,
+        key(102, "comment:1022"): None,
+        key(103, "opened"): None,
+        key(103, "comment:1032"): None,
+        key(104, "opened"): None,
+    }
+    assert waiting_subjects(store, tmp_path) == ["issue 102", "issue 103", "issue 104"]
+    cid = store.conversation_for_message("github", key(101, "comment:1012"))
+    assert cid is not None
+    text = "\n".join(explain(store, rulebook(tmp_path, "closers", CLOSER_RULES), cid, NOW))
+    assert "not a clock: closing message ('Thanks, that fixed it!')" in text
+    columns = {row[1] for row in store.conn.execute("PRAGMA table_info(messages)")}
+    assert "body" not in columns
+
+
+def test_with_closers_count_a_thank_you_starts_a_clock(
+    github: FakeGitHub, store: Store, tmp_path: Path
+) -> None:
+    """``closers: count``: the author's "Thanks, that fixed it!" is a message like any other
+    and waits for a reply; nothing is marked as closing."""
+    serve_issues(github, {101: "Thanks, that fixed it!"}, {})
+    make_source(github, closers="count").poll(SourceSink(store, "github"), NOW)
+    assert set(closing_column(store).values()) == {None}
+    assert waiting_subjects(store, tmp_path) == ["issue 101"]
+
+
+def test_closing_phrases_quotes_and_uploads_in_markdown(github: FakeGitHub, store: Store) -> None:
+    """Phrases from the rules files (``closing_phrases``; "kiitos paljon" is no built-in one)
+    make a comment closing; a Markdown quote of the maintainer's comment is history, not the
+    author's words; an uploaded image is an attachment, even alone with "Thanks!"."""
+    serve_issues(
+        github,
+        {
+            101: "Kiitos paljon!",
+            102: "> Please restart it.\n\nThanks, that fixed it!",
+            103: f"Thanks! {UPLOAD}",
+        },
+        {},
+    )
+    make_source(github, closing_phrases=("kiitos paljon",)).poll(SourceSink(store, "github"), NOW)
+    closing = closing_column(store)
+    assert [closing[key(n, f"comment:{n}2")] for n in (101, 102, 103)] == [
+        "Kiitos paljon!",
+        "Thanks, that fixed it!",
+        None,
+    ]
 
 
 # --- deleted and transferred issues ------------------------------------------------------------

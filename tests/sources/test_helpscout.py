@@ -13,10 +13,12 @@ from typing import Any
 
 import pytest
 from servers.fake_api import Answer, FakeApi, FakeRequest
+from test_engine import rulebook
 
 from monitor.config.models import HelpScoutSourceConfig
-from monitor.engine import clock_messages
+from monitor.engine import Engine, clock_messages
 from monitor.errors import SourceAuthError, SourceError
+from monitor.explain import explain
 from monitor.model import Direction
 from monitor.sla.calendar import BusinessCalendar
 from monitor.sla.clocks import ClockKind, StatusRules, StopReason
@@ -186,11 +188,13 @@ def make_source(
         "app_secret": SECRET,
         "base_url": server.api.url,
     }
+    phrases = overrides.pop("closing_phrases", ())
     values.update(overrides)
     return HelpScoutSource(
         HelpScoutSourceConfig.model_validate(values),
         sleep=(sleeps if sleeps is not None else []).append,
         clock=clock or Clock(NOW),
+        closing_phrases=phrases,
     )
 
 
@@ -664,21 +668,31 @@ def verdict(store: Store, identity: str, policy: Policy, now: datetime) -> Conve
 POLICY = Policy(name="support", calendar="24x7", first_response=8 * 3600)
 
 
+@pytest.mark.parametrize("closers", ["ignore", "count"])
 def test_clock_stops_at_the_first_reply_not_the_note_or_line_item(
-    helpscout: FakeHelpScout, store: Store
+    helpscout: FakeHelpScout, store: Store, closers: str
 ) -> None:
     """Conversation A's first-response clock runs from the customer's message to Jack's reply
-    (75 minutes), through the note and the workflow line item; the follow-up's clock stops as
-    solved when the conversation is marked closed."""
-    make_source(helpscout).poll(SourceSink(store, "helpscout"), NOW)
-    first, follow_up = verdict(store, thread(A, 88171881), POLICY, NOW).clocks
+    (75 minutes), through the note and the workflow line item. The customer's "It works now,
+    thank you!" after it is a closing message and starts no clock; with ``closers: count`` it
+    starts one, which stops as solved when the conversation is marked closed."""
+    make_source(helpscout, closers=closers).poll(SourceSink(store, "helpscout"), NOW)
+    first, *follow_ups = verdict(store, thread(A, 88171881), POLICY, NOW).clocks
     assert (first.clock.kind, first.clock.stop_reason, first.clock.responder) == (
         ClockKind.FIRST,
         StopReason.REPLY,
         JACK,
     )
     assert (first.clock.stopped_at, first.business_seconds) == (stamp("2024-06-03T10:15Z"), 4500)
-    assert (follow_up.clock.kind, follow_up.state, follow_up.clock.stopped_at) == (
+    closing = store.conn.execute(
+        "SELECT closing FROM messages WHERE identity = ?", (thread(A, 88171885),)
+    ).fetchone()[0]
+    if closers == "ignore":
+        assert (closing, follow_ups) == ("It works now, thank you!", [])
+        return
+    [follow_up] = follow_ups
+    assert (closing, follow_up.clock.kind, follow_up.state, follow_up.clock.stopped_at) == (
+        None,
         ClockKind.NEXT,
         ClockState.SOLVED,
         stamp("2024-06-03T12:00Z"),
@@ -787,6 +801,123 @@ def test_a_conversation_gone_while_being_read_is_closed_and_the_poll_goes_on(
         False,
     )
     assert stopped.business_seconds == 55 * 60
+
+
+# --- closing messages --------------------------------------------------------------------------
+
+CLOSER_RULES = """\
+policies:
+  - name: standard
+    calendar: 24x7
+    targets: {first_response: 1h, next_response: 1h}
+"""
+SCREENSHOT = {
+    "id": 12392,
+    "filename": "still-broken.png",
+    "mimeType": "image/png",
+    "width": 640,
+    "height": 480,
+    "size": 48213,
+    "_links": {
+        "data": {"href": "https://api.helpscout.net/v2/conversations/1/attachments/12392/data"}
+    },
+}
+
+
+def answered(n: int, answer: str | None, attachments: list[Any] | None = None) -> dict[str, Any]:
+    """Conversation A as it stood when the customer answered Jack's reply (10:15) at 11:00 with
+    ``answer`` (the HTML body) and ``attachments``: subject "conversation <n>", active. With
+    ``answer`` None, only the customer's first thread, which opened the conversation with
+    "Thanks!"."""
+    [recorded] = [c for c in load("conversations.json") if c["id"] == A]
+    conversation = copy.deepcopy(recorded)
+    for key in ("closedAt", "closedBy", "closedByUser"):
+        conversation.pop(key)
+    conversation |= {"id": 5000 + n, "subject": f"conversation {n}", "status": "active"}
+    conversation["userUpdatedAt"] = "2024-06-03T10:15:00Z"
+    threads = {t["id"]: t for t in conversation["_embedded"]["threads"]}
+    opening, reply, follow_up = threads[88171881], threads[88171884], threads[88171885]
+    if answer is None:
+        opening["body"] = "<div>Thanks!</div>"
+        kept = [opening]
+    else:
+        follow_up["body"] = answer
+        follow_up["_embedded"] = {"attachments": attachments or []}
+        kept = [follow_up, reply, opening]
+    conversation["_embedded"]["threads"] = [dict(t, id=n * 100 + i) for i, t in enumerate(kept)]
+    return conversation
+
+
+def closing_column(store: Store) -> dict[str, str | None]:
+    return dict(
+        store.conn.execute("SELECT identity, closing FROM messages WHERE direction = 'inbound'")
+    )
+
+
+def waiting_subjects(store: Store, tmp_path: Path) -> list[str]:
+    engine = Engine(store, rulebook(tmp_path, "closers", CLOSER_RULES))
+    engine.evaluate(NOW)
+    return sorted(w.conversation.subject for w in engine.waiting(NOW))
+
+
+def test_a_customer_thank_you_after_the_reply_starts_no_clock(
+    helpscout: FakeHelpScout, store: Store, tmp_path: Path
+) -> None:
+    """After Jack's reply, the customer's "Thanks, that fixed it!" thread is a closing message:
+    no clock, and only its words are kept (the body is not stored). "Thanks, but it still
+    fails", a "Thanks!" with a screenshot attached and a conversation the customer opened with
+    "Thanks!" (a request, whatever it says) each wait for a reply."""
+    helpscout.conversations = [
+        answered(1, "<div>Thanks, that fixed it!</div><div><br></div>"),
+        answered(2, "<div>Thanks, but it still fails</div>"),
+        answered(3, "<div>Thanks!</div>", [SCREENSHOT]),
+        answered(4, None),
+    ]
+    make_source(helpscout).poll(SourceSink(store, "helpscout"), NOW)
+    assert closing_column(store) == {
+        "conversation:5001:thread:100": "Thanks, that fixed it!",
+        "conversation:5001:thread:102": None,
+        "conversation:5002:thread:200": None,
+        "conversation:5002:thread:202": None,
+        "conversation:5003:thread:300": None,
+        "conversation:5003:thread:302": None,
+        "conversation:5004:thread:400": None,
+    }
+    assert waiting_subjects(store, tmp_path) == [
+        "conversation 2",
+        "conversation 3",
+        "conversation 4",
+    ]
+    cid = store.conversation_for_message("helpscout", "conversation:5001:thread:100")
+    assert cid is not None
+    text = "\n".join(explain(store, rulebook(tmp_path, "closers", CLOSER_RULES), cid, NOW))
+    assert "not a clock: closing message ('Thanks, that fixed it!')" in text
+    columns = {row[1] for row in store.conn.execute("PRAGMA table_info(messages)")}
+    assert "body" not in columns
+
+
+def test_with_closers_count_a_thank_you_starts_a_clock(
+    helpscout: FakeHelpScout, store: Store, tmp_path: Path
+) -> None:
+    """``closers: count``: the customer's "Thanks, that fixed it!" is a message like any other
+    and waits for a reply; nothing is marked as closing."""
+    helpscout.conversations = [answered(1, "<div>Thanks, that fixed it!</div>")]
+    make_source(helpscout, closers="count").poll(SourceSink(store, "helpscout"), NOW)
+    assert set(closing_column(store).values()) == {None}
+    assert waiting_subjects(store, tmp_path) == ["conversation 1"]
+
+
+def test_the_rules_files_closing_phrases_make_a_thread_closing(
+    helpscout: FakeHelpScout, store: Store
+) -> None:
+    """Phrases from the rules files (``closing_phrases``; "kiitos paljon" is no built-in one)
+    make a customer thread closing too."""
+    helpscout.conversations = [answered(1, "<p>Kiitos paljon!</p>")]
+    make_source(helpscout, closing_phrases=("kiitos paljon",)).poll(
+        SourceSink(store, "helpscout"), NOW
+    )
+    closing = closing_column(store)
+    assert closing["conversation:5001:thread:100"] == "Kiitos paljon!"
 
 
 # --- check --connect -----------------------------------------------------------------------------

@@ -14,10 +14,12 @@ from typing import Any
 
 import pytest
 from servers.fake_api import Answer, FakeApi, FakeRequest, RecordingSink
+from test_engine import rulebook
 
 from monitor.config.models import ZendeskSourceConfig
-from monitor.engine import clock_messages
+from monitor.engine import Engine, clock_messages
 from monitor.errors import SourceAuthError, SourceError
+from monitor.explain import explain
 from monitor.model import Direction
 from monitor.sla.calendar import BusinessCalendar
 from monitor.sla.clocks import ClockKind, StopReason
@@ -646,14 +648,21 @@ def test_a_ticket_gone_while_its_audits_are_read_is_closed_and_the_poll_goes_on(
     assert (again.new, again.duplicates, again.round_trips) == (0, 1, 1)
 
 
+@pytest.mark.parametrize("closers", ["ignore", "count"])
 def test_first_response_stops_at_the_first_public_agent_comment_end_to_end(
-    fake: FakeZendesk, store: Store
+    fake: FakeZendesk, store: Store, closers: str
 ) -> None:
     """Through the store and the SLA engine: the first-response clock ignores the trigger's
     comment and the private notes and stops at the first public agent comment; a customer
-    follow-up starts a next-response clock; solving the ticket stops the last one as solved."""
+    follow-up starts a next-response clock. The customer's "That fixed it, thank you!" after
+    the next reply is a closing message and starts no clock; with ``closers: count`` it starts
+    one, which solving the ticket stops as solved."""
     serve_first_sync(fake)
-    source(fake).poll(SourceSink(store, "helpdesk"), NOW)
+    source(fake, closers=closers).poll(SourceSink(store, "helpdesk"), NOW)
+    closing = store.conn.execute(
+        "SELECT closing FROM messages WHERE identity = 'ticket:1:comment:6707110000032'"
+    ).fetchone()[0]
+    assert closing == ("That fixed it, thank you!" if closers == "ignore" else None)
     conversation = store.conversation_for_message("helpdesk", "ticket:1:comment:6130852545306")
     assert conversation is not None
     messages = clock_messages(store.messages(conversation))
@@ -693,17 +702,22 @@ def test_first_response_stops_at_the_first_public_agent_comment_end_to_end(
             ClockState.ANSWERED,
             False,  # a reply at exactly the target is on time
         ),
-        (
-            ClockKind.NEXT,
-            at("2024-02-07T03:30:00Z"),
-            at("2024-02-07T03:45:00Z"),
-            StopReason.SOLVED,
-            "",
-            900,
-            ClockState.SOLVED,
-            False,
-        ),
-    ]
+    ] + (
+        [
+            (
+                ClockKind.NEXT,
+                at("2024-02-07T03:30:00Z"),
+                at("2024-02-07T03:45:00Z"),
+                StopReason.SOLVED,
+                "",
+                900,
+                ClockState.SOLVED,
+                False,
+            )
+        ]
+        if closers == "count"
+        else []
+    )
     agent_created = store.conversation_for_message("helpdesk", "ticket:4036:comment:6314901022874")
     assert agent_created is not None
     created = evaluate(
@@ -713,6 +727,201 @@ def test_first_response_stops_at_the_first_public_agent_comment_end_to_end(
         NOW,
     )
     assert created.clocks == ()  # the team spoke first: no customer is waiting
+
+
+# --- closing messages --------------------------------------------------------------------------
+
+CLOSER_RULES = """\
+policies:
+  - name: standard
+    calendar: 24x7
+    targets: {first_response: 1h, next_response: 1h}
+"""
+CUSTOMER = {
+    "id": 7001,
+    "name": "Casey Customer",
+    "email": "casey@customer.example",
+    "role": "end-user",
+}
+SCREENSHOT = {
+    "id": 9001,
+    "file_name": "still-broken.png",
+    "content_url": "https://d3v-zenpydev.zendesk.com/attachments/token/x/?name=still-broken.png",
+    "content_type": "image/png",
+    "size": 48213,
+    "inline": False,
+}
+
+
+def comment(
+    comment_id: int, author: int, text: str, attachments: list[Any] | None = None
+) -> dict[str, Any]:
+    """A public Comment event of an audit, in the recorded shape (body, html_body, plain_body)."""
+    return {
+        "id": comment_id,
+        "type": "Comment",
+        "author_id": author,
+        "body": text,
+        "html_body": f'<div class="zd-comment" dir="auto"><p>{text}</p></div>',
+        "plain_body": text,
+        "public": True,
+        "attachments": attachments or [],
+        "audit_id": comment_id - 1,
+    }
+
+
+def audit(
+    ticket_id: int, audit_id: int, when: datetime, author: int, *items: dict[str, Any]
+) -> dict[str, Any]:
+    return {
+        "id": audit_id,
+        "ticket_id": ticket_id,
+        "created_at": when.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "author_id": author,
+        "metadata": {"system": {}, "custom": {}},
+        "via": {"channel": "web", "source": {"from": {}, "to": {}, "rel": None}},
+        "events": list(items),
+    }
+
+
+def status(event_id: int, kind: str, value: str) -> dict[str, Any]:
+    return {"id": event_id, "type": kind, "field_name": "status", "value": value}
+
+
+def serve_tickets(
+    fake: FakeZendesk,
+    answers: dict[int, tuple[str, list[Any]]],
+    unanswered: dict[int, str] | None = None,
+) -> None:
+    """Tickets the customer opened 3 h before NOW, subject "ticket <n>". Those in ``answers``
+    an agent answered 2 h before NOW (submitted as pending), and the customer answered 1 h
+    before with the text and attachments given; those in ``unanswered`` were opened with the
+    text given and have no reply yet."""
+    tickets: list[dict[str, Any]] = []
+    opening = dict.fromkeys(answers, "My router does not connect. Can you help?")
+    for n, first in {**opening, **(unanswered or {})}.items():
+        base = n * 100
+        tickets.append(
+            {
+                "id": n,
+                "subject": f"ticket {n}",
+                "status": "open",
+                "priority": "normal",
+                "requester_id": CUSTOMER["id"],
+                "updated_at": (NOW - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "tags": [],
+            }
+        )
+        audits = [
+            audit(
+                n,
+                base + 1,
+                NOW - timedelta(hours=3),
+                CUSTOMER["id"],
+                comment(base + 2, CUSTOMER["id"], first),
+                status(base + 3, "Create", "new"),
+            )
+        ]
+        if n in answers:
+            text, attachments = answers[n]
+            audits += [
+                audit(
+                    n,
+                    base + 11,
+                    NOW - timedelta(hours=2),
+                    ADMIN["id"],
+                    comment(base + 12, ADMIN["id"], "Please restart the router."),
+                    status(base + 13, "Change", "pending"),
+                ),
+                audit(
+                    n,
+                    base + 21,
+                    NOW - timedelta(hours=1),
+                    CUSTOMER["id"],
+                    comment(base + 22, CUSTOMER["id"], text, attachments),
+                    status(base + 23, "Change", "open"),
+                ),
+            ]
+        fake.ticket(n, {"audits": audits, "users": [ADMIN, CUSTOMER]})
+    fake.export(None, {"tickets": tickets, "after_cursor": "closers", "end_of_stream": True})
+
+
+def closing_column(store: Store) -> dict[str, str | None]:
+    return dict(
+        store.conn.execute("SELECT identity, closing FROM messages WHERE direction = 'inbound'")
+    )
+
+
+def waiting_subjects(store: Store, tmp_path: Path) -> list[str]:
+    engine = Engine(store, rulebook(tmp_path, "closers", CLOSER_RULES))
+    engine.evaluate(NOW)
+    return sorted(w.conversation.subject for w in engine.waiting(NOW))
+
+
+def test_a_customer_thank_you_after_the_reply_starts_no_clock(
+    fake: FakeZendesk, store: Store, tmp_path: Path
+) -> None:
+    """After an agent's public reply, the customer's "Thanks, that fixed it!" is a closing
+    message: no clock, and only its words are kept (the body is not stored). "Thanks, but it
+    still fails", a "Thanks!" with a screenshot attached and a ticket opened with "Thanks!"
+    (a request, whatever it says) each wait for a reply."""
+    serve_tickets(
+        fake,
+        {
+            1: ("Thanks, that fixed it!", []),
+            2: ("Thanks, but it still fails", []),
+            3: ("Thanks!", [SCREENSHOT]),
+        },
+        unanswered={4: "Thanks!"},
+    )
+    source(fake).poll(SourceSink(store, "helpdesk"), NOW)
+    assert closing_column(store) == {
+        "ticket:1:comment:102": None,
+        "ticket:1:comment:122": "Thanks, that fixed it!",
+        "ticket:2:comment:202": None,
+        "ticket:2:comment:222": None,
+        "ticket:3:comment:302": None,
+        "ticket:3:comment:322": None,
+        "ticket:4:comment:402": None,
+    }
+    assert waiting_subjects(store, tmp_path) == ["ticket 2", "ticket 3", "ticket 4"]
+    (cid,) = store.conn.execute(
+        "SELECT conversation_id FROM messages WHERE identity = 'ticket:1:comment:122'"
+    ).fetchone()
+    rules = rulebook(tmp_path, "closers", CLOSER_RULES)
+    text = "\n".join(explain(store, rules, cid, NOW))
+    assert "not a clock: closing message ('Thanks, that fixed it!')" in text
+    columns = {row[1] for row in store.conn.execute("PRAGMA table_info(messages)")}
+    assert not columns & {"body", "html_body", "plain_body"}
+
+
+def test_with_closers_count_a_thank_you_starts_a_clock(
+    fake: FakeZendesk, store: Store, tmp_path: Path
+) -> None:
+    """``closers: count``: the customer's "Thanks, that fixed it!" is a message like any other
+    and waits for a reply; nothing is marked as closing."""
+    serve_tickets(fake, {1: ("Thanks, that fixed it!", [])})
+    source(fake, closers="count").poll(SourceSink(store, "helpdesk"), NOW)
+    assert set(closing_column(store).values()) == {None}
+    assert waiting_subjects(store, tmp_path) == ["ticket 1"]
+
+
+def test_the_rules_files_closing_phrases_count_and_html_is_read_without_plain_text(
+    fake: FakeZendesk, store: Store
+) -> None:
+    """Phrases from the rules files (``closing_phrases``) make a comment closing too; a comment
+    with only ``html_body`` is read as HTML."""
+    serve_tickets(fake, {1: ("Kiitos paljon!", []), 2: ("Danke!", [])})
+    html_only = fake.audits[2]["audits"][2]["events"][0]
+    del html_only["body"], html_only["plain_body"]
+    html_only["html_body"] = '<div class="zd-comment"><p>Danke!</p><p>Anna</p></div>'
+    src = ZendeskSource(config(fake), clock=lambda: NOW, closing_phrases=("kiitos paljon",))
+    src.poll(SourceSink(store, "helpdesk"), NOW)
+    closing = closing_column(store)
+    assert (closing["ticket:1:comment:122"], closing["ticket:2:comment:222"]) == (
+        "Kiitos paljon!",
+        "Danke! Anna",
+    )
 
 
 @pytest.mark.parametrize(
