@@ -76,7 +76,7 @@ import codecs
 import html
 import re
 import unicodedata
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import product
@@ -1180,3 +1180,29 @@ def _decode_text(payload: bytes, charset: str, cte: str) -> str:
         return payload.decode("utf-8")
     except UnicodeDecodeError:
         return payload.decode("cp1252", "replace")
+
+
+def closing_quote(
+    item: Mapping[str, object],
+    body_fields: Sequence[tuple[str, str]],
+    *,
+    has_attachment: bool,
+    extra_phrases: Sequence[str] = (),
+) -> str | None:
+    """The words of a helpdesk comment that is only a closing phrase ("Thanks!"), else None.
+
+    ``body_fields`` are (key, content type) pairs in the order to try: the first non-empty
+    string is read (a vendor's plain text before its HTML). No body reads as a customer
+    message. Only the verdict's quote (at most ``MAX_QUOTE_CHARS``) leaves this function.
+    """
+    for key, content_type in body_fields:
+        text = item.get(key)
+        if isinstance(text, str) and text.strip():
+            verdict = closing_message(
+                text,
+                content_type=content_type,
+                has_attachment=has_attachment,
+                extra_phrases=extra_phrases,
+            )
+            return verdict.quote if verdict.is_closing else None
+    return None

@@ -46,7 +46,7 @@ from monitor.config.models import FreshdeskSourceConfig
 from monitor.durations import format_duration
 from monitor.errors import SourceAuthError, SourceError
 from monitor.logs import fields
-from monitor.mail.closers import closing_message
+from monitor.mail.closers import closing_quote
 from monitor.model import Direction, MessageEvent, ThreadRef
 from monitor.sources.base import MessageSink, PollReport, read_secret
 from monitor.sources.http import parse_time, source_api
@@ -184,27 +184,14 @@ def classify_conversation(conversation: Json) -> tuple[Direction, str]:
 
 def conversation_closing(conversation: Json, extra_phrases: Sequence[str] = ()) -> str | None:
     """The words of a customer's conversation that is only a closing phrase ("Thanks!"), else
-    None. The plain text (``body_text``) is read when Freshdesk sends it, else the HTML
-    (``body``); any attachment makes it more than a closing phrase. The body is not kept: only
-    the verdict's quote (at most 40 characters)."""
-    found = next(
-        (
-            (text, content_type)
-            for key, content_type in BODY_FIELDS
-            if isinstance(text := conversation.get(key), str) and text.strip()
-        ),
-        None,
-    )
-    if found is None:
-        return None  # no body to read: counted as a message
-    text, content_type = found
-    verdict = closing_message(
-        text,
-        content_type=content_type,
+    None: its plain text (``body_text``) when Freshdesk sends it, else the HTML (``body``); any
+    attachment makes it more than a closing phrase. The body is not kept."""
+    return closing_quote(
+        conversation,
+        BODY_FIELDS,
         has_attachment=bool(conversation.get("attachments")),
         extra_phrases=extra_phrases,
     )
-    return verdict.quote if verdict.is_closing else None
 
 
 def _sender(conversation: Json, requester: Requester) -> tuple[str, str]:

@@ -62,7 +62,7 @@ from monitor.config.models import GitHubSourceConfig
 from monitor.durations import format_duration
 from monitor.errors import SourceAuthError, SourceError
 from monitor.logs import fields
-from monitor.mail.closers import closing_message
+from monitor.mail.closers import closing_quote
 from monitor.model import Direction, MessageEvent, ThreadRef
 from monitor.sources.base import MessageSink, PollReport, read_secret
 from monitor.sources.http import Response, source_api
@@ -247,16 +247,13 @@ def comment_closing(comment: Json, extra_phrases: Sequence[str] = ()) -> str | N
     Markdown ``body`` is read as plain text; an image or an uploaded file (GitHub puts uploads
     in the Markdown as links) makes it more than a closing phrase. The body is not kept: only the
     verdict's quote (at most 40 characters)."""
-    body = comment.get("body")
-    if not isinstance(body, str) or not body.strip():
-        return None  # no body to read: counted as a message
-    lower = body.lower()
-    verdict = closing_message(
-        body,
+    lower = str(comment.get("body") or "").lower()
+    return closing_quote(
+        comment,
+        (("body", "text/plain"),),
         has_attachment=any(marker in lower for marker in ATTACHMENT_MARKERS),
         extra_phrases=extra_phrases,
     )
-    return verdict.quote if verdict.is_closing else None
 
 
 def association_of(item: Json) -> str:

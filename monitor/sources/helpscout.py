@@ -46,7 +46,7 @@ from monitor.config.models import HelpScoutSourceConfig
 from monitor.durations import format_duration
 from monitor.errors import SourceAuthError, SourceError
 from monitor.logs import fields
-from monitor.mail.closers import closing_message
+from monitor.mail.closers import closing_quote
 from monitor.model import Direction, MessageEvent, ThreadRef
 from monitor.sources.base import MessageSink, PollReport, read_secret
 from monitor.sources.http import source_api
@@ -147,18 +147,14 @@ def thread_closing(thread: Json, extra_phrases: Sequence[str] = ()) -> str | Non
     """The words of a customer thread that is only a closing phrase ("Thanks!"), else None.
     Its ``body`` is HTML; any attachment (``_embedded.attachments``) makes it more than a
     closing phrase. The body is not kept: only the verdict's quote (at most 40 characters)."""
-    body = thread.get("body")
-    if not isinstance(body, str) or not body.strip():
-        return None  # no body to read: counted as a message
     embedded = thread.get("_embedded")
     attachments = embedded.get("attachments") if isinstance(embedded, Mapping) else None
-    verdict = closing_message(
-        body,
-        content_type="text/html",
+    return closing_quote(
+        thread,
+        (("body", "text/html"),),
         has_attachment=bool(attachments),
         extra_phrases=extra_phrases,
     )
-    return verdict.quote if verdict.is_closing else None
 
 
 def modified_at(conversation: Json, threads: Sequence[Json]) -> datetime:

@@ -40,7 +40,7 @@ from monitor.config.models import ZendeskSourceConfig
 from monitor.durations import format_duration
 from monitor.errors import SourceAuthError, SourceError
 from monitor.logs import fields
-from monitor.mail.closers import closing_message
+from monitor.mail.closers import closing_quote
 from monitor.model import Direction, MessageEvent, ThreadRef
 from monitor.sources.base import MessageSink, PollReport, read_secret
 from monitor.sources.http import parse_time, source_api
@@ -189,29 +189,15 @@ def classify_comment(
 
 
 def comment_closing(comment: Json, extra_phrases: Sequence[str] = ()) -> str | None:
-    """The words of a customer comment that is only a closing phrase ("Thanks!"), else None.
-
-    The plain text is read when Zendesk sends it (``plain_body``, else ``body``), else the
-    HTML (``html_body``); any attachment makes it more than a closing phrase. The body is not
-    kept: only the verdict's quote (at most 40 characters)."""
-    found = next(
-        (
-            (text, content_type)
-            for key, content_type in BODY_FIELDS
-            if isinstance(text := comment.get(key), str) and text.strip()
-        ),
-        None,
-    )
-    if found is None:
-        return None  # no body to read: counted as a message
-    text, content_type = found
-    verdict = closing_message(
-        text,
-        content_type=content_type,
+    """The words of a customer comment that is only a closing phrase ("Thanks!"), else None:
+    its plain text (``plain_body``, else ``body``) when Zendesk sends it, else the HTML
+    (``html_body``); any attachment makes it more than a closing phrase. The body is not kept."""
+    return closing_quote(
+        comment,
+        BODY_FIELDS,
         has_attachment=bool(comment.get("attachments")),
         extra_phrases=extra_phrases,
     )
-    return verdict.quote if verdict.is_closing else None
 
 
 def _ticket_fields(source: str, facts: TicketFacts, customer: str) -> dict[str, Any]:
