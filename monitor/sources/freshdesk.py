@@ -36,7 +36,6 @@ import email.utils
 import json
 import logging
 import time
-import urllib.error
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -49,7 +48,7 @@ from monitor.logs import fields
 from monitor.mail.closers import closing_quote
 from monitor.model import Direction, MessageEvent, ThreadRef
 from monitor.sources.base import MessageSink, PollReport, read_secret
-from monitor.sources.http import parse_time, source_api
+from monitor.sources.http import parse_time, source_api, unless_gone
 from monitor.sources.probe import ProbeReport
 
 log = logging.getLogger("replyclock.sources.freshdesk")
@@ -448,13 +447,8 @@ class FreshdeskSource:
             if updated is None or ticket_id not in _stored_tickets(sink, [ticket_id]):
                 return []
             return [self._removed_event(ticket, removed, updated)]
-        try:
-            conversations = self._conversations(ticket_id)
-        except SourceAuthError:
-            raise
-        except SourceError as exc:
-            if _http_status(exc) != 404:
-                raise
+        conversations = unless_gone(lambda: self._conversations(ticket_id))
+        if conversations is None:
             # Deleted (and purged) since the list showed it. Its clock stops now, when the
             # deletion was seen; a ticket never stored is left out, as the removed lists do.
             log.info(
@@ -613,12 +607,6 @@ def _stored_tickets(sink: MessageSink, ids: Iterable[int]) -> set[int]:
     if not wanted:
         return set()
     return {wanted[identity] for identity in sink.message_thread_hints(wanted)}
-
-
-def _http_status(exc: SourceError) -> int | None:
-    """The HTTP status behind a SourceError, when an HTTP answer caused it."""
-    cause = exc.__cause__
-    return cause.code if isinstance(cause, urllib.error.HTTPError) else None
 
 
 def _int(value: object) -> int | None:

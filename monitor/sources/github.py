@@ -65,7 +65,7 @@ from monitor.logs import fields
 from monitor.mail.closers import closing_quote
 from monitor.model import Direction, MessageEvent, ThreadRef
 from monitor.sources.base import MessageSink, PollReport, read_secret
-from monitor.sources.http import Response, source_api
+from monitor.sources.http import Response, http_status, source_api
 from monitor.sources.probe import FolderFacts, ProbeReport
 
 log = logging.getLogger("replyclock.sources.github")
@@ -583,7 +583,7 @@ class GitHubSource:
         except SourceAuthError:
             raise
         except SourceError as exc:
-            status = _http_status(exc)
+            status = http_status(exc)
             if status in (404, 410):
                 return Gone(status)
             raise
@@ -757,7 +757,7 @@ class GitHubSource:
         except SourceAuthError:
             raise
         except SourceError as exc:
-            status = _http_status(exc)
+            status = http_status(exc)
             if status not in (404, 410):
                 raise
             return self._settle(sink, repository, number, Gone(status), now), False
@@ -869,12 +869,6 @@ class GitHubSource:
             verdict = (Direction.IGNORED, "issue closed (no closed event listed: at closed_at)")
             events.append(event(f"closed:{iso(when)}", when, verdict, issue.get("closed_by")))
         return sorted(events, key=lambda e: (e.timestamp, e.identity))
-
-
-def _http_status(exc: SourceError) -> int | None:
-    """The HTTP status behind a SourceError, when an HTTP answer caused it."""
-    cause = exc.__cause__
-    return cause.code if isinstance(cause, urllib.error.HTTPError) else None
 
 
 def _scopes(headers: Mapping[str, str]) -> str:

@@ -33,6 +33,7 @@ would read.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import logging
 import re
@@ -49,7 +50,7 @@ from monitor.logs import fields
 from monitor.mail.closers import closing_quote
 from monitor.model import Direction, MessageEvent, ThreadRef
 from monitor.sources.base import MessageSink, PollReport, read_secret
-from monitor.sources.http import source_api
+from monitor.sources.http import source_api, unless_gone
 from monitor.sources.probe import FolderFacts, ProbeReport
 
 log = logging.getLogger("replyclock.sources.helpscout")
@@ -530,21 +531,14 @@ class HelpScoutSource:
             conversations = _embedded(data, "conversations", self.name)
             events: list[MessageEvent] = []
             for conversation in conversations:
-                try:
-                    threads = self._threads(conversation)
-                except SourceAuthError:
-                    raise
-                except SourceError as exc:
-                    if _http_status(exc) != 404:
-                        raise
+                read = unless_gone(functools.partial(self._threads, conversation))
+                gone = read is None
+                if gone:
                     log.info(
                         "conversation gone while being read: counted as closed",
                         extra=fields(source=self.name, conversation=conversation.get("id")),
                     )
-                    threads = []
-                    gone = True
-                else:
-                    gone = False
+                threads = read or []
                 try:
                     if gone:
                         events.append(vanished_event(self.name, conversation, now))
@@ -603,12 +597,6 @@ class HelpScoutSource:
             if _page_number(data) >= _total_pages(data):
                 return threads
             page += 1
-
-
-def _http_status(exc: SourceError) -> int | None:
-    """The HTTP status behind a SourceError, when an HTTP answer caused it."""
-    cause = exc.__cause__
-    return cause.code if isinstance(cause, urllib.error.HTTPError) else None
 
 
 def _headroom(headers: Mapping[str, str]) -> str:

@@ -18,12 +18,14 @@ import urllib.request
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from monitor.errors import SourceAuthError, SourceError
 from monitor.logs import fields
 
 log = logging.getLogger("replyclock.sources.http")
+
+T = TypeVar("T")
 
 MAX_RETRY_AFTER_S = 300.0  # a longer wait than this ends the poll; the next one tries again
 
@@ -56,6 +58,25 @@ def parse_time(value: object) -> datetime | None:
     except ValueError:
         return None
     return parsed.astimezone(UTC) if parsed.tzinfo is not None else None
+
+
+def http_status(exc: SourceError) -> int | None:
+    """The HTTP status behind a SourceError, when an HTTP answer caused it."""
+    cause = exc.__cause__
+    return cause.code if isinstance(cause, urllib.error.HTTPError) else None
+
+
+def unless_gone(read: Callable[[], T]) -> T | None:
+    """``read()``, or None when the API answered 404: the ticket was deleted since it was
+    listed. Refused credentials and every other failure are raised as they are."""
+    try:
+        return read()
+    except SourceAuthError:
+        raise
+    except SourceError as exc:
+        if http_status(exc) != 404:
+            raise
+        return None
 
 
 def retry_after_seconds(value: str | None, now: datetime) -> float | None:

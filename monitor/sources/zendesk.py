@@ -30,7 +30,6 @@ from __future__ import annotations
 import base64
 import logging
 import time
-import urllib.error
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -43,7 +42,7 @@ from monitor.logs import fields
 from monitor.mail.closers import closing_quote
 from monitor.model import Direction, MessageEvent, ThreadRef
 from monitor.sources.base import MessageSink, PollReport, read_secret
-from monitor.sources.http import parse_time, source_api
+from monitor.sources.http import parse_time, source_api, unless_gone
 from monitor.sources.probe import ProbeReport
 
 log = logging.getLogger("replyclock.sources.zendesk")
@@ -447,13 +446,8 @@ class ZendeskSource:
                     **_ticket_fields(self.name, facts, ""),
                 )
             ]
-        try:
-            audits, users = self._audits(facts.id)
-        except SourceAuthError:
-            raise
-        except SourceError as exc:
-            if _http_status(exc) != 404:
-                raise
+        read = unless_gone(lambda: self._audits(facts.id))
+        if read is None:
             # Deleted since the export listed it: its clock stops now, when that was seen (the
             # same identity as the export's deletion, so a later listing adds nothing).
             log.info(
@@ -471,6 +465,7 @@ class ZendeskSource:
                     **_ticket_fields(self.name, facts, ""),
                 )
             ]
+        audits, users = read
         return events_from_audits(
             self.name,
             facts,
@@ -505,12 +500,6 @@ def _latest_per_id(items: object) -> list[Json]:
             latest.pop(item["id"], None)  # re-insert so order follows the latest update
             latest[item["id"]] = item
     return list(latest.values())
-
-
-def _http_status(exc: SourceError) -> int | None:
-    """The HTTP status behind a SourceError, when an HTTP answer caused it."""
-    cause = exc.__cause__
-    return cause.code if isinstance(cause, urllib.error.HTTPError) else None
 
 
 def _headroom(headers: Mapping[str, str]) -> str:
