@@ -378,14 +378,24 @@ class SlackActions:
         self._thread.start()
 
     def close(self, timeout: float = 1.0) -> None:
-        """Disconnect and stop the client's threads, waiting at most ``timeout`` seconds
-        (slack-sdk's reader may sit up to 3 s in a read; its threads are daemon threads)."""
+        """Disconnect and stop the client's threads, waiting at most about ``timeout`` seconds
+        for each step (slack-sdk's reader may sit up to 3 s in a read; its threads are daemon
+        threads).
+
+        slack-sdk's ``connect`` turns auto-reconnect back on when it completes, so a connect
+        under way (the first one, started by ``start``) could undo a close: the connecting
+        thread is waited for first, and reconnecting is switched off again at the end.
+        """
         self._stop.set()
+        self.client.auto_reconnect_enabled = False  # at once: the session monitor checks it
+        self.client.closed = True
+        if self._thread is not None:
+            self._thread.join(max(timeout, 5.0))
         closing = threading.Thread(target=self.client.close, name="slack-socket-close", daemon=True)
         closing.start()
         closing.join(timeout)
-        if self._thread is not None:
-            self._thread.join(timeout)
+        self.client.auto_reconnect_enabled = False
+        self.client.closed = True
 
     def _connect(self) -> None:
         delay = 5.0
