@@ -119,7 +119,8 @@ def _when(instant: datetime | None) -> str:
 
 def print_probe(report: ProbeReport, out: TextIO) -> None:
     """Print one probe report as an indented block."""
-    print(f"{report.source} ({report.kind}): signed in as {report.account}", file=out)
+    how = "reads" if report.kind in {"maildir", "mbox"} else "signed in as"
+    print(f"{report.source} ({report.kind}): {how} {report.account}", file=out)
     rows = list(report.details)
     if report.kind in {"imap", "graph", "maildir", "mbox"}:
         rows += [

@@ -668,7 +668,7 @@ def test_maildir_probe_reports_folders_the_sent_folder_newest_mail_and_first_syn
     out = io.StringIO()
     print_probe(report, out)
     printed = out.getvalue()
-    assert printed.startswith(f"box (maildir): signed in as {root}\n")
+    assert printed.startswith(f"box (maildir): reads {root}\n")
     assert "  newest inbound    2026-11-22 12:00 UTC\n" in printed
     assert "  newest outbound   2026-11-23 12:00 UTC\n" in printed
     assert "    Sent            1  sent (named in sent_folders)\n" in printed
