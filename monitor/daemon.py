@@ -164,11 +164,11 @@ class Daemon:
         self.inflight = 0
         self.inflight_changed = threading.Condition()
         self.succeeded: set[str] = set()
-        self.failures: dict[str, int] = {}
         self.poll_requested: set[str] = set()
         self.store_health = StoreHealth()
         self.lag = PollLag(time.time())
-        self.failure_log = FailureLog()  # a source failing the same way is logged once
+        # Failed polls in a row per source (the backoff follows them), each failure said once.
+        self.failure_log = FailureLog()
         self.replies = RepliesWatch()
         self.replies_synced: set[str] = set()  # sources synced when replies were last checked
         # Sources whose first sync ended before this process, or whose alerts for history
@@ -333,13 +333,12 @@ class Daemon:
         finally:
             self.lag.end(source.name, next_due)
         self.store_health.succeeded(f"poll:{source.name}")
-        if outcome.ok:
-            if self.failures.pop(source.name, 0):
-                log.info("source recovered", extra=fields(source=source.name))
-        else:
-            failures = self.failures[source.name] = self.failures.get(source.name, 0) + 1
+        if not outcome.ok:
+            failures = self.failure_log.failing(source.name)
             delay = backoff_seconds(interval, failures)
-            log.warning(
+            # Said once: the failure itself is logged by the poll, its repeats at debug level.
+            log.log(
+                logging.WARNING if failures == 1 else logging.DEBUG,
                 "source down",
                 extra=fields(source=source.name, failures=failures, next_try_s=round(delay)),
             )

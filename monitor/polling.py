@@ -168,11 +168,18 @@ class FailureLog:
     A source that keeps failing with the same error (a refused token, a server that is down)
     is not logged again at every poll: the first failure and any change of error are errors,
     repeats are debug lines, and the first good poll after them says how long it was down.
+    It also counts the failed polls in a row, which the daemon's backoff follows.
     """
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self._failing: dict[str, tuple[str, float, int]] = {}  # error, since, failed polls
+
+    def failing(self, source: str) -> int:
+        """How many polls of ``source`` in a row have failed (0: its last poll worked)."""
+        with self._lock:
+            last = self._failing.get(source)
+        return last[2] if last is not None else 0
 
     def failed(self, source: str, error: str) -> None:
         """Log a failed poll: loudly if it is the first or the error is new."""
@@ -192,7 +199,7 @@ class FailureLog:
             last = self._failing.pop(source, None)
         if last is not None:
             log.info(
-                "source polled again after failing",
+                "source recovered",
                 extra=fields(
                     source=source, failed_polls=last[2], down_s=round(time.monotonic() - last[1])
                 ),

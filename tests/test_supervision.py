@@ -7,6 +7,7 @@ import logging
 import pytest
 
 from monitor.errors import StoreCorruptError, StoreUnavailableError
+from monitor.polling import FailureLog
 from monitor.sources.probe import Platform
 from monitor.supervision import LAG_WARNING_S, PollLag, RepliesWatch, StoreHealth
 
@@ -128,3 +129,23 @@ def test_missing_replies_are_said_once_a_day_and_when_they_are_seen_again(
     assert "Set-Mailbox -Identity support@acme.example -MessageCopyForSentAsEnabled $true" in hint
     watch.update({}, {"fine": mailboxes["fine"]}, now=1000.0 + 90000)  # "shared" removed
     assert watch.missing() == (("fine", False),)
+
+
+def test_a_failing_source_is_said_once_counted_and_said_again_when_it_recovers(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The same error three polls in a row: one error line, then debug lines; the count the
+    backoff follows is 3; the next good poll says it recovered and resets the count."""
+    caplog.set_level(logging.DEBUG, logger="replyclock.poll")
+    failures = FailureLog()
+    for _ in range(3):
+        failures.failed("support", "cannot connect to imap.example:993")
+    assert failures.failing("support") == 3
+    failures.succeeded("support")
+    assert failures.failing("support") == 0
+    assert [(r.levelname, r.getMessage()) for r in caplog.records] == [
+        ("ERROR", "source poll failed"),
+        ("DEBUG", "source still failing"),
+        ("DEBUG", "source still failing"),
+        ("INFO", "source recovered"),
+    ]
