@@ -12,7 +12,7 @@ stores:
 and prints both times, their ratio, and whether the two stores hold exactly the same
 conversations, clocks, totals and waiting counts (they must). Needs root and dovecot-imapd.
 
-    python bench/first_sync_daemon.py [--conversations 62000] [--small 20]
+    python bench/first_sync_daemon.py [--conversations 62000] [--small 20] [--kill-after S]
 """
 
 from __future__ import annotations
@@ -40,6 +40,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--conversations", type=int, default=62_000, help="in the large mailbox")
     parser.add_argument("--small", type=int, default=20, help="small mailboxes beside it")
+    parser.add_argument(
+        "--kill-after",
+        type=float,
+        metavar="SECONDS",
+        help="kill -9 the daemon this long into its first sync, then start it again",
+    )
     args = parser.parse_args()
     server = DovecotServer()
     server.start()
@@ -61,6 +67,14 @@ def main() -> int:
         once.write(sources, rules=RULES)
         started = time.monotonic()
         daemon.start()
+        if args.kill_after is not None:
+            time.sleep(args.kill_after)
+            if daemon.ready():
+                print("the first sync was over before the kill: use a shorter --kill-after")
+                return 1
+            daemon.kill()  # SIGKILL mid-sync; the restart must end with the same store
+            print(f"killed -9 after {args.kill_after:.0f} s, mid-sync; started again")
+            daemon.start()
         ready = wait_for(lambda: daemon.ready() or not daemon.alive(), 3600, 0.5)
         daemon_s = time.monotonic() - started
         daemon.stop()
