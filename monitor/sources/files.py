@@ -23,7 +23,6 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 from monitor.config.models import MaildirSourceConfig, MboxSourceConfig
-from monitor.durations import format_duration
 from monitor.errors import SourceError
 from monitor.logs import fields
 from monitor.mail.classify import MailboxIdentity
@@ -37,7 +36,7 @@ from monitor.mail.events import (
 from monitor.mail.headers import parse_headers
 from monitor.model import FolderRole, MailLocation, MessageEvent
 from monitor.sources.base import MessageSink, PollReport
-from monitor.sources.probe import RECENT, FolderFacts, ProbeReport, missing_replies
+from monitor.sources.probe import FolderFacts, MailTally, ProbeReport
 
 log = logging.getLogger("replyclock.sources.files")
 
@@ -103,47 +102,6 @@ def maildir_uid(file_name: str) -> int:
     return int.from_bytes(hashlib.blake2b(unique.encode(), digest_size=8).digest(), "big") >> 1
 
 
-class _Tally:
-    """What a probe counts in the folders a source reads: per folder since ``since`` (what a
-    first sync stores), per role within RECENT, and the newest instant each way."""
-
-    def __init__(self, now: datetime, since_s: int) -> None:
-        self.now = now
-        self.since_s = since_s
-        self.since = now - timedelta(seconds=since_s)
-        self.folders: dict[str, int] = {}
-        self.recent = {FolderRole.INBOX: 0, FolderRole.SENT: 0}
-        self.newest: dict[FolderRole, datetime] = {}
-
-    def add(self, folder: str, role: FolderRole, received: datetime) -> None:
-        """Count one message of a folder the source reads."""
-        self.folders.setdefault(folder, 0)
-        if received >= self.since:
-            self.folders[folder] += 1
-        if received >= self.now - RECENT:
-            self.recent[role] += 1
-        if role not in self.newest or received > self.newest[role]:
-            self.newest[role] = received
-
-    def fill(self, report: ProbeReport, mailbox: str) -> None:
-        """The first sync, newest mail each way, recent counts and missing-replies advice."""
-        total = sum(self.folders.values())
-        per_folder = ", ".join(f"{name} {count:,}" for name, count in self.folders.items())
-        report.first_sync = (
-            f"{total:,} message{'s' if total != 1 else ''} since {self.since.date().isoformat()}"
-            f" (since: {format_duration(self.since_s)}): {per_folder}"
-        )
-        report.newest_inbound = self.newest.get(FolderRole.INBOX)
-        report.newest_outbound = self.newest.get(FolderRole.SENT)
-        report.recent_inbound = self.recent[FolderRole.INBOX]
-        report.recent_outbound = self.recent[FolderRole.SENT]
-        warning = missing_replies(
-            report.platform, mailbox, report.recent_inbound, report.recent_outbound
-        )
-        if warning:
-            report.warnings.append(warning)
-
-
 class MaildirSource:
     """A Maildir tree: the root is INBOX, Maildir++ subfolders (``.Sent``) are other folders."""
 
@@ -203,7 +161,7 @@ class MaildirSource:
             if folder.upper() == "INBOX":  # named as the config names it ("inbox" works too)
                 listed.pop("INBOX", None)
             listed.setdefault(folder, self.folder_path(folder))
-        tally = _Tally(now, self.config.since)
+        tally = MailTally(now, self.config.since)
         for folder, base in sorted(listed.items()):
             files = list(self._files_in(base))
             role = roles.get(folder)
@@ -353,7 +311,7 @@ class MboxSource:
         files = self._files()
         report = ProbeReport(source=self.name, kind="mbox", account=str(self.config.path))
         report.detail("timestamps", "the From line's date, else the Date header")
-        tally = _Tally(now, self.config.since)
+        tally = MailTally(now, self.config.since)
         for path, default_role, key in files:
             counts = {FolderRole.INBOX: 0, FolderRole.SENT: 0}
             labelled = f"{path.name} (Gmail label Sent)"

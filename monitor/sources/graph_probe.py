@@ -9,15 +9,14 @@ replies are missing. Counts come from Graph's ``$count``; nothing is stored.
 from __future__ import annotations
 
 import urllib.parse
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
-from monitor.durations import format_duration
 from monitor.errors import SourceError
 from monitor.model import FolderRole
 from monitor.sources.http import parse_time
 from monitor.sources.oauth import MicrosoftTokens, token_permissions
-from monitor.sources.probe import RECENT, FolderFacts, ProbeReport, missing_replies
+from monitor.sources.probe import RECENT, FolderFacts, MailTally, ProbeReport
 
 if TYPE_CHECKING:
     from monitor.sources.graph import GraphFolder, GraphSource
@@ -44,30 +43,18 @@ def probe_graph(source: GraphSource, now: datetime) -> ProbeReport:
         )
     report.detail("api", cfg.api_url)
     _list_folders(source, report)
-    since = now - timedelta(seconds=cfg.since)
-    recent = now - RECENT
-    parts: list[str] = []
-    total = 0
-    counts = {FolderRole.INBOX: 0, FolderRole.SENT: 0}
+    tally = MailTally(now, cfg.since)
     for folder in source.folders():
         url = _messages_url(source, folder)
-        first = _count(source, folder, url, since)
-        total += first
-        parts.append(f"{folder.store_folder} {first:,}")
-        counts[folder.role] += _count(source, folder, url, recent) if first else 0
-        newest = _newest(source, folder, url)
-        report.saw(newest, outbound=folder.role is FolderRole.SENT)
-    report.recent_inbound = counts[FolderRole.INBOX]
-    report.recent_outbound = counts[FolderRole.SENT]
-    report.first_sync = (
-        f"{total:,} messages since {since.date().isoformat()} "
-        f"(since: {format_duration(cfg.since)}): {', '.join(parts)}"
-    )
-    warning = missing_replies(
-        "exchange", cfg.mailbox, report.recent_inbound, report.recent_outbound
-    )
-    if warning:
-        report.warnings.append(warning)
+        first = _count(source, folder, url, tally.since)
+        tally.folder(
+            folder.store_folder,
+            folder.role,
+            first=first,
+            recent=_count(source, folder, url, now - RECENT) if first else 0,
+            newest=_newest(source, folder, url),
+        )
+    tally.fill(report, cfg.mailbox)
     return report
 
 

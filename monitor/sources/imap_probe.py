@@ -9,15 +9,14 @@ sync would read, and the warning that replies are missing.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING
 
 import imapclient
 
-from monitor.durations import format_duration
 from monitor.model import FolderRole
 from monitor.sources.oauth import GoogleTokens, MicrosoftTokens, token_permissions
-from monitor.sources.probe import RECENT, FolderFacts, ProbeReport, missing_replies
+from monitor.sources.probe import RECENT, FolderFacts, MailTally, ProbeReport
 
 if TYPE_CHECKING:
     from monitor.sources.imap import ImapSource
@@ -46,11 +45,6 @@ def probe_imap(source: ImapSource, client: imapclient.IMAPClient, now: datetime)
     )
     _list_folders(source, client, report)
     _first_sync(source, client, report, now)
-    warning = missing_replies(
-        report.platform, cfg.username, report.recent_inbound, report.recent_outbound
-    )
-    if warning:
-        report.warnings.append(warning)
     if not any(role is FolderRole.SENT for role in source.folders.values()):
         report.warnings.append(
             "no Sent folder found: set sent_folders to the folder that holds sent mail"
@@ -100,25 +94,16 @@ def _list_folders(source: ImapSource, client: imapclient.IMAPClient, report: Pro
 def _first_sync(
     source: ImapSource, client: imapclient.IMAPClient, report: ProbeReport, now: datetime
 ) -> None:
-    since = now - timedelta(seconds=source.config.since)
-    recent = now - RECENT
-    parts: list[str] = []
-    total = 0
-    counts = {FolderRole.INBOX: 0, FolderRole.SENT: 0}
+    """Count each folder read as a first sync would, and what came within RECENT."""
+    tally = MailTally(now, source.config.since)
     for folder, role in source.folders.items():
         client.select_folder(folder, readonly=True)
-        uids = client.search(["SINCE", since.date()])
-        total += len(uids)
-        parts.append(f"{folder} {len(uids):,}")
-        counts[role] += len(client.search(["SINCE", recent.date()])) if uids else 0
-        newest = _newest(client, uids)
-        report.saw(newest, outbound=role is FolderRole.SENT)
-    report.recent_inbound = counts[FolderRole.INBOX]
-    report.recent_outbound = counts[FolderRole.SENT]
-    report.first_sync = (
-        f"{total:,} messages since {since.date().isoformat()} "
-        f"(since: {format_duration(source.config.since)}): {', '.join(parts)}"
-    )
+        uids = client.search(["SINCE", tally.since.date()])
+        recent = client.search(["SINCE", (now - RECENT).date()]) if uids else []
+        tally.folder(
+            folder, role, first=len(uids), recent=len(recent), newest=_newest(client, uids)
+        )
+    tally.fill(report, source.config.username)
 
 
 def _newest(client: imapclient.IMAPClient, uids: Sequence[int]) -> datetime | None:

@@ -19,6 +19,9 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal, Protocol, TextIO
 
+from monitor.durations import format_duration
+from monitor.model import FolderRole
+
 Platform = Literal["exchange", "gmail", "other"]
 
 # How far back "recent" customer mail and replies are counted.
@@ -56,14 +59,59 @@ class ProbeReport:
         """Add one labelled fact."""
         self.details.append((label, str(value)))
 
-    def saw(self, instant: datetime | None, *, outbound: bool) -> None:
-        """Keep the newest arrival seen each way."""
-        if instant is None:
-            return
-        if outbound:
-            self.newest_outbound = max(instant, self.newest_outbound or instant)
-        else:
-            self.newest_inbound = max(instant, self.newest_inbound or instant)
+
+class MailTally:
+    """What a mail source's probe counts in the folders it reads: per folder since ``since``
+    (what a first sync stores), per role within RECENT, and the newest arrival each way; then
+    ``fill`` writes those into the report with the missing-replies advice."""
+
+    def __init__(self, now: datetime, since_s: int) -> None:
+        self.now = now
+        self.since_s = since_s
+        self.since = now - timedelta(seconds=since_s)
+        self.folders: dict[str, int] = {}
+        self.recent = {FolderRole.INBOX: 0, FolderRole.SENT: 0}
+        self.newest: dict[FolderRole, datetime] = {}
+
+    def add(self, folder: str, role: FolderRole, received: datetime) -> None:
+        """Count one message of a folder the source reads (files: every message is seen)."""
+        self.folders.setdefault(folder, 0)
+        if received >= self.since:
+            self.folders[folder] += 1
+        if received >= self.now - RECENT:
+            self.recent[role] += 1
+        self._saw(role, received)
+
+    def folder(
+        self, folder: str, role: FolderRole, *, first: int, recent: int, newest: datetime | None
+    ) -> None:
+        """Count a folder from what its server answered (IMAP SEARCH, Graph ``$count``)."""
+        self.folders[folder] = self.folders.get(folder, 0) + first
+        self.recent[role] += recent
+        if newest is not None:
+            self._saw(role, newest)
+
+    def _saw(self, role: FolderRole, received: datetime) -> None:
+        if role not in self.newest or received > self.newest[role]:
+            self.newest[role] = received
+
+    def fill(self, report: ProbeReport, mailbox: str) -> None:
+        """The first sync, newest mail each way, recent counts and missing-replies advice."""
+        total = sum(self.folders.values())
+        per_folder = ", ".join(f"{name} {count:,}" for name, count in self.folders.items())
+        report.first_sync = (
+            f"{total:,} message{'s' if total != 1 else ''} since {self.since.date().isoformat()}"
+            f" (since: {format_duration(self.since_s)}): {per_folder}"
+        )
+        report.newest_inbound = self.newest.get(FolderRole.INBOX)
+        report.newest_outbound = self.newest.get(FolderRole.SENT)
+        report.recent_inbound = self.recent[FolderRole.INBOX]
+        report.recent_outbound = self.recent[FolderRole.SENT]
+        warning = missing_replies(
+            report.platform, mailbox, report.recent_inbound, report.recent_outbound
+        )
+        if warning:
+            report.warnings.append(warning)
 
 
 class Probing(Protocol):
