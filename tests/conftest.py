@@ -3,6 +3,7 @@ a fake identity provider (Entra, Google) and a Dovecot that checks OAuth2 tokens
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -121,3 +122,15 @@ def stores(tmp_path: Path) -> Iterator[tuple[Store, Store]]:
     yield a, b
     a.close()
     b.close()
+
+
+@pytest.fixture(autouse=True)
+def _restore_logging() -> Iterator[None]:
+    """The CLI and the daemon point the replyclock logger at a test's stderr; undo that
+    afterwards, so the next test's records reach its own capture."""
+    logger = logging.getLogger("replyclock")
+    handlers, level, propagate = list(logger.handlers), logger.level, logger.propagate
+    yield
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
+    logger.propagate = propagate

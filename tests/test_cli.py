@@ -17,7 +17,6 @@ The example Maildir holds 16 messages (13 in cur/, 3 in .Sent/cur/) in 9 convers
 from __future__ import annotations
 
 import json
-import logging
 import re
 import shutil
 import socket
@@ -85,17 +84,6 @@ class FrozenDatetime(datetime):
     def now(cls, tz: tzinfo | None = None) -> datetime:
         assert tz is UTC, "the command line reads the clock in UTC only"
         return NOW
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """The CLI points the replyclock logger at this test's stderr; undo that afterwards."""
-    logger = logging.getLogger("replyclock")
-    handlers, level, propagate = list(logger.handlers), logger.level, logger.propagate
-    yield
-    logger.handlers[:] = handlers
-    logger.setLevel(level)
-    logger.propagate = propagate
 
 
 @pytest.fixture

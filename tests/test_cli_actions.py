@@ -8,13 +8,11 @@ urgent on a 24x7 UTC calendar, 30m target) waits since Tue 17 Nov 17:20 UTC: bre
 from __future__ import annotations
 
 import json
-import logging
 import shutil
-from collections.abc import Iterator
-from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 
 import pytest
+from test_cli import NOW, REPO, FrozenDatetime
 
 from monitor import cli
 from monitor.cli import main
@@ -24,29 +22,7 @@ from monitor.engine import Engine
 from monitor.store import Store
 from monitor.store.sqlite import actions_by_conversation, metrics_snapshot
 
-REPO = Path(__file__).resolve().parent.parent
-NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
 URGENT = "<f1@bigcustomer.example>"
-
-
-class FrozenDatetime(datetime):
-    """``datetime`` whose ``now`` is NOW: the command line's only clock, pinned."""
-
-    @classmethod
-    def now(cls, tz: tzinfo | None = None) -> datetime:
-        assert tz is UTC, "the command line reads the clock in UTC only"
-        return NOW
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """The CLI points the replyclock logger at this test's stderr; undo that afterwards."""
-    logger = logging.getLogger("replyclock")
-    handlers, level, propagate = list(logger.handlers), logger.level, logger.propagate
-    yield
-    logger.handlers[:] = handlers
-    logger.setLevel(level)
-    logger.propagate = propagate
 
 
 @pytest.fixture

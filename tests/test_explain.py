@@ -18,40 +18,15 @@ response 4h, next response 8h, warning 30m before due.
 
 from __future__ import annotations
 
-import logging
 import shutil
-from collections.abc import Iterator
-from datetime import UTC, datetime, tzinfo
 from pathlib import Path
 
 import pytest
+from test_cli import REPO, FrozenDatetime
 
 from monitor import cli
 from monitor.cli import main
 from monitor.store import Store
-
-REPO = Path(__file__).resolve().parent.parent
-NOW = datetime(2026, 11, 24, 12, 0, tzinfo=UTC)
-
-
-class FrozenDatetime(datetime):
-    """``datetime`` whose ``now`` is NOW: the command line's only clock, pinned."""
-
-    @classmethod
-    def now(cls, tz: tzinfo | None = None) -> datetime:
-        assert tz is UTC, "the command line reads the clock in UTC only"
-        return NOW
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """The CLI points the replyclock logger at this test's stderr; undo that afterwards."""
-    logger = logging.getLogger("replyclock")
-    handlers, level, propagate = list(logger.handlers), logger.level, logger.propagate
-    yield
-    logger.handlers[:] = handlers
-    logger.setLevel(level)
-    logger.propagate = propagate
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ with the real SlackNotifier against FakeSlack, "now" pinned by patching ``monito
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta, tzinfo
 from pathlib import Path
@@ -47,17 +46,6 @@ class FrozenDatetime(datetime):
     def now(cls, tz: tzinfo | None = None) -> datetime:  # type: ignore[override]
         assert tz is UTC, "the command line reads the clock in UTC only"
         return cls.current
-
-
-@pytest.fixture(autouse=True)
-def _restore_logging() -> Iterator[None]:
-    """The CLI points the replyclock logger at this test's stderr; undo that afterwards."""
-    logger = logging.getLogger("replyclock")
-    handlers, level, propagate = list(logger.handlers), logger.level, logger.propagate
-    yield
-    logger.handlers[:] = handlers
-    logger.setLevel(level)
-    logger.propagate = propagate
 
 
 @pytest.fixture
