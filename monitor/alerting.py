@@ -42,7 +42,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from datetime import date, datetime, time, timedelta
 from statistics import quantiles
-from typing import Literal
+from typing import Any, Literal
 from zoneinfo import ZoneInfo
 
 from monitor.alerts.base import Notifier, PermanentDeliveryError, Posted, TemporaryDeliveryError
@@ -66,6 +66,7 @@ from monitor.sla.policy import Policy
 from monitor.sla.stages import (
     AlertStage,
     makes_moot,
+    next_threshold,
     parse_quiet_hours,
     plan_stages,
     quiet_until,
@@ -81,6 +82,7 @@ MAX_BACKOFF_S = 600
 # Stages that edit a clock's first alert instead of posting: the wait is over, or snoozed.
 EDIT_STAGES = frozenset({"answered", "snoozed"})
 _EDITS_SQL = "('answered', 'snoozed')"
+_NEVER = 1 << 62  # a clock with every stage done: waited seconds never reach it
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -138,6 +140,9 @@ class AlertPlanner:
         self.store = store
         self.rules = rules
         self.settings = settings
+        # Per clock (thread key): the business seconds waited at which its next stage falls
+        # due, as last planned; until then the scheduled pass skips it without a query.
+        self._next: dict[str, int] = {}
 
     def plan(
         self,
@@ -145,8 +150,13 @@ class AlertPlanner:
         *,
         syncing: Collection[str] = (),
         catching_up: Collection[str] = (),
+        only: Collection[int] | None = None,
     ) -> int:
         """Enqueue every alert due at ``now``; return how many were enqueued to send.
+
+        With ``only``, just those conversations are looked at (the ones an evaluation after a
+        poll changed): alerts that time alone makes due are the scheduled pass's, which skips
+        each clock until it has waited as long as its next stage needs.
 
         ``syncing`` names the sources still in their first sync: what they have read so far is
         history being caught up on (its replies may still be in a folder not read yet), so
@@ -154,22 +164,46 @@ class AlertPlanner:
         stages due now are marked as catch-up, which the dispatcher sends as one summary per
         channel instead of one message per conversation.
         """
+        ids = sorted(only) if only is not None else None
         with self.store.transaction():
-            queued = self._plan_stages(now, frozenset(syncing), frozenset(catching_up))
-            return queued + self._plan_endings(now) + self._plan_snooze_notes(now)
+            queued = self._plan_stages(now, frozenset(syncing), frozenset(catching_up), ids)
+            return queued + self._plan_endings(now, ids) + self._plan_snooze_notes(now)
+
+    def _stage_rows(self, ids: list[int] | None) -> list[tuple[Any, ...]]:
+        """Waiting conversations past their warning: all of them, or those of ``ids``."""
+        query = (
+            "SELECT id, source, policy, clock_kind, clock_started_at, waited_seconds, "
+            "target_seconds, due_at, subject, customer, customer_name, link "
+            "FROM conversations WHERE state IN ('warning', 'breached')"
+        )
+        conn = self.store.conn
+        if ids is None:
+            return conn.execute(query).fetchall()
+        rows: list[tuple[Any, ...]] = []
+        for start in range(0, len(ids), 500):
+            chunk = ids[start : start + 500]
+            rows += conn.execute(f"{query} AND id IN ({','.join('?' * len(chunk))})", chunk)
+        return rows
 
     def _plan_stages(
-        self, now: datetime, syncing: frozenset[str], catching_up: frozenset[str]
+        self,
+        now: datetime,
+        syncing: frozenset[str],
+        catching_up: frozenset[str],
+        ids: list[int] | None = None,
     ) -> int:
         conn = self.store.conn
+        rows = [row for row in self._stage_rows(ids) if row[1] not in syncing]
+        if ids is None:  # a full pass: forget clocks no longer waiting
+            self._next = {
+                key: at
+                for row in rows
+                if (at := self._next.get(key := thread_key(row[0], row[3], row[4]))) is not None
+            }
         rows = [
             row
-            for row in conn.execute(
-                "SELECT id, source, policy, clock_kind, clock_started_at, waited_seconds, "
-                "target_seconds, due_at, subject, customer, customer_name, link "
-                "FROM conversations WHERE state IN ('warning', 'breached')"
-            ).fetchall()
-            if row[1] not in syncing
+            for row in rows
+            if self._next.get(thread_key(row[0], row[3], row[4]), 0) <= (row[5] or 0)
         ]
         # A snoozed clock earns no stage until its snooze runs out; then what is due goes.
         held = held_threads(self.store, now, [thread_key(r[0], r[3], r[4]) for r in rows])
@@ -202,6 +236,9 @@ class AlertPlanner:
                 )
             ]
             plan = plan_stages(waited, target, policy, already)
+            done = {*already, *(stage.key for stage in (*plan.send, *plan.superseded))}
+            upcoming = next_threshold(target, policy, done)
+            self._next[key] = upcoming if upcoming is not None else _NEVER
             if not plan.send:
                 continue
             calendar = self.rules.calendar_for(policy)
@@ -282,10 +319,12 @@ class AlertPlanner:
             return "pending", now
         return ("dropped", now) if (mode or self.settings.quiet) == "drop" else ("pending", ends)
 
-    def _plan_endings(self, now: datetime) -> int:
-        """Clocks with alerts that have stopped: pending alerts are moot, sent roots edited."""
+    def _plan_endings(self, now: datetime, ids: list[int] | None = None) -> int:
+        """Clocks with alerts that have stopped: pending alerts are moot, sent roots edited.
+        A clock stops only when its conversation changes, so ``ids`` (the changed ones), when
+        given, are the only ones to look at."""
         conn = self.store.conn
-        ended = conn.execute(
+        query = (
             "SELECT DISTINCT o.thread_key, c.conversation_id, c.stop_reason, c.responder, "
             "c.business_seconds, c.breached, c.stopped_at FROM outbox o JOIN clocks c "
             "ON c.conversation_id = o.conversation_id "
@@ -293,7 +332,15 @@ class AlertPlanner:
             "WHERE o.state IN ('pending', 'sent') AND o.stage != 'answered' "
             "AND c.stopped_at IS NOT NULL AND NOT EXISTS (SELECT 1 FROM outbox a "
             "WHERE a.thread_key = o.thread_key AND a.stage = 'answered')"
-        ).fetchall()
+        )
+        ended: list[tuple[Any, ...]] = []
+        if ids is None:
+            ended = conn.execute(query).fetchall()
+        for start in range(0, len(ids or ()), 500):
+            chunk = (ids or [])[start : start + 500]
+            ended += conn.execute(
+                f"{query} AND o.conversation_id IN ({','.join('?' * len(chunk))})", chunk
+            )
         queued = 0
         for key, cid, reason, responder, waited, breached, stopped in ended:
             conn.execute(

@@ -1,5 +1,14 @@
-"""The long-running service: APScheduler runs each source's poll, evaluation, alert delivery
-and housekeeping; an HTTP endpoint serves /metrics, /healthz and /readyz.
+"""The long-running service: APScheduler runs each source's poll, alert delivery and
+housekeeping; one evaluation thread takes in what every poll stored; one thread waits on every
+IMAP IDLE connection; an HTTP endpoint serves /metrics, /healthz and /readyz.
+
+Work follows what changed, not how many sources there are: a poll stores its batches and asks
+for an evaluation, which evaluates only the conversations that changed since the last one and
+plans alerts only for them; running clocks are measured again on their own 30-second schedule.
+Polls run on a pool of threads per server (an IMAP host, a helpdesk's API), and a source whose
+polls fail is moved to a pool of its own, so a server that is down or slow never delays the
+sources of another, nor a failing mailbox the healthy ones beside it. How each poll went is
+written with the next evaluation, for all sources at once.
 
 With ``alerts.slack.app_token`` a Socket Mode thread receives the alerts' buttons ("No reply
 needed", "Snooze"): each allowed click is recorded as an action through the engine, under the
@@ -17,15 +26,18 @@ from __future__ import annotations
 import functools
 import logging
 import random
+import resource
 import signal
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from types import FrameType
+from urllib.parse import urlsplit
 
+from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.blocking import BlockingScheduler
 from apscheduler.triggers.cron import CronTrigger
 
@@ -38,17 +50,18 @@ from monitor.config.models import ImapSourceConfig
 from monitor.config.rules import RuleBook, build_rulebook
 from monitor.engine import ActionRequest, Engine
 from monitor.errors import ConfigError, ReplyclockError, StoreError
+from monitor.evaluator import EvaluationLoop, Round
 from monitor.logs import fields
 from monitor.metrics import PolicyInfo, ReplyclockCollector, build_registry
 from monitor.model import MetricsSnapshot, ServiceStatus
-from monitor.polling import FailureLog, Stopping, poll_source
+from monitor.polling import FailureLog, PollRecords, Stopping, poll_source
 from monitor.sdnotify import notify, watchdog_interval
 from monitor.sources.base import Source
 from monitor.sources.imap import ImapSource
-from monitor.sources.imap_idle import ImapIdleWatcher
+from monitor.sources.imap_idle import IdleHub
 from monitor.sources.probe import RECENT
 from monitor.store import Store
-from monitor.store.sqlite import metrics_snapshot, prune_closed, synced_sources
+from monitor.store.sqlite import metrics_snapshot, prune_closed, record_polls, synced_sources
 from monitor.supervision import PollLag, RepliesWatch, StoreHealth
 from monitor.web import Credentials, HttpServer, make_app, split_listen, tls_context
 
@@ -60,6 +73,10 @@ HOUSEKEEPING_INTERVAL_S = 3600
 SUPERVISION_INTERVAL_S = 10
 REPLIES_CHECK_INTERVAL_S = 600  # how often mail sources are checked for missing replies
 MAX_BACKOFF_S = 900
+# Threads that run polls, per server. Polls mostly wait on the network; on loopback they take
+# turns on the interpreter. Sources whose last poll failed poll on a pool of their own.
+POLL_WORKERS = 16
+FAILING_WORKERS = 4
 STOP_BUDGET_S = 8.0  # SIGTERM to exit stays under 10 s
 
 
@@ -138,7 +155,7 @@ class Generation:
     planner: AlertPlanner
     dispatcher: Dispatcher
     settings: AlertSettings
-    watchers: list[ImapIdleWatcher]
+    idle: IdleHub | None
 
 
 class Daemon:
@@ -156,7 +173,14 @@ class Daemon:
     ) -> None:
         self.store = store
         self.dry_run = dry_run
-        self.scheduler = BlockingScheduler(timezone=UTC)
+        self.scheduler = BlockingScheduler(
+            timezone=UTC,
+            executors={
+                "default": ThreadPoolExecutor(8),
+                "failing": ThreadPoolExecutor(FAILING_WORKERS),
+            },
+        )
+        self.pools: set[str] = set()  # the per-server poll pools made so far
         # One SQLite connection is shared by the jobs; this lock makes their writes take turns.
         self.store_lock = threading.Lock()
         self.stopping = threading.Event()
@@ -169,6 +193,13 @@ class Daemon:
         self.lag = PollLag(time.time())
         # Failed polls in a row per source (the backoff follows them), each failure said once.
         self.failure_log = FailureLog()
+        self.poll_records = PollRecords()
+        self.evaluator = EvaluationLoop(
+            self._evaluate_round,
+            self._evaluated,
+            self.stopping,
+            remeasure_every=EVALUATION_INTERVAL_S,
+        )
         self.replies = RepliesWatch()
         self.replies_synced: set[str] = set()  # sources synced when replies were last checked
         # Sources whose first sync ended before this process, or whose alerts for history
@@ -245,9 +276,8 @@ class Daemon:
             return "replyclock cannot write its store right now; please try again in a minute."
         if outcome.action is None:
             return f"Nothing done: {outcome.message}."
-        job = self.scheduler.get_job("evaluate")
-        if job is not None:  # take it in now: the clock, the metrics and the Slack message
-            job.modify(next_run_time=datetime.now(UTC))
+        # Take it in now: the clock, the metrics and the Slack message.
+        self.evaluator.request(remeasure=True)
         return None
 
     def _generation(
@@ -262,7 +292,7 @@ class Daemon:
             planner=AlertPlanner(self.store, rules, settings),
             dispatcher=Dispatcher(self.store, notifier, self.store_lock, burst=settings.burst),
             settings=settings,
-            watchers=[],
+            idle=None,
         )
 
     # --- health ------------------------------------------------------------------------------
@@ -281,6 +311,7 @@ class Daemon:
         """What /metrics says of the daemon itself: poll lag and store health."""
         return ServiceStatus(
             scheduler_lag_seconds=self.lag.lag(time.time())[0],
+            evaluation_lag_seconds=self.evaluator.lag(),
             store_ok=self.store_health.ok,
             replies_missing=self.replies.missing(),
         )
@@ -300,7 +331,7 @@ class Daemon:
     # --- jobs --------------------------------------------------------------------------------
 
     def poll(self, source: Source) -> None:
-        """One source's poll, its evaluation and alert planning; again if mail was signalled
+        """One source's poll, then an evaluation asked for; again if mail was signalled
         meanwhile (IMAP IDLE)."""
         with self._job() as go:
             while go and not self.stopping.is_set() and self.store_health.usable:
@@ -323,6 +354,7 @@ class Daemon:
                     lock=self.store_lock,
                     stopping=self.stopping,
                     failures=self.failure_log,
+                    records=self.poll_records,
                 )
         except Stopping:
             return
@@ -342,12 +374,13 @@ class Daemon:
                 "source down",
                 extra=fields(source=source.name, failures=failures, next_try_s=round(delay)),
             )
-            self._reschedule(source.name, delay)
+            self._reschedule(source.name, delay, executor="failing")
             self.lag.end(source.name, time.time() + delay)
-        self._evaluate_and_plan()
-        if outcome.ok:
-            # Ready only once what was read is evaluated: a scrape then shows it.
-            self.succeeded.add(source.name)
+        elif self._executor(source.name) == "failing":
+            self._move(source.name, self._pool_for(source))
+        # Ready only once what was read is evaluated (a scrape then shows it): the evaluation
+        # thread says so when it has taken this poll in.
+        self.evaluator.request(source.name if outcome.ok else None)
 
     def _interval(self, name: str) -> int:
         for config in self.gen.loaded.config.sources:
@@ -355,10 +388,37 @@ class Daemon:
                 return config.poll_interval
         return 60
 
-    def _reschedule(self, name: str, delay: float) -> None:
+    def _reschedule(self, name: str, delay: float, *, executor: str | None = None) -> None:
         job = self.scheduler.get_job(f"poll:{name}")
         if job is not None:
-            job.modify(next_run_time=datetime.now(UTC) + timedelta(seconds=delay))
+            changes: dict[str, object] = {
+                "next_run_time": datetime.now(UTC) + timedelta(seconds=delay)
+            }
+            if executor is not None and job.executor != executor:
+                changes["executor"] = executor
+            job.modify(**changes)
+
+    def _pool_for(self, source: Source) -> str:
+        """The pool of threads a healthy source polls on: its server's."""
+        config = next((c for c in self.gen.loaded.config.sources if c.name == source.name), None)
+        alias = f"server:{server_of(config)}"
+        if alias not in self.pools:
+            same = sum(
+                1 for c in self.gen.loaded.config.sources if f"server:{server_of(c)}" == alias
+            )
+            self.scheduler.add_executor(ThreadPoolExecutor(min(POLL_WORKERS, same)), alias)
+            self.pools.add(alias)
+        return alias
+
+    def _executor(self, name: str) -> str | None:
+        job = self.scheduler.get_job(f"poll:{name}")
+        return job.executor if job is not None else None
+
+    def _move(self, name: str, executor: str) -> None:
+        """Run a source's later polls on another pool (back to the healthy one once it works)."""
+        job = self.scheduler.get_job(f"poll:{name}")
+        if job is not None:
+            job.modify(executor=executor)
 
     def request_poll(self, name: str) -> None:
         """New mail was signalled (IMAP IDLE): poll that source now."""
@@ -381,29 +441,58 @@ class Daemon:
         else:
             self.store_health.succeeded(job)
 
-    def _evaluate_and_plan(self, *, remeasure: bool = False) -> None:
-        """Evaluate what changed (and, with ``remeasure``, every running clock), then plan."""
+    def _evaluate_round(self, work: Round) -> bool:
+        """One evaluation, on the evaluation thread: write how the polls since the last one
+        went, evaluate what changed (and, on the 30-second schedule, every running clock),
+        then plan alerts: for the conversations evaluated, or on the schedule for every clock
+        whose next stage is due. True when it was done (the store took it)."""
+        if not self.store_health.usable:
+            return False
         gen = self.gen
+        records = self.poll_records.take()
+        done = False
         with self._store_work("evaluate") as usable, self.store_lock:
             if usable:
+                try:
+                    record_polls(self.store, records)
+                except StoreError:
+                    self.poll_records.give_back(records)
+                    raise
                 now = datetime.now(UTC)
                 synced = synced_sources(self.store)
                 syncing = [s.name for s in gen.sources if s.name not in synced]
                 catching_up = synced - self.planned_synced
                 # A first sync just ended: its clocks were held; measure them all before the
                 # catch-up summary is planned, so it covers everything already due.
-                gen.engine.evaluate(now, remeasure=remeasure or bool(catching_up), hold=syncing)
-                gen.planner.plan(now, syncing=syncing, catching_up=catching_up)
+                full = work.remeasure or bool(catching_up)
+                report = gen.engine.evaluate(
+                    now, remeasure=full, hold=syncing, pause=self._let_polls_write
+                )
+                gen.planner.plan(
+                    now,
+                    syncing=syncing,
+                    catching_up=catching_up,
+                    only=None if full else report.touched,
+                )
                 self.planned_synced |= synced
-        if self.planned_synced - self.replies_synced:
+                done = True
+        if not done:
+            self.poll_records.give_back(records)
+        if done and self.planned_synced - self.replies_synced:
             self.check_replies()  # a first sync ended: are its replies where they are read?
+        return done
 
-    def evaluate(self) -> None:
-        """The evaluation job: SLA states follow the clock even when no mail arrives. A poll
-        evaluates only what it changed; running clocks are measured again here."""
-        with self._job() as go:
-            if go:
-                self._evaluate_and_plan(remeasure=True)
+    def _let_polls_write(self) -> None:
+        """Between two batches of a long evaluation: hand the store lock to polls waiting."""
+        self.store_lock.release()
+        try:
+            time.sleep(0.001)
+        finally:
+            self.store_lock.acquire()
+
+    def _evaluated(self, sources: Collection[str]) -> None:
+        """What these sources' polls read is evaluated: they count as read for readiness."""
+        self.succeeded.update(sources)
 
     def deliver(self) -> None:
         """The delivery job: send due alerts (on its own thread: Slack never slows a poll)."""
@@ -456,7 +545,7 @@ class Daemon:
     # --- scheduling ----------------------------------------------------------------------------
 
     def schedule_sources(self) -> None:
-        """One poll job per source at its interval; IDLE watchers for IMAP sources."""
+        """One poll job per source at its interval; IMAP IDLE for the folders configured."""
         gen = self.gen
         self.lag.track([source.name for source in gen.sources], time.time())
         for source in gen.sources:
@@ -467,6 +556,7 @@ class Daemon:
                 args=[source],
                 seconds=interval,
                 id=f"poll:{source.name}",
+                executor=self._pool_for(source),
                 next_run_time=datetime.now(UTC),
                 coalesce=True,
                 max_instances=1,
@@ -474,15 +564,13 @@ class Daemon:
                 replace_existing=True,
             )
         self.idle_stop = threading.Event()
+        hub = IdleHub(self.idle_stop)
         for source in gen.sources:
             if isinstance(source, ImapSource) and isinstance(source.config, ImapSourceConfig):
-                if not source.config.idle:
-                    continue
-                watcher = ImapIdleWatcher(
-                    source, functools.partial(self.request_poll, source.name), self.idle_stop
-                )
-                watcher.start()
-                gen.watchers.append(watcher)
+                for folder in source.config.idle_on:
+                    hub.watch(source, folder, functools.partial(self.request_poll, source.name))
+        hub.start()
+        gen.idle = hub
 
     def schedule(self) -> None:
         """Every job: polls, evaluation, delivery, digest, housekeeping, watchdog."""
@@ -503,7 +591,6 @@ class Daemon:
                 replace_existing=True,
             )
         jobs: list[tuple[object, float]] = [
-            (self.evaluate, EVALUATION_INTERVAL_S),
             (self.deliver, DELIVERY_INTERVAL_S),
             (self.housekeeping, HOUSEKEEPING_INTERVAL_S),
             (self.supervise, SUPERVISION_INTERVAL_S),
@@ -548,8 +635,8 @@ class Daemon:
         if loaded.config.store.path != old.loaded.config.store.path:
             log.warning("store.path changed: it takes effect at the next restart")
         self.idle_stop.set()
-        for watcher in old.watchers:
-            watcher.join(2)
+        if old.idle is not None:
+            old.idle.join(2)
         with self.store_lock:
             for job in self.scheduler.get_jobs():
                 if job.id.startswith("poll:"):
@@ -567,6 +654,17 @@ class Daemon:
         self.schedule_sources()
         log.info("config reloaded", extra=fields(path=str(path), sources=len(sources)))
 
+    def _write_poll_records(self) -> None:
+        """At exit: write how the last polls went (the evaluation thread has stopped)."""
+        records = self.poll_records.take()
+        if not records or not self.store_health.usable:
+            return
+        try:
+            with self.store.guarded(), self.store_lock:
+                record_polls(self.store, records)
+        except StoreError as exc:
+            log.warning("could not write the last polls' outcome", extra=fields(error=str(exc)))
+
     def stop(self, reason: str) -> None:
         """Stop taking work; the scheduler loop returns and `run` finishes the shutdown."""
         if self.stopping.is_set():
@@ -575,6 +673,9 @@ class Daemon:
         notify("STOPPING=1")
         self.stopping.set()
         self.idle_stop.set()
+        self.evaluator.wake()
+        if self.gen.idle is not None:
+            self.gen.idle.wake()
         self.scheduler.shutdown(wait=False)
 
     def run(self) -> int:
@@ -592,6 +693,8 @@ class Daemon:
         signal.signal(signal.SIGTERM, on_stop)
         signal.signal(signal.SIGINT, on_stop)
         signal.signal(signal.SIGHUP, on_hup)
+        raise_open_files_limit(len(self.gen.sources))
+        self.evaluator.start()
         self.schedule()
         self.http.start()
         self.slack_actions = self._slack_actions(self.gen.loaded)
@@ -620,8 +723,10 @@ class Daemon:
                 self.inflight_changed.wait(deadline - time.monotonic())
         if self.inflight:
             log.warning("jobs still running at exit", extra=fields(jobs=self.inflight))
-        for watcher in self.gen.watchers:
-            watcher.join(max(deadline - time.monotonic(), 0.1))
+        self.evaluator.join(max(deadline - time.monotonic(), 0.1))
+        if self.gen.idle is not None:
+            self.gen.idle.join(max(deadline - time.monotonic(), 0.1))
+        self._write_poll_records()
         if self.slack_actions is not None:
             self.slack_actions.close()
         self.http.stop()
@@ -629,6 +734,41 @@ class Daemon:
         for source in self.gen.sources:
             source.close()
         log.info("stopped", extra=fields(uptime_s=round(time.monotonic() - started)))
+
+
+def server_of(config: object) -> str:
+    """Which server a source reads from, for its pool of poll threads: the IMAP host and
+    port, the API's host, or the local disk for Maildir and mbox."""
+    host = getattr(config, "host", None)
+    if isinstance(host, str):
+        return f"{host}:{getattr(config, 'effective_port', '')}"
+    api = getattr(config, "api_url", None)
+    if api is not None:
+        return urlsplit(str(api)).netloc or str(api)
+    return "local"
+
+
+def raise_open_files_limit(sources: int) -> None:
+    """Raise the soft limit on open files to the hard one: each IMAP source holds a socket
+    for polling and one per IDLE folder, and 1024 (a common default) runs out near 500
+    sources. Said when even the hard limit looks too low (the systemd unit sets
+    ``LimitNOFILE``)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or soft < hard:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+        except (ValueError, OSError) as exc:
+            log.warning("cannot raise the open files limit", extra=fields(error=str(exc)))
+        else:
+            soft = target
+    needed = 64 + 3 * sources
+    if soft < needed:
+        log.warning(
+            "open files limit may be too low for this many sources; raise LimitNOFILE "
+            "(systemd) or ulimit -n",
+            extra=fields(limit=soft, sources=sources, needed=needed),
+        )
 
 
 def _credentials(loaded: LoadedConfig) -> Credentials | None:

@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from monitor.alerting import thread_key
 from monitor.config.rules import RuleBook
@@ -73,6 +73,13 @@ class EvaluationReport:
     reevaluated: int = 0
     remeasured: int = 0
     transitions: list[Transition] = field(default_factory=list)
+    changed: list[int] = field(default_factory=list)  # conversations evaluated in full
+
+    @property
+    def touched(self) -> set[int]:
+        """The conversations this evaluation evaluated in full or saw change state: the only
+        ones whose alerts can have changed, unless time alone crossed a threshold."""
+        return {*self.changed, *(t.conversation_id for t in self.transitions)}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -229,7 +236,12 @@ class Engine:
     # --- evaluation --------------------------------------------------------------------------
 
     def evaluate(
-        self, now: datetime, *, remeasure: bool = True, hold: Collection[str] = ()
+        self,
+        now: datetime,
+        *,
+        remeasure: bool = True,
+        hold: Collection[str] = (),
+        pause: Callable[[], None] | None = None,
     ) -> EvaluationReport:
         """Bring every conversation's SLA state up to ``now``; report state changes.
 
@@ -238,52 +250,21 @@ class Engine:
         evaluation does that; a poll's evaluation need not). Sources in ``hold`` are in their
         first sync: their running clocks are provisional until it ends (the replies may be in
         a folder not read yet), so measuring them again would be work thrown away.
+
+        ``pause`` is called between two batches of clocks measured again (the daemon lets
+        polls write there); conversations changed meanwhile are left to a full evaluation,
+        done before this one returns.
         """
         report = EvaluationReport()
         self._prepare_totals()
         self._absorb_merges()
         take_new_actions(self.store, now)
-        # Changed since evaluated: the revision a write bumped is past the one the last
-        # evaluation read. Both numbers are written in the same transactions as the data, so
-        # mail stored by a poll that started before this evaluation is never missed.
-        changed = [
-            cid
-            for (cid,) in self.store.conn.execute(
-                "SELECT id FROM conversations WHERE "
-                "(evaluated_revision IS NULL OR evaluated_revision < revision) "
-                "AND pruned_at IS NULL"
-            )
-        ]
-        for chunk in _chunks(changed):
-            with self.store.transaction():
-                # Messages and revisions are read in this one transaction: what is evaluated
-                # is exactly what the recorded revision stands for.
-                messages = self.store.messages_by_conversation(chunk)
-                actions = actions_by_conversation(self.store, chunk)
-                for cid in chunk:
-                    conversation = self.store.conversation(cid)
-                    if conversation is None:
-                        continue
-                    self._reevaluate(conversation, messages[cid], now, report, actions[cid])
-        held = frozenset(hold)
-        running = (
-            [
-                row
-                for row in self.store.conn.execute(
-                    "SELECT id, source, policy, clock_kind, clock_started_at, state "
-                    f"FROM conversations WHERE state IN ({','.join('?' * len(RUNNING_STATES))}) "
-                    "AND evaluated_at < ?",
-                    (*RUNNING_STATES, to_epoch(now)),
-                ).fetchall()
-                if row[1] not in held
-            ]
-            if remeasure
-            else []
-        )
-        for chunk in _chunks(running):
-            with self.store.transaction():
-                for row in chunk:
-                    self._remeasure(row, now, report)
+        self._evaluate_changed(now, report)
+        if remeasure:
+            self._remeasure_all(now, frozenset(hold), report, pause)
+            if pause is not None:  # what polls stored between the batches
+                self._absorb_merges()
+                self._evaluate_changed(now, report)
         if report.matched or report.transitions:
             log.info(
                 "evaluated",
@@ -295,6 +276,32 @@ class Engine:
                 ),
             )
         return report
+
+    def _evaluate_changed(self, now: datetime, report: EvaluationReport) -> None:
+        """Evaluate in full every conversation changed since it was last evaluated."""
+        # Changed since evaluated: the revision a write bumped is past the one the last
+        # evaluation read. Both numbers are written in the same transactions as the data, so
+        # mail stored by a poll that started before this evaluation is never missed.
+        changed = [
+            cid
+            for (cid,) in self.store.conn.execute(
+                "SELECT id FROM conversations WHERE "
+                "(evaluated_revision IS NULL OR evaluated_revision < revision) "
+                "AND pruned_at IS NULL"
+            )
+        ]
+        report.changed += changed
+        for chunk in _chunks(changed):
+            with self.store.transaction():
+                # Messages and revisions are read in this one transaction: what is evaluated
+                # is exactly what the recorded revision stands for.
+                messages = self.store.messages_by_conversation(chunk)
+                actions = actions_by_conversation(self.store, chunk)
+                for cid in chunk:
+                    conversation = self.store.conversation(cid)
+                    if conversation is None:
+                        continue
+                    self._reevaluate(conversation, messages[cid], now, report, actions[cid])
 
     def _reevaluate(
         self,
@@ -372,21 +379,82 @@ class Engine:
             (conversation.revision, conversation.id),
         )
 
-    def _remeasure(
-        self, row: tuple[int, str, str, str, int, str], now: datetime, report: EvaluationReport
+    def _remeasure_all(
+        self,
+        now: datetime,
+        held: frozenset[str],
+        report: EvaluationReport,
+        pause: Callable[[], None] | None = None,
     ) -> None:
-        cid, source, policy_name, kind, started_at, previous = row
+        """Measure every running clock again at ``now``: one read of them all, and two
+        batched writes per 500; history and totals are touched only where a clock's breach
+        flag flips. Clocks with pauses (ticket statuses) are evaluated in full instead."""
+        marks = ",".join("?" * len(RUNNING_STATES))
+        running = [
+            row
+            for row in self.store.conn.execute(
+                "SELECT c.id, c.source, c.policy, c.clock_kind, c.clock_started_at, c.state, "
+                "k.seq, k.breached, EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = "
+                "c.id AND m.status IS NOT NULL) FROM conversations c LEFT JOIN clocks k ON "
+                "k.conversation_id = c.id AND k.seq = (SELECT MAX(seq) FROM clocks x WHERE "
+                f"x.conversation_id = c.id) WHERE c.state IN ({marks}) AND c.evaluated_at < ?",
+                (*RUNNING_STATES, to_epoch(now)),
+            ).fetchall()
+            if row[1] not in held
+        ]
+        for number, batch in enumerate(_chunks(running)):
+            rows = batch
+            if pause is not None and number:
+                pause()
+                rows = self._unchanged(batch)
+            with self.store.transaction():
+                clocks: list[tuple[object, ...]] = []
+                current: list[tuple[object, ...]] = []
+                for row in rows:
+                    self._remeasure(row, now, report, clocks, current)
+                conn = self.store.conn
+                conn.executemany(
+                    "UPDATE clocks SET business_seconds = ?, calendar_seconds = ?, state = ?, "
+                    "breached = ? WHERE conversation_id = ? AND seq = ?",
+                    clocks,
+                )
+                conn.executemany(
+                    "UPDATE conversations SET state = ?, clock_kind = ?, clock_started_at = ?, "
+                    "waited_seconds = ?, target_seconds = ?, due_at = ?, evaluated_at = ? "
+                    "WHERE id = ?",
+                    current,
+                )
+
+    def _unchanged(self, rows: list[tuple[Any, ...]]) -> list[tuple[Any, ...]]:
+        """Of rows read before a pause, those whose conversation nobody changed since (the
+        others are evaluated in full instead)."""
+        ids = [row[0] for row in rows]
+        changed = {
+            cid
+            for (cid,) in self.store.conn.execute(
+                f"SELECT id FROM conversations WHERE id IN ({','.join('?' * len(ids))}) AND "
+                "(evaluated_revision IS NULL OR evaluated_revision < revision)",
+                ids,
+            )
+        }
+        return [row for row in rows if row[0] not in changed]
+
+    def _remeasure(
+        self,
+        row: tuple[Any, ...],
+        now: datetime,
+        report: EvaluationReport,
+        clocks: list[tuple[object, ...]],
+        current: list[tuple[object, ...]],
+    ) -> None:
+        cid, source, policy_name, kind, started_at, previous, seq, was_breached, paused = row
         policy = self.rules.policies.by_name(policy_name)
         if policy is None:  # the rules changed under us: redo this one in full next time
             self.store.conn.execute(
                 "UPDATE conversations SET evaluated_revision = NULL WHERE id = ?", (cid,)
             )
             return
-        has_statuses = self.store.conn.execute(
-            "SELECT 1 FROM messages WHERE conversation_id = ? AND status IS NOT NULL LIMIT 1",
-            (cid,),
-        ).fetchone()
-        if has_statuses:  # pauses live in the messages: measure this one in full
+        if paused:  # pauses live in the messages: measure this one in full
             conversation = self.store.conversation(cid)
             if conversation is not None:
                 self._reevaluate(conversation, self.store.messages(cid), now, report)
@@ -394,29 +462,37 @@ class Engine:
         clock = Clock(kind=ClockKind(kind), started_at=from_epoch(started_at))
         verdict = evaluate_clock(clock, policy, self.rules.calendar_for(policy), now)
         report.remeasured += 1
-        conn = self.store.conn
-        seq = conn.execute(
-            "SELECT MAX(seq) FROM clocks WHERE conversation_id = ?", (cid,)
-        ).fetchone()[0]
-        old = totals.stored_clock(conn, cid, seq) if seq is not None else None
-        if old is not None:
-            totals.adjust(conn, old, -1, self._bounds(old[1]))
-        conn.execute(
-            "UPDATE clocks SET business_seconds = ?, calendar_seconds = ?, state = ?, "
-            "breached = ? WHERE conversation_id = ? AND seq = ?",
+        if seq is not None:
+            breached = int(verdict.breached)
+            if breached != was_breached:  # the totals count breaches: move this clock's count
+                conn = self.store.conn
+                old = totals.stored_clock(conn, cid, seq)
+                if old is not None:
+                    totals.adjust(conn, old, -1, self._bounds(old[1]))
+                    new = (*old[:4], breached, verdict.business_seconds)
+                    totals.adjust(conn, new, 1, self._bounds(old[1]))
+            clocks.append(
+                (
+                    verdict.business_seconds,
+                    verdict.calendar_seconds,
+                    verdict.state.value,
+                    breached,
+                    cid,
+                    seq,
+                )
+            )
+        current.append(
             (
-                verdict.business_seconds,
-                verdict.calendar_seconds,
                 verdict.state.value,
-                int(verdict.breached),
+                verdict.clock.kind.value,
+                to_epoch(verdict.clock.started_at),
+                verdict.business_seconds,
+                verdict.target,
+                to_epoch(verdict.due_at),
+                to_epoch(now),
                 cid,
-                seq,
-            ),
+            )
         )
-        new = totals.stored_clock(conn, cid, seq) if seq is not None else None
-        if new is not None:
-            totals.adjust(conn, new, 1, self._bounds(new[1]))
-        self._write_current(cid, verdict, now)
         if verdict.state.value != previous:
             report.transitions.append(
                 Transition(

@@ -153,6 +153,7 @@ class ServiceStatus:
     """What the daemon reports of itself: how late its polls are, and if the store writes."""
 
     scheduler_lag_seconds: float = 0.0
+    evaluation_lag_seconds: float = 0.0  # how long stored mail has waited to be evaluated
     store_ok: bool = True
     replies_missing: tuple[tuple[str, bool], ...] = ()  # mail source, replies missing
 

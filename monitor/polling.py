@@ -15,7 +15,7 @@ from monitor.logs import fields
 from monitor.model import FolderCursor, MessageEvent
 from monitor.sources.base import BatchResult, PollReport, Source
 from monitor.store import SourceSink, Store
-from monitor.store.sqlite import record_poll
+from monitor.store.sqlite import PollRecord, record_poll
 
 log = logging.getLogger("replyclock.poll")
 
@@ -206,6 +206,38 @@ class FailureLog:
             )
 
 
+class PollRecords:
+    """How polls went, kept until the next evaluation writes them all in one transaction: a
+    thousand sources polled a minute cost one write, not a thousand (the daemon's way)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._records: dict[str, PollRecord] = {}
+
+    def add(self, record: PollRecord) -> None:
+        """Keep a poll's outcome; a later poll of the same source replaces it (the store keeps
+        only the last attempt and the last success, which ``record_polls`` merges)."""
+        with self._lock:
+            last = self._records.get(record.source)
+            if last is not None and last.ok and not record.ok:
+                record = replace(record, last_success=last.at)
+            elif last is not None and not record.ok:
+                record = replace(record, last_success=last.last_success)
+            self._records[record.source] = record
+
+    def take(self) -> list[PollRecord]:
+        """The outcomes kept so far, handed over once."""
+        with self._lock:
+            records, self._records = list(self._records.values()), {}
+        return records
+
+    def give_back(self, records: Sequence[PollRecord]) -> None:
+        """Keep outcomes whose write failed, unless a newer one came meanwhile."""
+        with self._lock:
+            for record in records:
+                self._records.setdefault(record.source, record)
+
+
 def poll_source(
     source: Source,
     store: Store,
@@ -214,10 +246,12 @@ def poll_source(
     lock: threading.Lock | None = None,
     stopping: threading.Event | None = None,
     failures: FailureLog | None = None,
+    records: PollRecords | None = None,
 ) -> PollOutcome:
     """Poll ``source`` into ``store`` and record how it went; a source failure is logged and
     returned, never raised (with ``failures``, the daemon's, a repeated failure only once).
-    With ``lock``, the store is only held while writing."""
+    With ``lock``, the store is only held while writing. With ``records`` how the poll went
+    is kept there for a later write of many at once, instead of written now."""
     lock = lock or threading.Lock()
     failures = failures or FailureLog()
     started = time.monotonic()
@@ -231,13 +265,11 @@ def poll_source(
     except SourceError as exc:
         duration = time.monotonic() - started
         failures.failed(source.name, exc.detail)
-        with lock:
-            record_poll(store, source.name, ok=False, duration=duration, error=exc.detail, now=now)
+        _record(store, lock, records, PollRecord(source.name, False, now, duration, exc.detail))
         return PollOutcome(source.name, None, exc.detail, duration)
     duration = time.monotonic() - started
     failures.succeeded(source.name)
-    with lock:
-        record_poll(store, source.name, ok=True, duration=duration, error=None, now=now)
+    _record(store, lock, records, PollRecord(source.name, True, now, duration, None))
     quiet = report.new == 0 and report.removed == 0
     log.log(
         logging.DEBUG if quiet else logging.INFO,
@@ -251,3 +283,20 @@ def poll_source(
         ),
     )
     return PollOutcome(source.name, report, None, duration)
+
+
+def _record(
+    store: Store, lock: threading.Lock, records: PollRecords | None, record: PollRecord
+) -> None:
+    if records is not None:
+        records.add(record)
+        return
+    with lock:
+        record_poll(
+            store,
+            record.source,
+            ok=record.ok,
+            duration=record.duration,
+            error=record.error,
+            now=record.at,
+        )

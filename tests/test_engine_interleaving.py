@@ -162,3 +162,36 @@ def test_any_interleaving_of_batches_and_evaluations_equals_one_evaluation_at_th
     SourceSink(reference, "inbox").accept(events, None, end)
     Engine(reference, rules).evaluate(end)
     assert snapshot(interleaved) == snapshot(reference)
+
+
+def test_replies_stored_between_two_batches_of_a_remeasure_are_evaluated_before_it_ends(
+    stores: tuple[Store, Store], rules: RuleBook
+) -> None:
+    """The daemon lets polls write between batches of 500 clocks measured again. Replies
+    stored in such a pause, to conversations of a batch not yet measured, must not be
+    overwritten by that batch's stale "still waiting": when evaluate returns they are
+    answered, as in one evaluation of everything."""
+    store, reference = stores
+    events = conversation_events(600)
+    questions = [e for e in events if e.identity.startswith("q")]
+    replies = [e for e in events if e.identity.startswith("r")]
+    asked = START + timedelta(days=1)
+    sink = SourceSink(store, "inbox")
+    engine = Engine(store, rules)
+    sink.accept(questions, None, asked)
+    engine.evaluate(asked, remeasure=False)
+    later = START + timedelta(days=2)
+    pauses = 0
+
+    def poll_writes() -> None:
+        nonlocal pauses
+        pauses += 1
+        if pauses == 1:  # the replies arrive while the first batch is written
+            sink.accept(replies, None, later)
+
+    report = engine.evaluate(later, pause=poll_writes)
+    assert pauses >= 1
+    assert report.changed  # the replies' conversations were evaluated in full
+    SourceSink(reference, "inbox").accept(questions + replies, None, asked)
+    Engine(reference, rules).evaluate(later)
+    assert snapshot(store) == snapshot(reference)

@@ -286,6 +286,9 @@ class ImapSourceConfig(MailClassificationConfig):
     timeout: PositiveSeconds = 30
     reconcile_interval: PositiveSeconds = 15 * 60
     idle: bool = True
+    # The folders held in IDLE (one connection each); default: every folder in ``folders``.
+    # Fewer, or ``idle: false``, for servers that cap connections per mailbox.
+    idle_folders: list[str] | None = None
 
     _resolve = field_validator("ca_file", "password_file", "oauth2_token_file")(resolve_path)
 
@@ -301,7 +304,20 @@ class ImapSourceConfig(MailClassificationConfig):
         _one_of(self, "password", "password_file", "oauth2_token_file", "auth")
         if self.tls and self.starttls:
             raise ValueError("tls and starttls exclude each other; set only starttls: true")
+        unknown = [f for f in self.idle_folders or () if f not in self.folders]
+        if unknown:
+            raise ValueError(
+                f"idle_folders names folders not in folders: {', '.join(unknown)}; IDLE only "
+                "signals mail in folders that are read (add them to folders, or remove them)"
+            )
         return self
+
+    @property
+    def idle_on(self) -> list[str]:
+        """The folders held in IMAP IDLE: none with ``idle: false``."""
+        if not self.idle:
+            return []
+        return list(self.idle_folders) if self.idle_folders is not None else list(self.folders)
 
     @property
     def use_tls(self) -> bool:

@@ -124,6 +124,18 @@ def plan_stages(waited: int, target: int, policy: Policy, already: Iterable[str]
     return StagePlan(tuple(stage for stage in due if stage not in moot), moot)
 
 
+def next_threshold(target: int, policy: Policy, done: Iterable[str]) -> int | None:
+    """The business seconds waited at which the next stage not in ``done`` falls due, or
+    None when every stage is done: until a clock has waited that long, it needs no look."""
+    finished = set(done)
+    ahead = [
+        stage.threshold
+        for stage in stages_for(policy, target, policy.warning.threshold(target))
+        if stage.key not in finished
+    ]
+    return min(ahead) if ahead else None
+
+
 def parse_quiet_hours(text: str) -> tuple[time, time]:
     """``"20:00-08:00"`` -> (20:00, 08:00); the window may run past midnight."""
     try:

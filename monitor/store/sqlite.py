@@ -15,7 +15,7 @@ import fcntl
 import json
 import os
 import sqlite3
-from collections.abc import Collection, Iterator, Mapping
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -598,15 +598,55 @@ def record_poll(
     store: Store, source: str, *, ok: bool, duration: float, error: str | None, now: datetime
 ) -> None:
     """Remember how a source's poll went, for metrics and readiness across restarts."""
+    record_polls(store, [PollRecord(source, ok, now, duration, error)])
+
+
+@dataclass(frozen=True, slots=True)
+class PollRecord:
+    """How one poll of a source went, as ``record_polls`` writes it."""
+
+    source: str
+    ok: bool
+    at: datetime
+    duration: float
+    error: str | None
+    last_success: datetime | None = None  # an earlier success not yet written, if any
+
+
+_POLL_UPSERT = (
+    "INSERT INTO source_status (source, up, last_attempt, last_success, last_duration, "
+    "last_error) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (source) DO UPDATE SET "
+    "up = excluded.up, last_attempt = excluded.last_attempt, "
+    "last_success = COALESCE(excluded.last_success, source_status.last_success), "
+    "last_duration = excluded.last_duration, last_error = excluded.last_error"
+)
+
+
+def record_polls(store: Store, records: Sequence[PollRecord]) -> None:
+    """Remember how many sources' polls went, in one transaction."""
+    if not records:
+        return
     with store.transaction() as conn:
-        conn.execute(
-            "INSERT INTO source_status (source, up, last_attempt, last_success, last_duration, "
-            "last_error) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (source) DO UPDATE SET "
-            "up = excluded.up, last_attempt = excluded.last_attempt, "
-            "last_success = COALESCE(excluded.last_success, source_status.last_success), "
-            "last_duration = excluded.last_duration, last_error = excluded.last_error",
-            (source, int(ok), to_epoch(now), to_epoch(now) if ok else None, duration, error),
+        conn.executemany(
+            _POLL_UPSERT,
+            [
+                (
+                    r.source,
+                    int(r.ok),
+                    to_epoch(r.at),
+                    _last_success(r),
+                    r.duration,
+                    r.error,
+                )
+                for r in records
+            ],
         )
+
+
+def _last_success(record: PollRecord) -> int | None:
+    if record.ok:
+        return to_epoch(record.at)
+    return to_epoch(record.last_success) if record.last_success is not None else None
 
 
 def synced_sources(store: Store) -> set[str]:
