@@ -29,6 +29,7 @@ from monitor.explain import explain
 from monitor.logs import configure_logging
 from monitor.polling import poll_source
 from monitor.sla.policy import Policy
+from monitor.sources.imap_limits import per_server
 from monitor.sources.probe import print_probe
 from monitor.store import Store
 from monitor.store.sqlite import prune_closed, synced_sources
@@ -273,6 +274,11 @@ def cmd_check(path: Path, out: TextIO, *, connect: bool = False) -> int:
             print(f"{source.name}: FAILED: {exc.detail}", file=out)
         finally:
             source.close()
+    shared = per_server(loaded.config.sources)
+    if shared:
+        print(file=out)
+        for line in shared:
+            print(line, file=out)
     return 1 if failed else 0
 
 

@@ -114,3 +114,21 @@ def test_a_source_that_cannot_sign_in_fails_the_check(
     assert f"bad: FAILED: login as '{imap_user.username}' was rejected" in out
     assert "not-the-password" not in out
     assert f"good (imap): signed in as {imap_user.username}" in out  # the others still run
+
+
+def test_it_counts_the_connections_each_source_and_each_server_needs(
+    dovecot: DovecotServer, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Each IMAP source says how many connections it holds (polling plus IDLE) and which server
+    limits bound them; sources sharing a server are added up, so the operator can raise the
+    server's limits before the daemon meets them."""
+    one, two = dovecot.create_user(), dovecot.create_user()
+    sources = imap_source("support", one) + imap_source(
+        "sales", two, extra="folders: [INBOX, Archive]\nidle_folders: [Archive]"
+    )
+    code, out = check(config(tmp_path, sources), capsys)
+    assert code == 0, out
+    assert re.search(r"connections\s+2 while the daemon runs \(1 polling, IDLE on INBOX\)", out)
+    assert re.search(r"connections\s+2 while the daemon runs \(1 polling, IDLE on Archive\)", out)
+    assert re.search(r"server limits\s+on Dovecot: mail_max_userip_connections", out)
+    assert f"{one.host}:{one.port}: 2 IMAP sources hold 4 connections together" in out

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 import imapclient
 
 from monitor.model import FolderRole
+from monitor.sources.imap_limits import add_connection_facts
 from monitor.sources.oauth import GoogleTokens, MicrosoftTokens, token_permissions
 from monitor.sources.probe import RECENT, FolderFacts, MailTally, ProbeReport
 
@@ -43,6 +44,7 @@ def probe_imap(source: ImapSource, client: imapclient.IMAPClient, now: datetime)
         ", ".join(f"{name} {'yes' if name in capabilities else 'no'}" for name in CAPABILITIES)
         + f", Gmail extensions {'yes' if 'X-GM-EXT-1' in capabilities else 'no'}",
     )
+    add_connection_facts(report, cfg)
     _list_folders(source, client, report)
     _first_sync(source, client, report, now)
     if not any(role is FolderRole.SENT for role in source.folders.values()):

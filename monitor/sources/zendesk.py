@@ -1,10 +1,24 @@
-"""The Zendesk source: tickets from the cursor-based incremental export, comments from audits.
+"""The Zendesk source: tickets from the cursor-based incremental export, comments from the
+incremental ticket-event export (or, on plans without it, from each changed ticket's audits).
 
 Read-only: only GET requests. Each poll asks the incremental ticket export for the tickets that
-changed since the saved cursor (the first poll starts ``since`` ago), and for each changed ticket
-reads its audits, which hold every comment (public or private, with its author) and every status
-change. Each export page's events are stored together with the page's ``after_cursor`` in one
-transaction, so a poll that fails half-way resumes at the first page it did not store.
+changed since the saved cursor (the first poll starts ``since`` ago), with their users, for the
+facts every event carries (subject, priority, tags, group, brand, requester). The comments
+(public or private, with their author) and status changes come from the ticket-event export
+with the ``comment_events`` sideload (``monitor.sources.zendesk_events``): one request a page of
+up to 1,000 ticket updates, instead of one audits request per changed ticket. Authors the
+sideload does not name, and tickets this process has not seen in the export, are asked for 100
+at a time (``show_many``) and kept in bounded caches.
+
+Each page is stored together with the checkpoint that follows it in one transaction: an export
+page with its ``after_cursor`` (``export_cursor``), a ticket-event page with its ``end_time``
+(``ticket_events_time``). A poll that fails half-way resumes at the first page it did not
+store; updates read twice are stored once.
+
+Where the plan refuses the ticket-event export (HTTP 403 or 404) the source says so once in the
+log and reads each changed ticket's audits instead, until a restart; the stored events are the
+same either way. A store written by a version that read audits only gets one more poll that way,
+then the ticket-event export takes over from that poll's time.
 
 A ticket the export lists as deleted gets one ``closed`` status event (its audits are gone), so
 a waiting customer's clock stops instead of waiting forever; one whose audits answer 404 was
@@ -30,10 +44,10 @@ from __future__ import annotations
 import base64
 import logging
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
 from monitor.config.models import ZendeskSourceConfig
 from monitor.durations import format_duration
@@ -42,13 +56,32 @@ from monitor.logs import fields
 from monitor.mail.closers import closing_quote
 from monitor.model import Direction, MessageEvent, ThreadRef
 from monitor.sources.base import MessageSink, PollReport, read_secret
-from monitor.sources.http import parse_time, source_api, unless_gone
+from monitor.sources.http import Response, http_status, parse_time, source_api, unless_gone
 from monitor.sources.probe import ProbeReport
+from monitor.sources.zendesk_events import (
+    COMMENT_TYPES,
+    HELD_BACK_S,
+    TICKET_EVENTS_PAGE,
+    TICKET_EVENTS_PATH,
+    TICKET_EVENTS_SIDELOAD,
+    audit_from_ticket_event,
+    comment_left_out,
+    people_named,
+)
 
 log = logging.getLogger("replyclock.sources.zendesk")
 
 CHECKPOINT = "export_cursor"  # the export's after_cursor, saved with each page's events
+EVENTS_CHECKPOINT = "ticket_events_time"  # the ticket-event export's end_time, likewise
+# Since when the ticket-event export has been read: a ticket created earlier may have history
+# the store lacks, so its audits are read instead (once per change, until such tickets are old).
+HISTORY_CHECKPOINT = "ticket_events_from"
 EXPORT_PATH = "/api/v2/incremental/tickets/cursor.json"
+SHOW_TICKETS_PATH = "/api/v2/tickets/show_many.json"
+SHOW_USERS_PATH = "/api/v2/users/show_many.json"
+SHOW_MANY = 100  # ids per show_many request, Zendesk's maximum
+CACHED_TICKETS = 20_000  # ticket facts kept between polls: a day or two of changed tickets
+CACHED_USERS = 50_000
 AUDIT_PAGE_SIZE = 100
 ME_PATH = "/api/v2/users/me.json"
 COUNT_PATH = "/api/v2/search/count.json"
@@ -64,7 +97,6 @@ STATUSES = {
     "closed": "closed",
     "deleted": "closed",  # a deleted ticket will get no reply: its clock stops, not a breach
 }
-COMMENT_TYPES = frozenset({"Comment", "VoiceComment"})
 SHARING_CHANNELS = frozenset({"ticket_sharing"})
 RULE_CHANNELS = frozenset({"rule", "automation"})
 BOT_CHANNEL_PREFIXES = ("answer_bot", "ai_agent")
@@ -95,6 +127,7 @@ class TicketFacts:
     tags: tuple[str, ...] = ()
     attributes: Mapping[str, str] = field(default_factory=dict)
     link: str | None = None
+    created_at: datetime | None = None
 
 
 def normalize_status(value: object) -> str | None:
@@ -135,6 +168,7 @@ def ticket_facts(ticket: Json, subdomain: str) -> TicketFacts:
         tags=tuple(str(tag) for tag in ticket.get("tags") or ()),
         attributes=attributes,
         link=f"https://{subdomain}.zendesk.com/agent/tickets/{ticket_id}",
+        created_at=parse_time(ticket.get("created_at")),
     )
 
 
@@ -310,6 +344,13 @@ class ZendeskSource:
             sleep=sleep,
             clock=clock,
         )
+        self._events_refused: str | None = None  # why the ticket-event export is not used
+        self._facts: dict[int, TicketFacts] = {}  # by ticket id, from the latest listing
+        self._deleted: dict[int, bool] = {}  # tickets the export listed as deleted
+        self._users: dict[int, ZendeskUser] = {}
+        self._history_from = datetime.fromtimestamp(0, UTC)  # see HISTORY_CHECKPOINT
+        # Ticket-event ids stored already: each page repeats the last second of the one before.
+        self._seen_updates: dict[int, bool] = {}
 
     # --- credentials -------------------------------------------------------------------------
 
@@ -386,85 +427,317 @@ class ZendeskSource:
     # --- polling -----------------------------------------------------------------------------
 
     def poll(self, sink: MessageSink, now: datetime) -> PollReport:
-        """Read every export page from the saved cursor, storing each with its cursor."""
+        """Read what changed since the saved checkpoints: through the ticket-event export where
+        the account's plan has it, else through each changed ticket's audits."""
         self._authorization = None  # read the secret once per poll, fresh
         report = PollReport(source=self.name)
         requests_before = self.api.requests
-        cursor = sink.checkpoint(CHECKPOINT)
-        params: dict[str, Any]
-        if cursor:
-            params = {"cursor": cursor}
-        else:
-            start = now - timedelta(seconds=self.config.since)
-            params = {"start_time": int(start.timestamp())}
         try:
-            while True:
-                page = _mapping(self.api.get(EXPORT_PATH, params).data, self.name, EXPORT_PATH)
-                tickets = _latest_per_id(page.get("tickets"))
-                events = [e for ticket in tickets for e in self._ticket_events(ticket, now)]
-                after = page.get("after_cursor")
-                end = bool(page.get("end_of_stream", True))
-                if not isinstance(after, str) or not after:
-                    if not end:
-                        raise SourceError(
-                            self.name,
-                            "the incremental export answered a page without after_cursor; "
-                            "the next poll starts again from the saved cursor",
-                        )
-                    after = cursor
-                if events or (after and after != cursor):
-                    result = sink.accept(
-                        events, None, now, checkpoint=(CHECKPOINT, after) if after else None
-                    )
-                    report.add(FOLDER, result.new, result.duplicates)
-                    log.debug(
-                        "export page stored",
-                        extra=fields(source=self.name, tickets=len(tickets), new=result.new),
-                    )
-                cursor = after
-                if end:
-                    break
-                params = {"cursor": after}
+            first = self._first_events_page(sink, now)
+            if first is None:
+                try:
+                    self._poll_audits(sink, now, report)
+                except SourceAuthError:
+                    self._events_refused = None  # credentials, not the plan: ask again next time
+                    raise
+                # The audits read every update up to now: the ticket-event export can take over
+                # from here (a minute early: the store keeps what comes twice once).
+                start = str(int(now.timestamp()) - HELD_BACK_S)
+                sink.save_checkpoint(EVENTS_CHECKPOINT, start, now)
+                if sink.checkpoint(HISTORY_CHECKPOINT) is None:
+                    sink.save_checkpoint(HISTORY_CHECKPOINT, start, now)
+            else:
+                self._poll_ticket_events(sink, now, report, first)
         finally:
             report.round_trips = self.api.requests - requests_before
         return report
+
+    def _export_pages(self, sink: MessageSink, now: datetime, **extra: str) -> Iterator[Page]:
+        """The incremental ticket export from the saved cursor (the first poll: ``since``
+        ago), page by page, each with the cursor that follows it; stop at end_of_stream."""
+        cursor = sink.checkpoint(CHECKPOINT)
+        params: dict[str, Any]
+        if cursor:
+            params = {"cursor": cursor, **extra}
+        else:
+            start = now - timedelta(seconds=self.config.since)
+            params = {"start_time": int(start.timestamp()), **extra}
+        while True:
+            page = _mapping(self.api.get(EXPORT_PATH, params).data, self.name, EXPORT_PATH)
+            after = page.get("after_cursor")
+            end = bool(page.get("end_of_stream", True))
+            if not isinstance(after, str) or not after:
+                if not end:
+                    raise SourceError(
+                        self.name,
+                        "the incremental export answered a page without after_cursor; "
+                        "the next poll starts again from the saved cursor",
+                    )
+                after = cursor
+            yield Page(data=page, cursor=after, moved=bool(after and after != cursor))
+            cursor = after
+            if end:
+                return
+            params = {"cursor": after, **extra}
+
+    def _store(
+        self,
+        sink: MessageSink,
+        now: datetime,
+        report: PollReport,
+        events: list[MessageEvent],
+        *,
+        checkpoint: tuple[str, str | None],
+        moved: bool,
+    ) -> None:
+        """One page's events and the checkpoint that follows them, in one transaction."""
+        key, value = checkpoint
+        if not events and not moved:
+            return
+        result = sink.accept(events, None, now, checkpoint=(key, value) if value else None)
+        report.add(FOLDER, result.new, result.duplicates)
+        log.debug(
+            "page stored",
+            extra=fields(source=self.name, checkpoint=key, events=len(events), new=result.new),
+        )
+
+    def _poll_audits(self, sink: MessageSink, now: datetime, report: PollReport) -> None:
+        """Every export page, each changed ticket read with its audits (one request a ticket)."""
+        for page in self._export_pages(sink, now):
+            tickets = _latest_per_id(page.data.get("tickets"))
+            events = [e for ticket in tickets for e in self._ticket_events(ticket, now)]
+            self._store(
+                sink, now, report, events, checkpoint=(CHECKPOINT, page.cursor), moved=page.moved
+            )
+
+    # --- the ticket-event export -------------------------------------------------------------
+
+    def _events_params(self, start_time: int) -> dict[str, Any]:
+        return {"start_time": start_time, "include": TICKET_EVENTS_SIDELOAD}
+
+    def _first_events_page(self, sink: MessageSink, now: datetime) -> EventsStart | None:
+        """The ticket-event export's first page of this poll, its start_time and whether this is
+        the first sync; None when this poll reads audits: the plan refused the export, or the
+        store was written by a version that read audits only (one more poll that way, then the
+        export takes over)."""
+        if self._events_refused is not None:
+            return None
+        saved = sink.checkpoint(EVENTS_CHECKPOINT)
+        if saved is None and sink.checkpoint(CHECKPOINT):
+            return None
+        latest = int(now.timestamp()) - HELD_BACK_S
+        first_sync = saved is None or not saved.isdigit()
+        if first_sync:
+            start_time = int((now - timedelta(seconds=self.config.since)).timestamp())
+            sink.save_checkpoint(HISTORY_CHECKPOINT, str(start_time), now)
+        else:
+            start_time = min(int(str(saved)), latest)
+        history = sink.checkpoint(HISTORY_CHECKPOINT) or str(start_time)
+        self._history_from = datetime.fromtimestamp(int(history) if history.isdigit() else 0, UTC)
+        try:
+            answer = self.api.get(TICKET_EVENTS_PATH, self._events_params(start_time))
+        except SourceError as exc:
+            status = http_status(exc)
+            if status not in (403, 404):
+                raise
+            self._events_refused = f"HTTP {status}"
+            log.warning(
+                "the account's plan has no incremental ticket-event export: reading each "
+                "changed ticket's audits instead (one request a ticket) until a restart",
+                extra=fields(source=self.name, status=status, path=TICKET_EVENTS_PATH),
+            )
+            return None
+        return EventsStart(start_time=start_time, answer=answer, first_sync=first_sync)
+
+    def _older_than_history(self, facts: TicketFacts) -> bool:
+        """Whether a ticket was created before the ticket-event export was first read, so that
+        the store may lack its earlier comments."""
+        return facts.created_at is None or facts.created_at < self._history_from
+
+    def _poll_ticket_events(
+        self,
+        sink: MessageSink,
+        now: datetime,
+        report: PollReport,
+        first: EventsStart,
+    ) -> None:
+        """The export's tickets (their facts, users and deletions; on the first sync, the
+        audits of tickets older than the window, as the audits path reads them), then every
+        page of ticket events from the saved time, each stored with the time it ends at."""
+        start_time, answer = first.start_time, first.answer
+        read_in_full: set[int] = set()
+        for page in self._export_pages(sink, now, include="users"):
+            self._learn_users(page.data.get("users"))
+            events = []
+            for ticket in _latest_per_id(page.data.get("tickets")):
+                facts = self._learn_ticket(ticket)
+                if facts.id in self._deleted:
+                    events.extend(self._deleted_events(ticket, facts))
+                elif first.first_sync and self._older_than_history(facts):
+                    events.extend(self._audits_events(facts, now))
+                    read_in_full.add(facts.id)
+            self._store(
+                sink, now, report, events, checkpoint=(CHECKPOINT, page.cursor), moved=page.moved
+            )
+        while True:
+            body = _mapping(answer.data, self.name, TICKET_EVENTS_PATH)
+            listed = [i for i in body.get("ticket_events") or () if isinstance(i, Mapping)]
+            items = [
+                i
+                for i in listed
+                if i.get("id") not in self._seen_updates and i.get("ticket_id") not in read_in_full
+            ]
+            events = self._events_from_ticket_events(items, now, read_in_full)
+            end_time = body.get("end_time")
+            follows = (
+                end_time if isinstance(end_time, int) and end_time > start_time else start_time
+            )
+            end = body.get("end_of_stream")
+            if not isinstance(end, bool):
+                end = len(listed) < TICKET_EVENTS_PAGE
+            self._store(
+                sink,
+                now,
+                report,
+                events,
+                checkpoint=(EVENTS_CHECKPOINT, str(follows)),
+                moved=follows != start_time,
+            )
+            for item in listed:
+                if isinstance(item.get("id"), int):
+                    _remember(self._seen_updates, item["id"], True, CACHED_USERS)
+            if end:
+                return
+            if follows == start_time:
+                raise SourceError(
+                    self.name,
+                    f"the ticket-event export answered a full page that ends where it began "
+                    f"(start_time {start_time}): more than {TICKET_EVENTS_PAGE:,} ticket updates "
+                    "in one second; the next poll asks again from there",
+                )
+            start_time = follows
+            answer = self.api.get(TICKET_EVENTS_PATH, self._events_params(start_time))
+
+    def _events_from_ticket_events(
+        self, items: list[Json], now: datetime, read_in_full: set[int]
+    ) -> list[MessageEvent]:
+        """One page of ticket events as message events, ticket by ticket, as the audits path
+        would store them: tickets and users not known yet are asked for 100 at a time. A
+        ticket whose audits are read instead is added to ``read_in_full``, so that the later
+        pages of this poll skip it."""
+        audits: dict[int, list[dict[str, Any]]] = {}
+        left_out: set[int] = set()
+        for item in items:
+            ticket_id = item.get("ticket_id")
+            if not isinstance(ticket_id, int):
+                continue
+            audits.setdefault(ticket_id, []).append(audit_from_ticket_event(item))
+            if comment_left_out(item):
+                left_out.add(ticket_id)
+        self._fetch_tickets([t for t in audits if t not in self._facts])
+        named = {u for ticket_audits in audits.values() for u in people_named(ticket_audits)}
+        named.update(f.requester_id for t in audits if (f := self._facts.get(t)) and f.requester_id)
+        self._fetch_users(sorted(u for u in named if u not in self._users))
+        events: list[MessageEvent] = []
+        for ticket_id, ticket_audits in audits.items():
+            facts = self._facts.get(ticket_id)
+            if ticket_id in self._deleted:
+                continue  # its deletion is stored from the export; its audits are gone
+            if facts is None:
+                events.append(self._gone_event(TicketFacts(id=ticket_id, requester_id=None), now))
+            elif ticket_id in left_out or self._older_than_history(facts):
+                # The answer came without the comments, or the ticket is older than what the
+                # export has been read for: its audits hold what the store may lack.
+                events.extend(self._audits_events(facts, now))
+                read_in_full.add(ticket_id)
+            else:
+                events.extend(
+                    events_from_audits(
+                        self.name,
+                        facts,
+                        ticket_audits,
+                        self._users,
+                        closers=self.config.closers,
+                        closing_phrases=self.closing_phrases,
+                    )
+                )
+        return events
+
+    def _learn_ticket(self, ticket: Json) -> TicketFacts:
+        facts = ticket_facts(ticket, self.config.subdomain)
+        _remember(self._facts, facts.id, facts, CACHED_TICKETS)
+        if str(ticket.get("status")) == "deleted":
+            _remember(self._deleted, facts.id, True, CACHED_TICKETS)
+        else:
+            self._deleted.pop(facts.id, None)
+        return facts
+
+    def _learn_users(self, items: object) -> None:
+        for user_id, user in parse_users(items).items():
+            _remember(self._users, user_id, user, CACHED_USERS)
+
+    def _fetch_tickets(self, ticket_ids: Sequence[int]) -> None:
+        """Tickets whose facts this process has not seen (a restart, or updates older than the
+        export's window), 100 a request with their users; deleted ones are not answered."""
+        for chunk in _chunks(ticket_ids):
+            data = self.api.get(SHOW_TICKETS_PATH, {"ids": chunk, "include": "users"}).data
+            page = _mapping(data, self.name, SHOW_TICKETS_PATH)
+            self._learn_users(page.get("users"))
+            for ticket in _latest_per_id(page.get("tickets")):
+                self._learn_ticket(ticket)
+
+    def _fetch_users(self, user_ids: Sequence[int]) -> None:
+        """Users the export's sideload did not name (other agents, CCs), 100 a request."""
+        for chunk in _chunks(user_ids):
+            data = self.api.get(SHOW_USERS_PATH, {"ids": chunk}).data
+            self._learn_users(_mapping(data, self.name, SHOW_USERS_PATH).get("users"))
+
+    # --- one ticket at a time ----------------------------------------------------------------
+
+    def _deleted_events(self, ticket: Json, facts: TicketFacts) -> list[MessageEvent]:
+        """A ticket the export lists as deleted: one closed event at its last update."""
+        at = parse_time(ticket.get("updated_at"))
+        if at is None:
+            return []
+        return [
+            MessageEvent(
+                identity=f"ticket:{facts.id}:deleted",
+                timestamp=at,
+                direction=Direction.IGNORED,
+                reason="ticket deleted in Zendesk (counted as closed)",
+                status="closed",
+                **_ticket_fields(self.name, facts, ""),
+            )
+        ]
+
+    def _gone_event(self, facts: TicketFacts, now: datetime) -> MessageEvent:
+        """A ticket deleted since it was listed: its clock stops now, when that was seen (the
+        same identity as the export's deletion, so a later listing adds nothing)."""
+        log.info(
+            "ticket gone while being read: counted as closed",
+            extra=fields(source=self.name, ticket=facts.id),
+        )
+        return MessageEvent(
+            identity=f"ticket:{facts.id}:deleted",
+            timestamp=now,
+            direction=Direction.IGNORED,
+            reason="ticket deleted in Zendesk (HTTP 404 while its audits were read; "
+            "counted as closed)",
+            status="closed",
+            **_ticket_fields(self.name, facts, ""),
+        )
 
     def _ticket_events(self, ticket: Json, now: datetime) -> list[MessageEvent]:
         facts = ticket_facts(ticket, self.config.subdomain)
         if str(ticket.get("status")) == "deleted":
             # A deleted ticket's audits are gone from the API; its deletion closes any wait.
-            at = parse_time(ticket.get("updated_at"))
-            if at is None:
-                return []
-            return [
-                MessageEvent(
-                    identity=f"ticket:{facts.id}:deleted",
-                    timestamp=at,
-                    direction=Direction.IGNORED,
-                    reason="ticket deleted in Zendesk (counted as closed)",
-                    status="closed",
-                    **_ticket_fields(self.name, facts, ""),
-                )
-            ]
+            return self._deleted_events(ticket, facts)
+        return self._audits_events(facts, now)
+
+    def _audits_events(self, facts: TicketFacts, now: datetime) -> list[MessageEvent]:
         read = unless_gone(lambda: self._audits(facts.id))
         if read is None:
-            # Deleted since the export listed it: its clock stops now, when that was seen (the
-            # same identity as the export's deletion, so a later listing adds nothing).
-            log.info(
-                "ticket gone while being read: counted as closed",
-                extra=fields(source=self.name, ticket=facts.id),
-            )
-            return [
-                MessageEvent(
-                    identity=f"ticket:{facts.id}:deleted",
-                    timestamp=now,
-                    direction=Direction.IGNORED,
-                    reason="ticket deleted in Zendesk (HTTP 404 while its audits were read; "
-                    "counted as closed)",
-                    status="closed",
-                    **_ticket_fields(self.name, facts, ""),
-                )
-            ]
+            return [self._gone_event(facts, now)]
         audits, users = read
         return events_from_audits(
             self.name,
@@ -490,6 +763,42 @@ class ZendeskSource:
             if not meta.get("has_more") or not after:
                 return audits, users
             params = {**params, "page[after]": after}
+
+
+@dataclass(frozen=True, slots=True)
+class EventsStart:
+    """The ticket-event export's first page of a poll and where it started."""
+
+    start_time: int
+    answer: Response
+    first_sync: bool  # no ticket-event time stored yet: the poll reads the export from since
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """One page of the incremental ticket export and the cursor that follows it."""
+
+    data: Json
+    cursor: str | None
+    moved: bool  # the cursor moved on: worth storing even without events
+
+
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _remember(cache: dict[K, V], key: K, value: V, limit: int) -> None:
+    """Put ``key`` last in a bounded cache, dropping the entries seen longest ago."""
+    cache.pop(key, None)
+    cache[key] = value
+    while len(cache) > limit:
+        del cache[next(iter(cache))]
+
+
+def _chunks(ids: Sequence[int]) -> Iterator[str]:
+    """Ids as the comma-separated lists show_many takes, 100 at a time."""
+    for at in range(0, len(ids), SHOW_MANY):
+        yield ",".join(str(i) for i in ids[at : at + SHOW_MANY])
 
 
 def _latest_per_id(items: object) -> list[Json]:

@@ -13,7 +13,14 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from servers.fake_api import Answer, FakeApi, FakeRequest, RecordingSink
+from servers.fake_api import (
+    ZENDESK_TICKET_EVENTS,
+    Answer,
+    FakeApi,
+    FakeRequest,
+    RecordingSink,
+    ZendeskTicketEvents,
+)
 from test_engine import rulebook
 
 from monitor.config.models import ZendeskSourceConfig
@@ -36,10 +43,15 @@ from monitor.store import SourceSink, Store
 
 DATA = Path(__file__).resolve().parents[1] / "data" / "zendesk"
 EXPORT = "/api/v2/incremental/tickets/cursor.json"
+TICKET_EVENTS = ZENDESK_TICKET_EVENTS
+SHOW_TICKETS = "/api/v2/tickets/show_many.json"
+SHOW_USERS = "/api/v2/users/show_many.json"
 ME = "/api/v2/users/me.json"
 COUNT = "/api/v2/search/count.json"
 NOW = datetime(2024, 2, 8, 12, 0, tzinfo=UTC)
 START_TIME = str(int((NOW - timedelta(days=30)).timestamp()))
+LONG_START = str(int((NOW - timedelta(days=200)).timestamp()))  # before every ticket's creation
+EVENTS_PARAMS = {"start_time": [START_TIME], "include": ["comment_events"]}
 EMAIL = "admin@example.com"
 TOKEN = "zendesk-test-token"
 AUDIT_PARAMS = {"include": ["users"], "page[size]": ["100"]}
@@ -65,10 +77,14 @@ def at(text: str) -> datetime:
 class FakeZendesk:
     """FakeApi routes that answer like Zendesk from the recorded bodies.
 
-    The export answers by cursor (``None``: the first request, with start_time); audits are
+    The export answers by cursor (``None``: the first request, with start_time), with the
+    requester, submitter and assignee sideloaded when asked ``include=users``; audits are
     served in pages of ``audit_page_size`` with Zendesk's meta/has_more cursor pagination,
     optionally only up to ``audit_cutoff`` (the ticket as it stood at an earlier poll), and
-    answer 404 for the tickets in ``gone`` (deleted since the export listed them).
+    answer 404 for the tickets in ``gone`` (deleted since the export listed them). The
+    ticket-event export (``events``) serves the same audits, up to the same cutoff, in its own
+    wire format; ``show_many`` answers the tickets listed in the export and the users the audits
+    sideload.
 
     ``users/me`` answers ``me`` with the rate-limit headers of the zenpy recordings, and, as
     Zendesk does, the anonymous user (id null) to a request it cannot authenticate; the search
@@ -84,12 +100,63 @@ class FakeZendesk:
     failing: dict[str, int] = field(default_factory=dict)  # export cursor -> 500s left
     me: dict[str, Any] = field(default_factory=lambda: dict(ADMIN))
     gone: set[int] = field(default_factory=set)  # tickets deleted for good: audits answer 404
+    events: ZendeskTicketEvents = field(init=False)
 
     def __post_init__(self) -> None:
         self.api.check_auth = lambda r: r.path == ME or self.authorized(r)
         self.api.route(EXPORT, self._export)
         self.api.route(ME, self._me)
         self.api.route(COUNT, self._count)
+        self.events = ZendeskTicketEvents(audits=self._all_audits, base_url=lambda: self.api.url)
+        self.api.route(TICKET_EVENTS, self.events)
+        self.api.route(SHOW_TICKETS, self._show_tickets)
+        self.api.route(SHOW_USERS, self._show_users)
+
+    def _all_audits(self) -> list[dict[str, Any]]:
+        return [
+            a
+            for ticket_id, body in self.audits.items()
+            if ticket_id not in self.gone
+            for a in body["audits"]
+            if self.audit_cutoff is None or a["created_at"] <= self.audit_cutoff
+        ]
+
+    def _users(self) -> dict[int, Any]:
+        return {u["id"]: u for body in self.audits.values() for u in body.get("users", ())}
+
+    def _tickets(self) -> dict[int, Any]:
+        return {t["id"]: t for page in self.export_pages.values() for t in page["tickets"]}
+
+    def _sideload(self, tickets: list[Any]) -> list[Any]:
+        users, wanted = self._users(), []
+        for ticket in tickets:
+            for key in ("requester_id", "submitter_id", "assignee_id"):
+                if ticket.get(key) in users and users[ticket[key]] not in wanted:
+                    wanted.append(users[ticket[key]])
+        return wanted
+
+    def _ids(self, request: FakeRequest) -> list[int] | None:
+        text = request.param("ids") or ""
+        ids = [int(i) for i in text.split(",") if i.isdigit()]
+        return ids if ids and len(ids) <= 100 and len(ids) == len(text.split(",")) else None
+
+    def _show_tickets(self, request: FakeRequest) -> Answer:
+        ids = self._ids(request)
+        if ids is None or set(request.query) - {"ids", "include"}:
+            return 400, {}, {"error": "InvalidValue", "query": request.query}
+        known = self._tickets()
+        tickets = [known[i] for i in ids if i in known and i not in self.gone]
+        body: dict[str, Any] = {"tickets": tickets}
+        if request.param("include") == "users":
+            body["users"] = self._sideload(tickets)
+        return 200, {}, body
+
+    def _show_users(self, request: FakeRequest) -> Answer:
+        ids = self._ids(request)
+        if ids is None or set(request.query) != {"ids"}:
+            return 400, {}, {"error": "InvalidValue", "query": request.query}
+        users = self._users()
+        return 200, {}, {"users": [users[i] for i in ids if i in users]}
 
     def authorized(self, request: FakeRequest) -> bool:
         return request.headers.get("authorization") == basic(EMAIL, self.token)
@@ -105,12 +172,18 @@ class FakeZendesk:
 
     def _export(self, request: FakeRequest) -> Answer:
         cursor = request.param("cursor")
+        extra = set(request.query) - {"cursor" if cursor else "start_time", "include"}
+        if extra or request.param("include") not in (None, "users"):
+            return 400, {}, {"error": "InvalidValue", "query": request.query}
         if cursor is not None and self.failing.get(cursor, 0) > 0:
             self.failing[cursor] -= 1
             return 500, {}, {"error": "InternalServerError"}
         if cursor not in self.export_pages:
             return 400, {}, {"error": "InvalidCursor", "cursor": cursor}
-        return 200, {}, self.export_pages[cursor]
+        page = self.export_pages[cursor]
+        if request.param("include") == "users":
+            page = {**page, "users": self._sideload(page["tickets"])}
+        return 200, {}, page
 
     def _audits(self, ticket_id: int, request: FakeRequest) -> Answer:
         if ticket_id in self.gone:
@@ -355,16 +428,19 @@ def in_time_order(*groups: list[Any]) -> list[Any]:
 def test_first_sync_turns_comments_and_status_changes_into_events(
     fake: FakeZendesk, store: Store
 ) -> None:
-    """The first poll reads the export from `since` ago and each ticket's audits, and stores
-    customer comments, agent replies, notes, a trigger's comment and status changes as events."""
+    """On a plan without the ticket-event export (403), the first poll reads the export from
+    `since` ago and each ticket's audits, and stores customer comments, agent replies, notes, a
+    trigger's comment and status changes as events."""
     serve_first_sync(fake)
+    fake.events.refuse = 403
     src = source(fake)
     report = src.poll(SourceSink(store, "helpdesk"), NOW)
-    assert (report.new, report.duplicates, report.round_trips) == (15, 0, 3)
+    assert (report.new, report.duplicates, report.round_trips) == (15, 0, 4)
     assert stored(store) == in_time_order(
         TICKET_1_BEFORE_FOLLOW_UP, TICKET_1_FOLLOW_UPS, TICKET_4036
     )
     assert fake.requests() == [
+        (TICKET_EVENTS, EVENTS_PARAMS),
         (EXPORT, {"start_time": [START_TIME]}),
         ("/api/v2/tickets/4036/audits.json", AUDIT_PARAMS),
         ("/api/v2/tickets/1/audits.json", AUDIT_PARAMS),
@@ -409,6 +485,7 @@ def test_incremental_poll_reads_from_the_saved_cursor_and_stores_only_what_is_ne
     serve_first_sync(fake)
     fake.export(FIRST_CURSOR, load("incremental_tickets_cursor_next.json"))
     fake.export(NEXT_CURSOR, load("incremental_tickets_cursor_empty.json"))
+    fake.events.refuse = 403
     sink = SourceSink(store, "helpdesk")
     src = source(fake)
     fake.audit_cutoff = STAGED
@@ -447,6 +524,7 @@ def test_each_export_page_is_stored_with_its_cursor_and_a_failed_poll_resumes_th
     for ticket in (28, 29, 30):
         fake.ticket(ticket)
     fake.failing[PAGE_CURSORS[0]] = 5
+    fake.events.refuse = 403
     sleeps: list[float] = []
     sink = RecordingSink(store, "helpdesk")
     src = source(fake, sleeps)
@@ -492,6 +570,7 @@ def test_audits_are_read_page_by_page_with_the_after_cursor(
     """A ticket with more audits than one page holds is read through meta.after_cursor until
     has_more is false, and every page's comments are kept."""
     serve_first_sync(fake)
+    fake.events.refuse = 403
     fake.audit_page_size = 4
     report = source(fake).poll(SourceSink(store, "helpdesk"), NOW)
     assert report.new == 15
@@ -506,15 +585,16 @@ def test_audits_are_read_page_by_page_with_the_after_cursor(
 def test_rate_limit_waits_the_retry_after_seconds_then_succeeds(
     fake: FakeZendesk, store: Store
 ) -> None:
-    """A 429 with Retry-After: 7 makes the source sleep exactly 7 seconds (through the injected
-    sleep) and retry; the poll then succeeds."""
+    """A 429 with Retry-After: 7 (the incremental exports allow 10 requests a minute) makes the
+    source sleep exactly 7 seconds (through the injected sleep) and retry; the poll then
+    succeeds."""
     serve_first_sync(fake)
-    fake.api.fail_next(EXPORT, 429, {"Retry-After": "7"}, {"error": "TooManyRequests"})
+    fake.api.fail_next(TICKET_EVENTS, 429, {"Retry-After": "7"}, {"error": "TooManyRequests"})
     sleeps: list[float] = []
-    report = source(fake, sleeps).poll(SourceSink(store, "helpdesk"), NOW)
+    report = source(fake, sleeps, since="200d").poll(SourceSink(store, "helpdesk"), NOW)
     assert sleeps == [7.0]
-    assert (report.new, report.round_trips) == (15, 4)
-    assert [p for p, _ in fake.requests()][:2] == [EXPORT, EXPORT]
+    assert (report.new, report.round_trips) == (15, 3)
+    assert [p for p, _ in fake.requests()] == [TICKET_EVENTS, TICKET_EVENTS, EXPORT]
 
 
 @pytest.mark.parametrize("key", ["api_token", "api_token_file"])
@@ -561,8 +641,10 @@ def test_token_file_is_read_again_at_every_poll(
     fake.token = "rotated-token"
     secret.write_text("rotated-token\n", encoding="utf-8")
     report = src.poll(sink, NOW + timedelta(minutes=1))
-    assert report.round_trips == 1
-    assert fake.api.requests[-1].headers["authorization"] == basic(EMAIL, "rotated-token")
+    assert report.round_trips == 2  # the ticket events since the last poll, the export
+    assert {r.headers["authorization"] for r in fake.api.requests[-2:]} == {
+        basic(EMAIL, "rotated-token")
+    }
 
 
 def test_deleted_ticket_closes_its_conversation_without_reading_audits(
@@ -575,7 +657,8 @@ def test_deleted_ticket_closes_its_conversation_without_reading_audits(
     page["tickets"][0]["status"] = "deleted"
     fake.export(None, page)
     report = source(fake).poll(SourceSink(store, "helpdesk"), NOW)
-    assert report.round_trips == 1
+    assert report.round_trips == 2  # the ticket events, the export: no audits
+    assert "/api/v2/tickets/4036/audits.json" not in [p for p, _ in fake.requests()]
     assert stored(store) == [
         (
             "ticket:4036:deleted",
@@ -606,6 +689,7 @@ def test_a_ticket_gone_while_its_audits_are_read_is_closed_and_the_poll_goes_on(
     fake.export(NEXT_CURSOR, deleted)
     fake.export("after-deletion", load("incremental_tickets_cursor_empty.json"))
     fake.audit_cutoff = "2024-02-07T02:10:00Z"  # the customer's follow-up, not answered yet
+    fake.events.refuse = 403
     sink, src = SourceSink(store, "helpdesk"), source(fake)
     src.poll(sink, at("2024-02-07T02:15:00Z"))
 
@@ -648,17 +732,20 @@ def test_a_ticket_gone_while_its_audits_are_read_is_closed_and_the_poll_goes_on(
     assert (again.new, again.duplicates, again.round_trips) == (0, 1, 1)
 
 
+@pytest.mark.parametrize("mode", ["ticket_events", "audits"])
 @pytest.mark.parametrize("closers", ["ignore", "count"])
 def test_first_response_stops_at_the_first_public_agent_comment_end_to_end(
-    fake: FakeZendesk, store: Store, closers: str
+    fake: FakeZendesk, store: Store, closers: str, mode: str
 ) -> None:
     """Through the store and the SLA engine: the first-response clock ignores the trigger's
     comment and the private notes and stops at the first public agent comment; a customer
     follow-up starts a next-response clock. The customer's "That fixed it, thank you!" after
     the next reply is a closing message and starts no clock; with ``closers: count`` it starts
-    one, which solving the ticket stops as solved."""
+    one, which solving the ticket stops as solved. Read either way, the clocks are the same."""
     serve_first_sync(fake)
-    source(fake, closers=closers).poll(SourceSink(store, "helpdesk"), NOW)
+    if mode == "audits":
+        fake.events.refuse = 403
+    source(fake, closers=closers, since="200d").poll(SourceSink(store, "helpdesk"), NOW)
     closing = store.conn.execute(
         "SELECT closing FROM messages WHERE identity = 'ticket:1:comment:6707110000032'"
     ).fetchone()[0]
@@ -808,6 +895,7 @@ def serve_tickets(
                 "status": "open",
                 "priority": "normal",
                 "requester_id": CUSTOMER["id"],
+                "created_at": (NOW - timedelta(hours=3)).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "updated_at": (NOW - timedelta(hours=1)).strftime("%Y-%m-%dT%H:%M:%SZ"),
                 "tags": [],
             }
@@ -1138,3 +1226,339 @@ def test_probe_without_rate_limit_headers_or_count_still_reports(fake: FakeZende
         f"not counted: {fake.api.url}{COUNT}?query=type%3Aticket+updated%3E%3D2024-01-09 "
         "answered HTTP 422 (Unprocessable Entity)"
     )
+
+
+# --- the ticket-event export ---------------------------------------------------------------------
+
+ALL_TICKET_1_AND_4036 = in_time_order(TICKET_1_BEFORE_FOLLOW_UP, TICKET_1_FOLLOW_UPS, TICKET_4036)
+LAST_UPDATE = str(int(at("2024-02-07T03:45:00Z").timestamp()))  # ticket 1 solved
+
+
+def long_params(**extra: str) -> dict[str, list[str]]:
+    return {"start_time": [LONG_START], **{k: [v] for k, v in extra.items()}}
+
+
+def test_first_sync_through_the_ticket_event_export_costs_two_requests(
+    fake: FakeZendesk, store: Store
+) -> None:
+    """Where the plan has it, the first poll reads the ticket-event export with the comment
+    events and the ticket export with its users, one request each, instead of one audits
+    request per ticket, and stores the same events; each export's checkpoint is saved."""
+    serve_first_sync(fake)
+    report = source(fake, since="200d").poll(SourceSink(store, "helpdesk"), NOW)
+    assert (report.new, report.duplicates, report.round_trips) == (15, 0, 2)
+    assert stored(store) == ALL_TICKET_1_AND_4036
+    assert fake.requests() == [
+        (TICKET_EVENTS, long_params(include="comment_events")),
+        (EXPORT, long_params(include="users")),
+    ]
+    sink = SourceSink(store, "helpdesk")
+    assert sink.checkpoint("export_cursor") == FIRST_CURSOR
+    assert sink.checkpoint("ticket_events_time") == LAST_UPDATE
+    assert sink.checkpoint("ticket_events_from") == LONG_START
+
+
+def test_first_sync_reads_the_audits_of_tickets_older_than_its_window(
+    fake: FakeZendesk, store: Store
+) -> None:
+    """Tickets created before `since` ago may have comments older than the window, which the
+    ticket-event export does not hold: the first sync reads those tickets' audits, as the audits
+    path does, and reads no ticket twice."""
+    serve_first_sync(fake)
+    report = source(fake).poll(SourceSink(store, "helpdesk"), NOW)
+    assert (report.new, report.round_trips) == (15, 4)
+    assert stored(store) == ALL_TICKET_1_AND_4036
+    assert [p for p, _ in fake.requests()] == [
+        TICKET_EVENTS,
+        EXPORT,
+        "/api/v2/tickets/4036/audits.json",
+        "/api/v2/tickets/1/audits.json",
+    ]
+
+
+def full_rows(store: Store) -> list[tuple[Any, ...]]:
+    """Every stored message column a clock or an alert reads, and every conversation."""
+    messages = store.conn.execute(
+        "SELECT identity, timestamp, direction, reason, author, author_name, status, closing, "
+        "subject, priority, tags, attributes, link FROM messages ORDER BY identity"
+    ).fetchall()
+    conversations = store.conn.execute(
+        "SELECT subject, customer, customer_name FROM conversations ORDER BY subject, customer"
+    ).fetchall()
+    return [tuple(r) for r in messages] + [tuple(r) for r in conversations]
+
+
+def clocks(store: Store, now: datetime) -> list[tuple[Any, ...]]:
+    """Every clock of every conversation, as the SLA engine measures it at ``now``."""
+    measured: list[tuple[Any, ...]] = []
+    for (cid,) in store.conn.execute("SELECT id FROM conversations ORDER BY id"):
+        verdict = evaluate(
+            clock_messages(store.messages(cid)), POLICY, BusinessCalendar.always_open(), now
+        )
+        measured.extend(
+            (
+                v.clock.kind,
+                v.clock.started_at,
+                v.clock.stopped_at,
+                v.clock.stop_reason,
+                v.clock.responder,
+                v.business_seconds,
+                v.state,
+            )
+            for v in verdict.clocks
+        )
+    return measured
+
+
+def two_polls(fake: FakeZendesk, store: Store) -> list[Any]:
+    """Ticket 1 as it stood after the first reply, then the follow-ups: two polls."""
+    serve_first_sync(fake)
+    fake.export(FIRST_CURSOR, load("incremental_tickets_cursor_next.json"))
+    fake.export(NEXT_CURSOR, load("incremental_tickets_cursor_empty.json"))
+    sink, src = SourceSink(store, "helpdesk"), source(fake, since="200d")
+    fake.audit_cutoff = STAGED
+    reports = [src.poll(sink, NOW)]
+    fake.audit_cutoff = None
+    reports.append(src.poll(sink, NOW + timedelta(minutes=1)))
+    return reports
+
+
+def test_both_reads_store_the_same_messages_and_clocks(tmp_path: Path) -> None:
+    """Over two polls of the same account (ticket 1 answered once, then followed up, answered,
+    thanked and solved), the ticket-event export and the per-ticket audits store the same
+    messages, conversations and clocks; the export does it in 4 requests, the audits in 6."""
+    results = {}
+    for mode in ("ticket_events", "audits"):
+        api = FakeApi().start()
+        try:
+            fake = FakeZendesk(api)
+            if mode == "audits":
+                fake.events.refuse = 403
+            opened = Store.open(tmp_path / f"{mode}.db")
+            reports = two_polls(fake, opened)
+            results[mode] = (
+                full_rows(opened),
+                clocks(opened, NOW + timedelta(minutes=1)),
+                sum(r.round_trips for r in reports),
+                sum(r.new for r in reports),
+            )
+            opened.close()
+        finally:
+            api.stop()
+    events, audits = results["ticket_events"], results["audits"]
+    assert events[0] == audits[0]
+    assert events[1] == audits[1]
+    assert len(events[1]) == 2  # the first response, the next response
+    assert (events[2], events[3]) == (4, 15)
+    assert (audits[2], audits[3]) == (6, 15)  # a refused probe, then export and audits
+
+
+def test_a_crash_mid_pages_resumes_from_the_stored_time_without_loss_or_duplicates(
+    fake: FakeZendesk, store: Store
+) -> None:
+    """Pages of three ticket updates: the second page fails (HTTP 500, five times). The first
+    page's events are stored with the time that page ends at; a restarted source (nothing
+    remembered) asks again from there, reads the tickets it has not seen with show_many, and
+    ends with every event once."""
+    serve_first_sync(fake)
+    fake.export(FIRST_CURSOR, load("incremental_tickets_cursor_empty.json"))
+    fake.events.page_size = 3
+    first_page_end = str(int(at("2023-09-09T23:52:06Z").timestamp()))
+    failures = {"left": 5}
+
+    def flaky(request: FakeRequest) -> Answer:
+        if request.param("start_time") == first_page_end and failures["left"]:
+            failures["left"] -= 1
+            return 500, {}, {"error": "InternalServerError"}
+        return fake.events(request)
+
+    fake.api.route(TICKET_EVENTS, flaky)
+    sink = RecordingSink(store, "helpdesk")
+    with pytest.raises(SourceError, match=r"answered HTTP 500"):
+        source(fake, since="200d").poll(sink, NOW)
+    assert sink.batches[-1] == (
+        [
+            "ticket:1:comment:6130852545306",
+            "ticket:1:audit:6130852545178:status",
+            "ticket:1:comment:6130852547002",
+        ],
+        ("ticket_events_time", first_page_end),
+    )
+    assert sink.checkpoint("ticket_events_time") == first_page_end
+    assert len(stored(store)) == 3
+
+    fake.api.requests.clear()
+    resumed = source(fake, since="200d").poll(sink, NOW + timedelta(minutes=1))
+    assert stored(store) == ALL_TICKET_1_AND_4036
+    assert store.conn.execute("SELECT COUNT(*) FROM messages").fetchone()[0] == 15
+    requests = fake.requests()
+    assert requests[:3] == [
+        (TICKET_EVENTS, {"start_time": [first_page_end], "include": ["comment_events"]}),
+        (EXPORT, {"cursor": [FIRST_CURSOR], "include": ["users"]}),
+        (SHOW_TICKETS, {"ids": ["1,4036"], "include": ["users"]}),
+    ]
+    assert all(p == TICKET_EVENTS for p, _ in requests[3:])
+    assert resumed.new == 12
+    ends = [int(c[1]) for _, c in sink.batches if c and c[0] == "ticket_events_time"]
+    assert ends == sorted(ends)
+
+
+@pytest.mark.parametrize("status", [403, 404])
+def test_a_plan_without_the_export_falls_back_to_audits_and_says_so_once(
+    fake: FakeZendesk, store: Store, caplog: pytest.LogCaptureFixture, status: int
+) -> None:
+    """A refused ticket-event export (403, or 404 on accounts that do not route it) is logged
+    once with the reason; this poll and the next read each changed ticket's audits, the next
+    without asking the export again, and the events are all stored."""
+    serve_first_sync(fake)
+    fake.export(FIRST_CURSOR, load("incremental_tickets_cursor_empty.json"))
+    fake.events.refuse = status
+    caplog.set_level(logging.INFO, logger="replyclock.sources.zendesk")
+    sink, src = SourceSink(store, "helpdesk"), source(fake, since="200d")
+    first = src.poll(sink, NOW)
+    fake.api.requests.clear()
+    second = src.poll(sink, NOW + timedelta(minutes=1))
+    assert (first.new, second.round_trips) == (15, 1)
+    assert fake.requests() == [(EXPORT, {"cursor": [FIRST_CURSOR]})]
+    assert stored(store) == ALL_TICKET_1_AND_4036
+    warnings = [r for r in caplog.records if r.levelno == logging.WARNING]
+    assert [
+        (r.getMessage(), getattr(r, "replyclock_fields", {}).get("status")) for r in warnings
+    ] == [
+        (
+            "the account's plan has no incremental ticket-event export: reading each changed "
+            "ticket's audits instead (one request a ticket) until a restart",
+            status,
+        )
+    ]
+
+
+def test_a_store_written_by_the_audits_reader_polls_once_more_that_way_then_moves_on(
+    fake: FakeZendesk, store: Store
+) -> None:
+    """A store with an export cursor but no ticket-event time (written by a version that read
+    audits only) gets one more audits poll; the ticket-event export then starts a minute before
+    that poll, so nothing between the two reads is missed."""
+    serve_first_sync(fake)
+    fake.export(FIRST_CURSOR, load("incremental_tickets_cursor_next.json"))
+    fake.export(NEXT_CURSOR, load("incremental_tickets_cursor_empty.json"))
+    sink = SourceSink(store, "helpdesk")
+    sink.save_checkpoint("export_cursor", FIRST_CURSOR, NOW)
+    src = source(fake)
+    src.poll(sink, NOW)
+    assert fake.requests() == [
+        (EXPORT, {"cursor": [FIRST_CURSOR]}),
+        ("/api/v2/tickets/1/audits.json", AUDIT_PARAMS),
+    ]
+    took_over = str(int(NOW.timestamp()) - 60)
+    assert sink.checkpoint("ticket_events_time") == took_over
+    fake.api.requests.clear()
+    later = src.poll(sink, NOW + timedelta(minutes=2))
+    assert later.round_trips == 2
+    assert fake.requests() == [
+        (TICKET_EVENTS, {"start_time": [took_over], "include": ["comment_events"]}),
+        (EXPORT, {"cursor": [NEXT_CURSOR], "include": ["users"]}),
+    ]
+
+
+def test_an_answer_without_the_comments_is_completed_from_the_audits(
+    fake: FakeZendesk, store: Store
+) -> None:
+    """If the export answers without the comment_events sideload (only comment_present), the
+    comments are not lost: those tickets' audits are read, once each."""
+    serve_first_sync(fake)
+    fake.events.sideload = False
+    report = source(fake, since="200d").poll(SourceSink(store, "helpdesk"), NOW)
+    assert stored(store) == ALL_TICKET_1_AND_4036
+    assert report.round_trips == 4
+    audit_reads = [p for p, _ in fake.requests() if p.endswith("/audits.json")]
+    assert sorted(audit_reads) == [
+        "/api/v2/tickets/1/audits.json",
+        "/api/v2/tickets/4036/audits.json",
+    ]
+
+
+def test_authors_the_export_does_not_name_are_asked_for_once(
+    fake: FakeZendesk, store: Store
+) -> None:
+    """The agent who replied is neither requester, submitter nor assignee, so the ticket
+    export's users do not name them: one show_many request asks for them, and the next poll
+    remembers them."""
+    serve_tickets(fake, {1: ("Thanks, that fixed it!", []), 2: ("Still broken", [])})
+    sink, src = SourceSink(store, "helpdesk"), source(fake)
+    src.poll(sink, NOW)
+    assert (SHOW_USERS, {"ids": [str(ADMIN["id"])]}) in fake.requests()
+    assert [p for p, _ in fake.requests()].count(SHOW_USERS) == 1
+    replies = store.conn.execute(
+        "SELECT COUNT(*) FROM messages WHERE direction = 'outbound' AND author = ?", (EMAIL,)
+    ).fetchone()[0]
+    assert replies == 2
+    n = 2
+    fake.audits[n]["audits"].append(
+        audit(
+            n,
+            n * 100 + 31,
+            NOW + timedelta(minutes=1),
+            ADMIN["id"],
+            comment(n * 100 + 32, ADMIN["id"], "Sending a new router."),
+        )
+    )
+    fake.export("closers", {"tickets": [], "after_cursor": "closers", "end_of_stream": True})
+    fake.api.requests.clear()
+    later = NOW + timedelta(minutes=3)
+    fake.events.now = lambda: int(later.timestamp())
+    report = src.poll(sink, later)
+    assert SHOW_USERS not in [p for p, _ in fake.requests()]
+    assert report.new == 1
+
+
+def test_the_fake_export_checks_what_it_is_asked() -> None:
+    """The fake ticket-event export refuses unknown parameters, a missing or non-numeric
+    start_time and an unknown sideload (400), and a start_time within the last minute (422);
+    without the sideload a comment is only comment_present / comment_public."""
+    body = load("ticket_1_audits.json")
+    events = ZendeskTicketEvents(
+        audits=lambda: body["audits"], base_url=lambda: "https://x.zendesk.com", now=lambda: 2e9
+    )
+
+    def ask(**query: str) -> Answer:
+        request = FakeRequest(
+            method="GET",
+            path=TICKET_EVENTS,
+            query={k: [v] for k, v in query.items()},
+            headers={},
+        )
+        return events(request)
+
+    assert ask(start_time="0", per_page="5")[0] == 400
+    assert ask(include="comment_events")[0] == 400
+    assert ask(start_time="soon")[0] == 400
+    assert ask(start_time="0", include="users")[0] == 400
+    assert ask(start_time=str(int(2e9) - 30))[0] == 422
+    status, _, bare = ask(start_time="0")
+    first = bare["ticket_events"][0]
+    assert status == 200
+    assert (first["event_type"], first["updater_id"], first["via"]) == (
+        "Audit",
+        6130907993114,
+        "Sample ticket",
+    )
+    assert first["child_events"][0] == {
+        "id": 6130852545306,
+        "via": first["child_events"][0]["via"],
+        "via_reference_id": None,
+        "comment_present": True,
+        "comment_public": True,
+        "event_type": "Comment",
+    }
+    status_set = next(c for c in first["child_events"] if "status" in c)
+    assert (status_set["status"], status_set["event_type"]) == ("open", "Create")
+    _, _, full = ask(start_time="0", include="comment_events")
+    comment_event = full["ticket_events"][0]["child_events"][0]
+    assert (comment_event["type"], comment_event["audit_id"], comment_event["public"]) == (
+        "Comment",
+        6130852545178,
+        True,
+    )
+    assert (full["count"], full["end_of_stream"]) == (10, True)
+    assert full["next_page"].endswith(f"start_time={full['end_time']}&include=comment_events")
