@@ -189,6 +189,8 @@ class Daemon:
         self.inflight_changed = threading.Condition()
         self.succeeded: set[str] = set()
         self.poll_requested: set[str] = set()
+        self.polling: set[str] = set()  # sources whose poll runs now
+        self.polling_lock = threading.Lock()
         self.store_health = StoreHealth()
         self.lag = PollLag(time.time())
         # Failed polls in a row per source (the backoff follows them), each failure said once.
@@ -332,13 +334,26 @@ class Daemon:
 
     def poll(self, source: Source) -> None:
         """One source's poll, then an evaluation asked for; again if mail was signalled
-        meanwhile (IMAP IDLE)."""
-        with self._job() as go:
-            while go and not self.stopping.is_set() and self.store_health.usable:
-                self.poll_requested.discard(source.name)
-                self._poll_once(source)
-                if source.name not in self.poll_requested:
-                    break
+        meanwhile (IMAP IDLE). Never two polls of one source at once: a poll due while one
+        runs (its job may just have moved to another pool) is left to the running one."""
+        name = source.name
+        with self.polling_lock:
+            if name in self.polling:
+                self.poll_requested.add(name)
+                return
+            self.polling.add(name)
+        try:
+            with self._job() as go:
+                while go and not self.stopping.is_set() and self.store_health.usable:
+                    self.poll_requested.discard(name)
+                    self._poll_once(source)
+                    with self.polling_lock:  # decided with the check above: no ask is lost
+                        if name not in self.poll_requested:
+                            self.polling.discard(name)
+                            break
+        finally:
+            with self.polling_lock:
+                self.polling.discard(name)
 
     def _poll_once(self, source: Source) -> None:
         interval = self._interval(source.name)

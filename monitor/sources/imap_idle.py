@@ -218,6 +218,9 @@ class IdleHub:
                 done = work(watch)
             except BaseException as exc:
                 done = _Done(watch, None, error=str(exc) or type(exc).__name__)
+            if self.stop.is_set() and done.client is not None:
+                _drop(done.client)  # the hub has closed meanwhile: nobody will wait on it
+                done.client = None
             self._done.put(done)
             self.wake()
 
