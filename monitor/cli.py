@@ -402,12 +402,19 @@ def cmd_status(loaded: LoadedConfig, *, source: str | None, as_json: bool, out: 
     colour = out.isatty() and not os.environ.get("NO_COLOR")
     table = [("ID", "SOURCE", "POLICY", "STATE", "WAITED", "TARGET", "DUE", "CUSTOMER", "SUBJECT")]
     states = [""]
+    zones: dict[str, ZoneInfo] = {}  # per policy: thousands of rows share a few
+    targets: dict[int, str] = {}
     for row in rows:
         v = row.verdict
-        zone = build_zone(rules, row.policy)
+        zone = zones.get(row.policy.name)
+        if zone is None:
+            zone = zones[row.policy.name] = build_zone(rules, row.policy)
         state = v.state.value
         if row.snoozed is not None and row.snoozed.until is not None:
             state += f", snoozed until {row.snoozed.until.astimezone(zone):%a %d %b %H:%M %Z}"
+        target = targets.get(v.target)
+        if target is None:
+            target = targets[v.target] = format_duration(v.target)
         table.append(
             (
                 str(row.conversation.id),
@@ -415,7 +422,7 @@ def cmd_status(loaded: LoadedConfig, *, source: str | None, as_json: bool, out: 
                 row.policy.name,
                 state,
                 format_duration(v.business_seconds, days=False),
-                format_duration(v.target),
+                target,
                 v.due_at.astimezone(zone).strftime("%a %d %b %H:%M %Z"),
                 row.conversation.customer[:40],
                 row.conversation.subject[:50],
@@ -605,10 +612,16 @@ def _print_table(
     highlight: tuple[int, list[str], bool] | None = None,
 ) -> None:
     """Print aligned columns; optionally colour one column by a state per row."""
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    widths = [max(map(len, column)) for column in zip(*rows, strict=True)]
+    if highlight is None or not highlight[2]:  # no colours: one format per line
+        line = "  ".join(f"{{:<{width}}}" for width in widths)
+        out.write("".join(line.format(*row).rstrip() + "\n" for row in rows))
+        return
+    lines = []
     for index, row in enumerate(rows):
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
         if highlight is not None and index:
             column, states, enabled = highlight
             cells[column] = _coloured(cells[column], states[index], enabled)
-        print("  ".join(cells).rstrip(), file=out)
+        lines.append("  ".join(cells).rstrip())
+    out.write("\n".join(lines) + "\n")  # one write: a listing may have thousands of lines

@@ -53,15 +53,16 @@ from monitor.errors import ConfigError, ReplyclockError, StoreError
 from monitor.evaluator import EvaluationLoop, Round
 from monitor.logs import fields
 from monitor.metrics import PolicyInfo, ReplyclockCollector, build_registry
-from monitor.model import MetricsSnapshot, ServiceStatus
+from monitor.model import ServiceStatus
 from monitor.polling import FailureLog, PollRecords, Stopping, poll_source
 from monitor.sdnotify import notify, watchdog_interval
+from monitor.snapshots import StoreSnapshots
 from monitor.sources.base import Source
 from monitor.sources.imap import ImapSource
 from monitor.sources.imap_idle import IdleHub
 from monitor.sources.probe import RECENT
 from monitor.store import Store
-from monitor.store.sqlite import metrics_snapshot, prune_closed, record_polls, synced_sources
+from monitor.store.sqlite import prune_closed, record_polls, synced_sources
 from monitor.supervision import PollLag, RepliesWatch, StoreHealth
 from monitor.web import Credentials, HttpServer, make_app, split_listen, tls_context
 
@@ -78,38 +79,6 @@ MAX_BACKOFF_S = 900
 POLL_WORKERS = 16
 FAILING_WORKERS = 4
 STOP_BUDGET_S = 8.0  # SIGTERM to exit stays under 10 s
-
-
-class StoreSnapshots:
-    """Read-only views of the store for scrapes, through one reader connection that the HTTP
-    threads take turns on (WAL lets it read while the daemon writes).
-
-    The HTTP server starts a thread per request, so a reader per thread would open a new
-    connection for every scrape. A reader that fails is closed; the next scrape opens another.
-    """
-
-    def __init__(self, store: Store) -> None:
-        self.path = store.path
-        self._lock = threading.Lock()
-        self._reader: Store | None = None
-
-    def __call__(self) -> MetricsSnapshot:
-        with self._lock:
-            if self._reader is None:
-                self._reader = Store.open(self.path, readonly=True)
-            try:
-                return metrics_snapshot(self._reader)
-            except StoreError:
-                self._reader.close()
-                self._reader = None
-                raise
-
-    def close(self) -> None:
-        """Close the reader; a later call opens a new one."""
-        with self._lock:
-            if self._reader is not None:
-                self._reader.close()
-                self._reader = None
 
 
 def policy_infos(rules: RuleBook) -> list[PolicyInfo]:
@@ -216,6 +185,7 @@ class Daemon:
             channels=alert_channels(rules, self.gen.settings),
             clock=lambda: datetime.now(UTC),
             service=self.service_status,
+            histograms_by_source=loaded.config.metrics.histograms_by_source,
         )
         metrics = loaded.config.metrics
         host, port = split_listen(metrics.listen)
@@ -662,6 +632,7 @@ class Daemon:
             self.collector.sources = [s.name for s in sources]
             self.collector.policies = {p.name: p for p in policy_infos(rules)}
             self.collector.channels = alert_channels(rules, self.gen.settings)
+            self.collector.histograms_by_source = loaded.config.metrics.histograms_by_source
             self.succeeded &= {s.name for s in sources}
             self.store_health.forget(
                 f"poll:{s.name}" for s in old.sources if s.name not in {n.name for n in sources}

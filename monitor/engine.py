@@ -24,7 +24,8 @@ from monitor.alerting import thread_key
 from monitor.config.rules import RuleBook
 from monitor.durations import format_duration
 from monitor.logs import fields
-from monitor.sla.clocks import Clock, ClockKind, ClockMessage
+from monitor.sla.calendar import BusinessCalendar
+from monitor.sla.clocks import Clock, ClockKind, ClockMessage, running_clock
 from monitor.sla.evaluate import (
     ClockState,
     ClockVerdict,
@@ -38,17 +39,22 @@ from monitor.store.sqlite import (
     StoredAction,
     actions_by_conversation,
     candidate_waiting_conversations,
+    conversations_by_id,
+    conversations_with_actions,
     dismissal_instants,
     from_epoch,
     latest_snooze,
     record_action,
+    stored_running_clocks,
     take_new_actions,
     to_epoch,
+    unevaluated_waiting_candidates,
 )
 
 log = logging.getLogger("replyclock.engine")
 
 RUNNING_STATES = (ClockState.OK.value, ClockState.WARNING.value, ClockState.BREACHED.value)
+_CLOCK_KINDS = {kind.value: kind for kind in ClockKind}
 _CHUNK = 500
 T = TypeVar("T")
 
@@ -615,9 +621,33 @@ class Engine:
 
         Read-only: conversations changed since the daemon's last evaluation are evaluated
         here in memory, so the answer is right even when the daemon is behind or stopped.
+        The others are measured from their stored running clock, as the daemon measures them
+        between changes, unless their messages carry ticket statuses (pauses live there) or
+        people acted on them (dismissals and snoozes live in the actions): those are
+        evaluated in full too.
         """
         rows: list[WaitingConversation] = []
-        for conversation, messages, actions in self._waiting_candidates(source):
+        policies = {policy.name: policy for policy in self.rules.policies.all}
+        calendars: dict[str, BusinessCalendar] = {}
+        acted = conversations_with_actions(self.store)
+        in_full = unevaluated_waiting_candidates(self.store, source)
+        for conversation, kind, started_at, customers, has_statuses in stored_running_clocks(
+            self.store, source
+        ):
+            policy = policies.get(conversation.policy or "")
+            if policy is None or has_statuses or conversation.id in acted:
+                in_full.append(conversation.id)
+                continue
+            calendar = calendars.get(policy.name)
+            if calendar is None:
+                calendar = calendars[policy.name] = self.rules.calendar_for(policy)
+            clock = running_clock(_CLOCK_KINDS[kind], from_epoch(started_at), customers)
+            measured = evaluate_clock(clock, policy, calendar, now)
+            if measured.awaiting:  # running and never paused: always awaiting a reply
+                rows.append(
+                    WaitingConversation(conversation=conversation, policy=policy, verdict=measured)
+                )
+        for conversation, messages, actions in self._in_full(sorted(set(in_full))):
             policy, verdicts = self._measure(conversation, messages, actions, now)
             verdict = verdicts.awaiting
             if verdict is not None:
@@ -636,12 +666,18 @@ class Engine:
     def _waiting_candidates(
         self, source: str | None
     ) -> Iterator[tuple[StoredConversation, list[StoredMessage], list[StoredAction]]]:
-        ids = candidate_waiting_conversations(self.store, source)
+        return self._in_full(candidate_waiting_conversations(self.store, source))
+
+    def _in_full(
+        self, ids: list[int]
+    ) -> Iterator[tuple[StoredConversation, list[StoredMessage], list[StoredAction]]]:
+        """Each conversation of ``ids`` with its messages and actions, read in chunks."""
         for chunk in _chunks(ids):
+            conversations = conversations_by_id(self.store, chunk)
             messages = self.store.messages_by_conversation(chunk)
             actions = actions_by_conversation(self.store, chunk)
             for cid in chunk:
-                conversation = self.store.conversation(cid)
+                conversation = conversations.get(cid)
                 if conversation is not None:
                     yield conversation, messages[cid], actions[cid]
 

@@ -12,6 +12,7 @@ sends nothing (or a byte at a time) holds one thread for a while and blocks nobo
 from __future__ import annotations
 
 import base64
+import gzip
 import hmac
 import io
 import logging
@@ -23,12 +24,14 @@ import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs
 from wsgiref.simple_server import make_server
 
 from prometheus_client import CollectorRegistry, make_wsgi_app
-from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler
+from prometheus_client.exposition import ThreadingWSGIServer, _SilentHandler, gzip_accepted
 
 from monitor.logs import fields
+from monitor.metrics import MetricsRegistry
 
 if TYPE_CHECKING:
     from _typeshed import WriteableBuffer
@@ -39,6 +42,9 @@ WsgiApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
 # How long a client has for the TLS handshake, then for sending its whole request; also the
 # timeout of each write of the response.
 CONNECTION_TIMEOUT_S = 10.0
+# gzip level of compressed scrapes: the text repeats itself so much that level 1 saves nearly
+# as much as 9 (prometheus-client's choice), at a fraction of the CPU on a large scrape.
+GZIP_LEVEL = 1
 
 log = logging.getLogger("replyclock.web")
 
@@ -86,6 +92,8 @@ def make_app(
     """The WSGI app serving metrics, liveness, readiness and a small index page. Only /metrics
     is protected: orchestrators probe /healthz and /readyz without credentials."""
     metrics = make_wsgi_app(registry)
+    if isinstance(registry, MetricsRegistry):
+        metrics = _fast_metrics(registry, metrics)
 
     def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         path = environ.get("PATH_INFO", "/")
@@ -113,6 +121,27 @@ def make_app(
             start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
             return [INDEX]
         return _text(start_response, "404 Not Found", f"no such page: {path}\n")
+
+    return app
+
+
+def _fast_metrics(registry: MetricsRegistry, generic: WsgiApp) -> WsgiApp:
+    """/metrics written by replyclock's own exposition; what it does not cover (a filtered
+    scrape with ``name[]``, methods other than GET) goes to prometheus-client's app."""
+
+    def app(environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        if environ.get("REQUEST_METHOD") != "GET" or "name[]" in parse_qs(
+            environ.get("QUERY_STRING", "")
+        ):
+            return generic(environ, start_response)
+        body, content_type = registry.exposition(environ.get("HTTP_ACCEPT"))
+        headers = [("Content-Type", content_type)]
+        if gzip_accepted(environ.get("HTTP_ACCEPT_ENCODING", "")):
+            body = gzip.compress(body, compresslevel=GZIP_LEVEL)
+            headers.append(("Content-Encoding", "gzip"))
+        headers.append(("Content-Length", str(len(body))))
+        start_response("200 OK", headers)
+        return [body]
 
     return app
 
@@ -157,9 +186,12 @@ class DeadlineReader(io.RawIOBase):
 
 
 class _Handler(_SilentHandler):
-    """Logs nothing per request, and reads the request against the connection's deadline."""
+    """Logs nothing per request, reads the request against the connection's deadline, and
+    buffers the response: wsgiref writes the status line, each header block and the body
+    separately, one system call each unless buffered (``finish`` flushes)."""
 
     server: _Server
+    wbufsize = 64 * 1024
 
     def setup(self) -> None:
         super().setup()

@@ -137,6 +137,8 @@ class MetricsConfig(Strict):
 
     listen: str = "127.0.0.1:9465"
     buckets: list[PositiveSeconds] | None = None  # histogram bounds; default suits support targets
+    # false: the response-time histograms per policy only (no source label), fewer series
+    histograms_by_source: bool = True
     basic_auth: BasicAuthConfig | None = None  # protects /metrics (not /healthz, /readyz)
     bearer_token: SecretStr | None = None  # or a bearer token (Prometheus' authorization)
     bearer_token_file: Path | None = None

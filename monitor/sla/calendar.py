@@ -59,6 +59,7 @@ __all__ = [
     "HolidaySource",
     "OpeningHours",
     "combine_closed_dates",
+    "epoch_second",
     "format_hours",
     "parse_hours",
 ]
@@ -81,6 +82,8 @@ _EARLIEST = datetime(2, 1, 1, tzinfo=UTC)
 _LATEST = datetime(9998, 1, 1, tzinfo=UTC)
 _EARLIEST_SECOND = (_EARLIEST - _EPOCH) // _SECOND
 _LATEST_SECOND = (_LATEST - _EPOCH) // _SECOND
+SUPPORTED_SECONDS = range(_EARLIEST_SECOND, _LATEST_SECOND)
+"""The epoch seconds a calendar counts in; ``epoch_second`` rejects instants outside."""
 
 # A calendar with weekly hours closed for this many blocks in a row (about three years) is
 # taken to never open again, so that a step or a search ends with an error instead of looping.
@@ -231,8 +234,9 @@ def _zone_named(name: str) -> ZoneInfo:
         ) from exc
 
 
-def _epoch_second(name: str, value: datetime) -> int:
-    """Return the whole UTC epoch second of an aware instant (sub-second part floored)."""
+def epoch_second(name: str, value: datetime) -> int:
+    """Return the whole UTC epoch second of an aware instant (sub-second part floored), checked
+    as every calendar query checks its instants (``name`` is the argument named in errors)."""
     if type(value) is datetime and value.tzinfo is UTC:
         # The common case (every stored instant is UTC), done in C: checked and exact.
         second = int(value.timestamp()) if not value.microsecond else floor(value.timestamp())
@@ -251,6 +255,9 @@ def _epoch_second(name: str, value: datetime) -> int:
             f"got: {value.isoformat()}"
         )
     return second
+
+
+_epoch_second = epoch_second
 
 
 def _instant(second: int) -> datetime:
@@ -299,6 +306,7 @@ class BusinessCalendar:
         "_blocks",
         "_closed_by_year",
         "_holidays",
+        "_last_end",
         "_last_open_block",
         "_open_dates",
         "_timezone",
@@ -341,6 +349,9 @@ class BusinessCalendar:
             self._last_open_block = self._first_instant_reading(after_last) // _BLOCK_SECONDS
         self._closed_by_year: dict[int, frozenset[date]] = {}
         self._blocks: dict[int, _Block] = {}
+        # The last end counted to: (epoch second, its block, business seconds in the block
+        # before it). Starts impossible, so the first count fills it.
+        self._last_end: tuple[int, int, int] = (_LATEST_SECOND, 0, 0)
 
     @classmethod
     def always_open(cls, timezone: str = "UTC") -> BusinessCalendar:
@@ -391,6 +402,15 @@ class BusinessCalendar:
         """Return the open seconds in ``[start, end)``: 0 when ``end <= start``, never negative."""
         first = _epoch_second("start", start)
         last = _epoch_second("end", end)
+        if last <= first:
+            return 0
+        if self._always_open:
+            return last - first
+        return self._count(first, last)
+
+    def business_seconds_in(self, first: int, last: int) -> int:
+        """Return ``business_seconds_between`` for UTC epoch seconds (from ``epoch_second``),
+        for callers that count many spans from instants they have already converted."""
         if last <= first:
             return 0
         if self._always_open:
@@ -448,7 +468,7 @@ class BusinessCalendar:
         if self._always_open:
             return first + seconds, False
         index = first // _BLOCK_SECONDS
-        block = self._block(index)
+        block = self._blocks.get(index) or self._block(index)
         target = block.counted_until(first) + seconds  # counted from the start of the block
         closed_run = 0
         while target > block.total:
@@ -517,16 +537,48 @@ class BusinessCalendar:
         return last - first if self._always_open else self._count(first, last)
 
     def _count(self, first: int, last: int) -> int:
-        """Return the open seconds in ``[first, last)``, for ``first < last``."""
+        """Return the open seconds in ``[first, last)``, for ``first < last``.
+
+        Evaluation counts one span per clock, most of them ending at the same ``now``: the
+        count up to the last end asked about is kept, and ``_Block.counted_until`` is written
+        out here.
+        """
+        blocks = self._blocks
+        last_end = self._last_end
+        if last_end[0] == last:
+            last_index, counted_last = last_end[1], last_end[2]
+        else:
+            last_index = last // _BLOCK_SECONDS
+            block = blocks.get(last_index) or self._block(last_index)
+            position = bisect_right(block.starts, last) - 1
+            if position < 0:
+                counted_last = 0
+            else:
+                closes = block.ends[position]
+                counted_last = (
+                    block.counted_before[position]
+                    + (last if last < closes else closes)
+                    - block.starts[position]
+                )
+            self._last_end = (last, last_index, counted_last)  # one tuple: safe to share
         first_index = first // _BLOCK_SECONDS
-        last_index = last // _BLOCK_SECONDS
-        block = self._block(first_index)
+        block = blocks.get(first_index) or self._block(first_index)
+        position = bisect_right(block.starts, first) - 1
+        if position < 0:
+            counted_first = 0
+        else:
+            closes = block.ends[position]
+            counted_first = (
+                block.counted_before[position]
+                + (first if first < closes else closes)
+                - block.starts[position]
+            )
         if first_index == last_index:
-            return block.counted_until(last) - block.counted_until(first)
-        counted = block.total - block.counted_until(first)
+            return counted_last - counted_first
+        counted = block.total - counted_first + counted_last
         for index in range(first_index + 1, last_index):
-            counted += self._block(index).total
-        return counted + self._block(last_index).counted_until(last)
+            counted += (blocks.get(index) or self._block(index)).total
+        return counted
 
     def _next_open_second(self, second: int) -> int:
         """Return the first open second at or after ``second``."""

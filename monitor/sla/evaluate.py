@@ -26,12 +26,19 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 
 from monitor.model import require_utc
-from monitor.sla.calendar import BusinessCalendar
-from monitor.sla.clocks import Clock, ClockMessage, StopReason, segment_clocks
+from monitor.sla.calendar import SUPPORTED_SECONDS, BusinessCalendar, epoch_second
+from monitor.sla.clocks import (
+    Clock,
+    ClockKind,
+    ClockMessage,
+    StopReason,
+    segment_clocks,
+    segment_plain,
+)
 from monitor.sla.policy import Policy
 
 
@@ -88,6 +95,8 @@ class ClockVerdict:
     def _reaching(self, seconds: int, *, first: bool) -> datetime:
         """When ``seconds`` of counted business time are reached, pauses skipped."""
         reach = self.calendar.due_instant if first else self.calendar.add_business_seconds
+        if not self.clock.pauses:  # one stretch, from the start on
+            return reach(self.clock.started_at, seconds)
         remaining = seconds
         for segment_start, segment_end in _counting_segments(self.clock, self.evaluated_at):
             if segment_end is None:
@@ -174,19 +183,144 @@ _STOPPED_STATES = {
 }
 
 
+# Reply targets and warning thresholds of a policy, worked out once per policy object:
+# (first-response target, its threshold, next-response target, its threshold). The policy is
+# kept in its entry, so its id cannot be reused by another object while the entry exists.
+_TARGETS: dict[int, tuple[Policy, tuple[int, int, int, int]]] = {}
+_TARGETS_KEPT = 256
+
+
+def _targets(policy: Policy) -> tuple[int, int, int, int]:
+    cached = _TARGETS.get(id(policy))
+    if cached is not None and cached[0] is policy:
+        return cached[1]
+    first = policy.target(ClockKind.FIRST.value)
+    following = policy.target(ClockKind.NEXT.value)
+    values = (
+        first,
+        policy.warning.threshold(first),
+        following,
+        policy.warning.threshold(following),
+    )
+    if len(_TARGETS) >= _TARGETS_KEPT:  # rules reloaded many times: start again
+        _TARGETS.clear()
+    _TARGETS[id(policy)] = (policy, values)
+    return values
+
+
+# Evaluation makes one verdict per clock: made as ``monitor.sla.clocks._make_clock`` makes a
+# Clock, on a twin class of the same slots, then given its real class.
+class _VerdictParts:
+    """A ClockVerdict being made: the same slots, in the same order, plainly assignable."""
+
+    __slots__ = (
+        "breached",
+        "business_seconds",
+        "calendar",
+        "calendar_seconds",
+        "clock",
+        "evaluated_at",
+        "state",
+        "target",
+        "warning_threshold",
+    )
+
+    def __init__(  # noqa: PLR0917 - one argument per field, positional for speed
+        self,
+        clock: Clock,
+        target: int,
+        warning_threshold: int,
+        business_seconds: int,
+        calendar_seconds: int,
+        state: ClockState,
+        breached: bool,
+        calendar: BusinessCalendar,
+        evaluated_at: datetime,
+    ) -> None:
+        self.clock = clock
+        self.target = target
+        self.warning_threshold = warning_threshold
+        self.business_seconds = business_seconds
+        self.calendar_seconds = calendar_seconds
+        self.state = state
+        self.breached = breached
+        self.calendar = calendar
+        self.evaluated_at = evaluated_at
+
+
+class _ConversationParts:
+    """A ConversationVerdict being made."""
+
+    __slots__ = ("clocks", "policy")
+
+    def __init__(self, policy: Policy, clocks: tuple[ClockVerdict, ...]) -> None:
+        self.policy = policy
+        self.clocks = clocks
+
+
+# The last instant evaluated and its epoch second: a pass over many conversations hands every
+# one the same ``now``, converted once. One tuple, replaced whole, so threads may share it.
+_LAST_NOW: tuple[datetime, int] | None = None
+
+
+def _now_second(now: datetime) -> int:
+    global _LAST_NOW  # noqa: PLW0603 - a one-entry cache of a pure conversion
+    last = _LAST_NOW
+    if last is not None and last[0] is now:
+        return last[1]
+    second = epoch_second("end", now)
+    _LAST_NOW = (now, second)
+    return second
+
+
 def evaluate_clock(
     clock: Clock, policy: Policy, calendar: BusinessCalendar, now: datetime
 ) -> ClockVerdict:
     """Measure one clock against its policy's target for its kind."""
-    target = policy.target(clock.kind.value)
-    threshold = policy.warning.threshold(target)
-    end = clock.stopped_at if clock.stopped_at is not None else now
-    end = max(end, clock.started_at)
-    waited = _waited(clock, calendar, end)
+    if now.tzinfo is not UTC:  # naive or another zone: checked and converted on the way
+        return _measured(clock, _targets(policy), calendar, now, None)
+    return _measured(clock, _targets(policy), calendar, now, _now_second(now))
+
+
+def _measured(
+    clock: Clock,
+    targets: tuple[int, int, int, int],
+    calendar: BusinessCalendar,
+    now: datetime,
+    now_second: int | None,
+) -> ClockVerdict:
+    """``evaluate_clock`` with the policy's targets and, when known, ``now`` as an epoch second."""
+    if clock.kind is ClockKind.NEXT:
+        target, threshold = targets[2], targets[3]
+    else:
+        target, threshold = targets[0], targets[1]
+    started_at = clock.started_at
+    stopped_at = clock.stopped_at
+    end = now if stopped_at is None else stopped_at
+    end = max(end, started_at)
+    pauses = clock.pauses
+    if pauses:
+        waited = _waited(clock, calendar, end)
+        calendar_seconds = int((end - started_at).total_seconds())
+    else:
+        # Stored instants are whole UTC seconds: converted here without a call, checked as
+        # the calendar checks them.
+        if type(started_at) is datetime and started_at.tzinfo is UTC and not started_at.microsecond:
+            first = int(started_at.timestamp())
+            if first not in SUPPORTED_SECONDS:
+                first = epoch_second("start", started_at)  # raises, naming the instant
+            # From a whole second the floored difference is the truncated one.
+            last = now_second if end is now and now_second is not None else epoch_second("end", end)
+            calendar_seconds = last - first
+        else:
+            first = epoch_second("start", started_at)
+            last = now_second if end is now and now_second is not None else epoch_second("end", end)
+            calendar_seconds = int((end - started_at).total_seconds())
+        waited = calendar.business_seconds_in(first, last)
     breached = waited > target
     if clock.stop_reason is not None:
         state = _STOPPED_STATES[clock.stop_reason]
-    elif clock.paused:
+    elif stopped_at is None and pauses and pauses[-1][1] is None:
         state = ClockState.PAUSED
     elif breached:
         state = ClockState.BREACHED
@@ -194,17 +328,11 @@ def evaluate_clock(
         state = ClockState.WARNING
     else:
         state = ClockState.OK
-    return ClockVerdict(
-        clock=clock,
-        target=target,
-        warning_threshold=threshold,
-        business_seconds=waited,
-        calendar_seconds=int((end - clock.started_at).total_seconds()),
-        state=state,
-        breached=breached,
-        calendar=calendar,
-        evaluated_at=now,
+    verdict: ClockVerdict = _VerdictParts(  # type: ignore[assignment]
+        clock, target, threshold, waited, calendar_seconds, state, breached, calendar, now
     )
+    verdict.__class__ = ClockVerdict
+    return verdict
 
 
 def evaluate(
@@ -217,10 +345,21 @@ def evaluate(
 ) -> ConversationVerdict:
     """Cut a conversation into clocks and measure each against the policy at ``now``;
     ``dismissals`` are the instants people dismissed the running clock ("no reply needed")."""
-    now = require_utc("now", now)
-    made = [require_utc("dismissal", at) for at in dismissals]
-    clocks = segment_clocks(messages, policy.status_rules, [at for at in made if at <= now])
-    return ConversationVerdict(
-        policy=policy,
-        clocks=tuple(evaluate_clock(clock, policy, calendar, now) for clock in clocks),
+    if now.tzinfo is not UTC:
+        now = require_utc("now", now)
+    made: Sequence[datetime] = ()
+    if dismissals:
+        made = [at for at in (require_utc("dismissal", at) for at in dismissals) if at <= now]
+    clocks = (
+        segment_clocks(messages, policy.status_rules, made)
+        if made
+        else segment_plain(messages, policy.status_rules)
     )
+    measured: tuple[ClockVerdict, ...] = ()
+    if clocks:
+        targets = _targets(policy)
+        now_second = _now_second(now)
+        measured = tuple([_measured(clock, targets, calendar, now, now_second) for clock in clocks])
+    verdict: ConversationVerdict = _ConversationParts(policy, measured)  # type: ignore[assignment]
+    verdict.__class__ = ConversationVerdict
+    return verdict

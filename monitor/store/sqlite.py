@@ -22,10 +22,10 @@ from pathlib import Path
 from typing import IO, Any
 
 from monitor.errors import StoreError, StoreLockedError
-from monitor.model import Direction, FolderCursor, MetricsSnapshot, SourceHealth
+from monitor.model import ClockTotals, Direction, FolderCursor, MetricsSnapshot, SourceHealth
 from monitor.store.faults import FileIdentity, GuardedConnection, connect, translate
 from monitor.store.schema import MIGRATIONS, SCHEMA_VERSION
-from monitor.store.totals import read_totals
+from monitor.store.totals import RowMemo, read_totals, totals_from_row
 
 _BUSY_TIMEOUT_S = 10.0
 
@@ -558,6 +558,78 @@ def candidate_waiting_conversations(store: Store, source: str | None = None) -> 
     return [cid for (cid,) in store.conn.execute(sql, args)]
 
 
+def stored_running_clocks(
+    store: Store, source: str | None = None
+) -> list[tuple[StoredConversation, str, int, int, bool]]:
+    """Conversations evaluated at their current revision whose stored clock runs (ok, warning
+    or breached): each with the clock's kind, its start (epoch seconds), the customer messages
+    since the start, and whether any of its messages carries a ticket status."""
+    sql = (
+        f"SELECT {', '.join('c.' + name for name in _CONVERSATION_COLUMNS.split(', '))}, "
+        "c.clock_kind, c.clock_started_at, "
+        "SUM(m.direction = 'inbound' AND m.timestamp >= c.clock_started_at), "
+        "MAX(m.status IS NOT NULL) "
+        "FROM conversations c JOIN messages m ON m.conversation_id = c.id "
+        "WHERE c.state IN ('ok', 'warning', 'breached') AND c.evaluated_revision >= c.revision "
+        "AND c.pruned_at IS NULL AND c.clock_kind IS NOT NULL "
+        "AND c.clock_started_at IS NOT NULL"
+    )
+    args: list[Any] = []
+    if source is not None:
+        sql += " AND c.source = ?"
+        args.append(source)
+    return [
+        (_conversation(row), row[11], row[12], row[13], bool(row[14]))
+        for row in store.conn.execute(sql + " GROUP BY c.id", args)
+    ]
+
+
+def unevaluated_waiting_candidates(store: Store, source: str | None = None) -> list[int]:
+    """``candidate_waiting_conversations`` among the conversations not evaluated at their
+    current revision (changed since, or never evaluated), ascending."""
+    changed = [
+        cid
+        for (cid,) in store.conn.execute(
+            "SELECT id FROM conversations WHERE "
+            "(evaluated_revision IS NULL OR evaluated_revision < revision) AND pruned_at IS NULL"
+        )
+    ]
+    found: list[int] = []
+    for start in range(0, len(changed), 500):
+        chunk = changed[start : start + 500]
+        sql = (
+            "SELECT DISTINCT m.conversation_id FROM messages m "
+            f"WHERE m.conversation_id IN ({','.join('?' * len(chunk))}) "
+            "AND m.direction = 'inbound' AND m.removed_at IS NULL "
+            "AND m.timestamp >= COALESCE((SELECT MAX(o.timestamp) FROM messages o "
+            "WHERE o.conversation_id = m.conversation_id AND o.direction = 'outbound'), 0)"
+        )
+        args: list[Any] = list(chunk)
+        if source is not None:
+            sql += " AND m.source = ?"
+            args.append(source)
+        found.extend(cid for (cid,) in store.conn.execute(sql, args))
+    return sorted(found)
+
+
+def conversations_with_actions(store: Store) -> set[int]:
+    """The conversations people have recorded a decision about (dismissed or snoozed)."""
+    return {cid for (cid,) in store.conn.execute("SELECT DISTINCT conversation_id FROM actions")}
+
+
+def conversations_by_id(store: Store, conversation_ids: list[int]) -> dict[int, StoredConversation]:
+    """Many conversations at once, by id (those that exist)."""
+    result: dict[int, StoredConversation] = {}
+    for start in range(0, len(conversation_ids), 500):
+        chunk = conversation_ids[start : start + 500]
+        marks = ",".join("?" * len(chunk))
+        for row in store.conn.execute(
+            f"SELECT {_CONVERSATION_COLUMNS} FROM conversations WHERE id IN ({marks})", chunk
+        ):
+            result[row[0]] = _conversation(row)
+    return result
+
+
 def prune_closed(store: Store, retention_s: int, now: datetime) -> int:
     """Forget what conversations quiet for longer than ``retention_s`` (and not awaiting a
     reply) said: subjects, addresses, names and threading keys are erased. What remains of each
@@ -659,22 +731,28 @@ def synced_sources(store: Store) -> set[str]:
     }
 
 
-def source_health(store: Store) -> list[SourceHealth]:
-    """How each source's last poll went."""
-    return [
-        SourceHealth(
-            source=row[0],
-            up=bool(row[1]),
-            last_attempt=from_epoch(row[2]),
-            last_success=from_epoch(row[3]) if row[3] is not None else None,
-            last_duration=row[4],
-            last_error=row[5],
-        )
-        for row in store.conn.execute(
-            "SELECT source, up, last_attempt, last_success, last_duration, last_error "
-            "FROM source_status ORDER BY source"
-        )
-    ]
+_HEALTH_QUERY = (
+    "SELECT source, up, last_attempt, last_success, last_duration, last_error "
+    "FROM source_status ORDER BY source"
+)
+
+
+def _health(row: tuple[Any, ...]) -> SourceHealth:
+    return SourceHealth(
+        source=row[0],
+        up=bool(row[1]),
+        last_attempt=from_epoch(row[2]),
+        last_success=from_epoch(row[3]) if row[3] is not None else None,
+        last_duration=row[4],
+        last_error=row[5],
+    )
+
+
+def source_health(store: Store, memo: RowMemo[SourceHealth] | None = None) -> list[SourceHealth]:
+    """How each source's last poll went; with ``memo``, unchanged rows are the objects of the
+    last read."""
+    rows = store.conn.execute(_HEALTH_QUERY).fetchall()
+    return memo.read(rows) if memo is not None else [_health(row) for row in rows]
 
 
 # --- actions: people's decisions about clocks ----------------------------------------------
@@ -821,32 +899,50 @@ def take_new_actions(store: Store, now: datetime) -> list[StoredAction]:
     return new
 
 
-def metrics_snapshot(store: Store) -> MetricsSnapshot:
-    """Everything a scrape reports: a few indexed reads, however long the history."""
+@dataclass(slots=True)
+class SnapshotMemo:
+    """What one reader keeps between scrapes: the values built from rows that did not change."""
+
+    totals: RowMemo[ClockTotals] = field(default_factory=lambda: RowMemo(totals_from_row))
+    sources: RowMemo[SourceHealth] = field(default_factory=lambda: RowMemo(_health))
+
+
+def metrics_snapshot(store: Store, memo: SnapshotMemo | None = None) -> MetricsSnapshot:
+    """Everything a scrape reports: a few indexed reads in one read transaction (one consistent
+    view), however long the history. ``memo`` (one per reader) spares rebuilding what did not
+    change since its last snapshot."""
     conn = store.conn
-    running = ("ok", "warning", "breached")
-    awaiting = conn.execute(
-        "SELECT source, policy, state, COUNT(*) FROM conversations WHERE state IN (?, ?, ?) "
-        "GROUP BY source, policy, state",
-        running,
-    ).fetchall()
-    oldest = conn.execute(
-        "SELECT source, policy, MIN(clock_started_at) FROM conversations "
-        "WHERE state IN (?, ?, ?) GROUP BY source, policy",
-        running,
-    ).fetchall()
-    # Messages delivered: each sent alert, and each summary that stood for a burst of them.
-    sent = conn.execute(
-        "SELECT channel, kind, COUNT(*) FROM outbox WHERE state = 'sent' GROUP BY channel, kind "
-        "UNION ALL SELECT channel, 'summary', COUNT(DISTINCT remote_ref) FROM outbox "
-        "WHERE state = 'summarized' GROUP BY channel"
-    ).fetchall()
-    failures = conn.execute("SELECT channel, count FROM delivery_failures").fetchall()
+    begun = not conn.in_transaction
+    if begun:
+        conn.execute("BEGIN")
+    try:
+        # One pass over the waiting conversations gives both the counts and the oldest clocks.
+        waiting = conn.execute(
+            "SELECT source, policy, state, COUNT(*), MIN(clock_started_at) FROM conversations "
+            "WHERE state IN ('ok', 'warning', 'breached') GROUP BY source, policy, state"
+        ).fetchall()
+        # Messages delivered: each sent alert, and each summary that stood for a burst of them.
+        sent = conn.execute(
+            "SELECT channel, kind, COUNT(*) FROM outbox WHERE state = 'sent' "
+            "GROUP BY channel, kind UNION ALL SELECT channel, 'summary', "
+            "COUNT(DISTINCT remote_ref) FROM outbox WHERE state = 'summarized' GROUP BY channel"
+        ).fetchall()
+        failures = conn.execute("SELECT channel, count FROM delivery_failures").fetchall()
+        totals = read_totals(conn, memo.totals if memo is not None else None)
+        health = source_health(store, memo.sources if memo is not None else None)
+    finally:
+        if begun and conn.in_transaction:
+            conn.execute("COMMIT")
+    oldest: dict[tuple[str, str], int] = {}
+    for source, policy, _, _, started in waiting:
+        key = (source, policy)
+        if started is not None and (key not in oldest or started < oldest[key]):
+            oldest[key] = started
     return MetricsSnapshot(
-        awaiting=tuple((s, p, st, n) for s, p, st, n in awaiting),
-        oldest=tuple((s, p, from_epoch(t)) for s, p, t in oldest),
-        totals=tuple(read_totals(conn)),
-        sources=tuple(source_health(store)),
+        awaiting=tuple((s, p, st, n) for s, p, st, n, _ in waiting),
+        oldest=tuple((s, p, from_epoch(t)) for (s, p), t in sorted(oldest.items())),
+        totals=tuple(totals),
+        sources=tuple(health),
         alerts_sent=tuple((c, k, n) for c, k, n in sent),
         delivery_failures=tuple((c, n) for c, n in failures),
     )

@@ -11,11 +11,14 @@ from __future__ import annotations
 import json
 import sqlite3
 from bisect import bisect_left
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from typing import Any, Generic, TypeVar
 
 from monitor.model import ClockTotals
 
 INF = -1
+
+T = TypeVar("T")
 
 ClockRow = tuple[str, str, str, str | None, int, int]  # source, policy, kind, stop, breached, s
 CLOCK_ROW_COLUMNS = "source, policy, kind, stop_reason, breached, business_seconds"
@@ -101,28 +104,66 @@ def ensure_layout(
     return row is not None
 
 
-def read_totals(conn: sqlite3.Connection) -> list[ClockTotals]:
-    """Every total, with its buckets, for a scrape."""
-    buckets: dict[tuple[str, str, str], list[tuple[int, int]]] = {}
-    for source, policy, kind, le, count in conn.execute(
-        "SELECT source, policy, kind, le, count FROM response_buckets"
-    ):
-        buckets.setdefault((source, policy, kind), []).append((le, count))
-    return [
-        ClockTotals(
-            source=row[0],
-            policy=row[1],
-            kind=row[2],
-            replies_within=row[3],
-            replies_late=row[4],
-            breaches=row[5],
-            closed=row[6],
-            response_sum=row[7],
-            dismissed=row[8],
-            buckets=tuple(buckets.get((row[0], row[1], row[2]), ())),
-        )
-        for row in conn.execute(
-            "SELECT source, policy, kind, replies_within, replies_late, breaches, closed, "
-            "response_sum, dismissed FROM clock_totals"
-        )
-    ]
+class RowMemo(Generic[T]):
+    """Values built from rows, kept from one read to the next.
+
+    A row read again unchanged gives back the value built for it the last time, so a scrape
+    of a thousand quiet sources builds nothing, and a consumer can tell a changed value from an
+    unchanged one by identity. Only the last read's rows are kept: memory follows the store.
+    """
+
+    def __init__(self, build: Callable[[tuple[Any, ...]], T]) -> None:
+        self._build = build
+        self._values: dict[tuple[Any, ...], T] = {}
+
+    def read(self, rows: Iterable[tuple[Any, ...]]) -> list[T]:
+        """The value of each row, in order: the kept one when the row is unchanged."""
+        last = self._values
+        values: dict[tuple[Any, ...], T] = {}
+        found: list[T] = []
+        for row in rows:
+            value = last.get(row)
+            if value is None:
+                value = self._build(row)
+            values[row] = value
+            found.append(value)
+        self._values = values
+        return found
+
+
+# One row per total, its buckets as "le count le count ..." (SQLite builds the text; a row per
+# bucket would cost Python a tuple each, at ten buckets per source, policy and kind).
+TOTALS_QUERY = (
+    "SELECT t.source, t.policy, t.kind, t.replies_within, t.replies_late, t.breaches, "
+    "t.closed, t.response_sum, t.dismissed, (SELECT group_concat(b.le || ' ' || b.count, ' ') "
+    "FROM response_buckets b WHERE b.source = t.source AND b.policy = t.policy "
+    "AND b.kind = t.kind) FROM clock_totals t"
+)
+
+
+def totals_from_row(row: tuple[Any, ...]) -> ClockTotals:
+    """A row of ``TOTALS_QUERY`` as the metrics read it."""
+    numbers = [int(n) for n in row[9].split(" ")] if row[9] else []
+    return ClockTotals(
+        source=row[0],
+        policy=row[1],
+        kind=row[2],
+        replies_within=row[3],
+        replies_late=row[4],
+        breaches=row[5],
+        closed=row[6],
+        response_sum=row[7],
+        dismissed=row[8],
+        buckets=tuple(zip(numbers[::2], numbers[1::2], strict=True)),
+    )
+
+
+def read_totals(
+    conn: sqlite3.Connection, memo: RowMemo[ClockTotals] | None = None
+) -> list[ClockTotals]:
+    """Every total, with its buckets, for a scrape; with ``memo``, unchanged totals are the
+    objects of the last read."""
+    rows = conn.execute(TOTALS_QUERY).fetchall()
+    if memo is None:
+        return [totals_from_row(row) for row in rows]
+    return memo.read(rows)

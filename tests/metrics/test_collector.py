@@ -12,10 +12,11 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from monitor.config.loader import load_config
 from monitor.config.rules import build_rulebook
-from monitor.daemon import StoreSnapshots, policy_infos
+from monitor.daemon import policy_infos
 from monitor.engine import ActionRequest, Engine
 from monitor.metrics import ReplyclockCollector, build_registry
 from monitor.model import Direction, MailLocation, MessageEvent, ServiceStatus, ThreadRef
+from monitor.snapshots import StoreSnapshots
 from monitor.store import SourceSink, Store
 from monitor.store.sqlite import record_poll
 
