@@ -63,7 +63,26 @@ def event_from_headers(
     link: str | None = None,
 ) -> MessageEvent:
     """Parse, classify and normalize one message; never raises on malformed mail."""
-    headers = parse_headers(header_block)
+    return event_from_parsed(
+        context,
+        parse_headers(header_block),
+        received,
+        location=location,
+        gm_thread_id=gm_thread_id,
+        link=link,
+    )
+
+
+def event_from_parsed(
+    context: FolderContext,
+    headers: ParsedHeaders,
+    received: datetime,
+    *,
+    location: MailLocation | None = None,
+    gm_thread_id: str | None = None,
+    link: str | None = None,
+) -> MessageEvent:
+    """``event_from_headers`` for headers already parsed (kept to judge the body later)."""
     verdict = classify(headers, context.role, context.identity)
     instant = message_instant(headers, received, context.role)
     return MessageEvent(
@@ -114,7 +133,13 @@ def with_closing(
     """``event`` marked as a closing message when the start of its body (at most
     ``CLOSING_BODY_BYTES``, as fetched) holds only a closing phrase. The body is not kept:
     only the few words that made the decision."""
-    headers = parse_headers(header_block)
+    return with_closing_parsed(event, parse_headers(header_block), body, identity)
+
+
+def with_closing_parsed(
+    event: MessageEvent, headers: ParsedHeaders, body: bytes, identity: MailboxIdentity
+) -> MessageEvent:
+    """``with_closing`` for the message's headers already parsed."""
     verdict = closing_message_for_body(
         body[:CLOSING_BODY_BYTES],
         content_type=headers.first("Content-Type"),

@@ -343,8 +343,8 @@ def test_uid_batches_keep_fetch_lines_short() -> None:
 def test_one_connection_sees_mail_added_to_the_folder_it_read_last(
     dovecot: DovecotServer, imap_user: ImapUser, store: Store
 ) -> None:
-    """Polls on one connection see every new inbox message: the folder read last is not left
-    open, so its STATUS is answered fresh instead of from the connection's stale view."""
+    """Polls on one connection see every new inbox message: the inbox is kept open between
+    polls and asked with a NOOP, which reports new mail, instead of a STATUS of a stale view."""
     append(dovecot, imap_user, "INBOX", customer_mail(1, 10), 10)
     source = ImapSource(source_config(imap_user), TEAM)
     assert poll(source, store).new == 1
@@ -427,3 +427,58 @@ def test_mail_dated_far_in_the_future_is_timed_when_it_was_read(
     assert reason.endswith("; dated 2099-01-01 12:00 UTC, in the future, so timed when it was read")
     warnings = [r for r in caplog.records if "dated in the future" in r.getMessage()]
     assert len(warnings) == 1
+
+
+class _MailDuringPoll(SourceSink):
+    """A real sink that has a message delivered to the inbox while a poll is under way, just
+    after the poll stored the inbox's cursor (so after its STATUS of the inbox)."""
+
+    def __init__(self, store: Store, deliver: Any) -> None:
+        super().__init__(store, "support")
+        self.deliver = deliver
+
+    def save_cursor(self, cursor: Any, now: datetime) -> None:
+        super().save_cursor(cursor, now)
+        if cursor.folder == "INBOX" and self.deliver is not None:
+            deliver, self.deliver = self.deliver, None
+            deliver()
+
+
+def test_mail_delivered_during_a_poll_is_read_by_the_next_quiet_looking_poll(
+    dovecot: DovecotServer, imap_user: ImapUser, store: Store
+) -> None:
+    """Mail that lands in the inbox after a poll asked for its status is not lost behind the
+    open inbox's NOOP: the next poll reads it, and the poll after that is one NOOP and one
+    STATUS."""
+    append(dovecot, imap_user, "INBOX", customer_mail(1, 10), 10)
+    source = ImapSource(source_config(imap_user), TEAM)
+    sink = _MailDuringPoll(
+        store, lambda: append(dovecot, imap_user, "INBOX", customer_mail(2, 1), 1)
+    )
+    first = source.poll(sink, NOW)
+    second = source.poll(sink, NOW)
+    third = source.poll(sink, NOW)
+    source.close()
+    assert (first.new, second.new) == (1, 1)
+    assert (third.new, third.round_trips) == (0, 2)
+    assert sink.cursor("INBOX").last_uid == 2
+
+
+def test_a_flag_change_in_the_open_inbox_leads_to_a_fresh_status(
+    dovecot: DovecotServer, imap_user: ImapUser, store: Store
+) -> None:
+    """Another client flagging a message in the kept-open inbox is reported at the NOOP; the
+    poll then leaves the folder and asks a fresh STATUS (its HIGHESTMODSEQ moved), and no mail
+    is read twice."""
+    uid = append(dovecot, imap_user, "INBOX", customer_mail(1, 10), 10)
+    source = ImapSource(source_config(imap_user), TEAM)
+    poll(source, store)
+    with dovecot.session(imap_user.username, imap_user.password) as other:
+        other.select_folder("INBOX")
+        other.add_flags([uid], [b"\\Flagged"])
+    changed = poll(source, store)
+    quiet = poll(source, store)
+    source.close()
+    assert (changed.new, changed.duplicates) == (0, 0)
+    assert changed.round_trips > 2  # NOOP, UNSELECT, STATUS, then the reconciliation
+    assert (quiet.new, quiet.round_trips) == (0, 2)
