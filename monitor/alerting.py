@@ -151,12 +151,14 @@ class AlertPlanner:
         syncing: Collection[str] = (),
         catching_up: Collection[str] = (),
         only: Collection[int] | None = None,
+        sources: Collection[str] = (),
     ) -> int:
         """Enqueue every alert due at ``now``; return how many were enqueued to send.
 
         With ``only``, just those conversations are looked at (the ones an evaluation after a
-        poll changed): alerts that time alone makes due are the scheduled pass's, which skips
-        each clock until it has waited as long as its next stage needs.
+        poll changed), plus every clock of ``sources`` (those whose first sync just ended):
+        alerts that time alone makes due are the scheduled pass's, which skips each clock
+        until it has waited as long as its next stage needs.
 
         ``syncing`` names the sources still in their first sync: what they have read so far is
         history being caught up on (its replies may still be in a folder not read yet), so
@@ -166,11 +168,16 @@ class AlertPlanner:
         """
         ids = sorted(only) if only is not None else None
         with self.store.transaction():
-            queued = self._plan_stages(now, frozenset(syncing), frozenset(catching_up), ids)
+            queued = self._plan_stages(
+                now, frozenset(syncing), frozenset(catching_up), ids, sorted(sources)
+            )
             return queued + self._plan_endings(now, ids) + self._plan_snooze_notes(now)
 
-    def _stage_rows(self, ids: list[int] | None) -> list[tuple[Any, ...]]:
-        """Waiting conversations past their warning: all of them, or those of ``ids``."""
+    def _stage_rows(
+        self, ids: list[int] | None, sources: list[str] | None = None
+    ) -> list[tuple[Any, ...]]:
+        """Waiting conversations past their warning: all of them, or those of ``ids`` and of
+        ``sources``."""
         query = (
             "SELECT id, source, policy, clock_kind, clock_started_at, waited_seconds, "
             "target_seconds, due_at, subject, customer, customer_name, link "
@@ -183,6 +190,15 @@ class AlertPlanner:
         for start in range(0, len(ids), 500):
             chunk = ids[start : start + 500]
             rows += conn.execute(f"{query} AND id IN ({','.join('?' * len(chunk))})", chunk)
+        if sources:
+            seen = set(ids)
+            rows += [
+                row
+                for row in conn.execute(
+                    f"{query} AND source IN ({','.join('?' * len(sources))})", sources
+                )
+                if row[0] not in seen
+            ]
         return rows
 
     def _plan_stages(
@@ -191,9 +207,10 @@ class AlertPlanner:
         syncing: frozenset[str],
         catching_up: frozenset[str],
         ids: list[int] | None = None,
+        sources: list[str] | None = None,
     ) -> int:
         conn = self.store.conn
-        rows = [row for row in self._stage_rows(ids) if row[1] not in syncing]
+        rows = [row for row in self._stage_rows(ids, sources) if row[1] not in syncing]
         if ids is None:  # a full pass: forget clocks no longer waiting
             self._next = {
                 key: at

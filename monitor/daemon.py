@@ -447,24 +447,27 @@ class Daemon:
                 synced = synced_sources(self.store)
                 syncing = [s.name for s in gen.sources if s.name not in synced]
                 catching_up = synced - self.planned_synced
-                # A first sync just ended: its clocks were held; measure them all before the
-                # catch-up summary is planned, so it covers everything already due.
-                full = work.remeasure or bool(catching_up)
+                # A first sync just ended: its clocks were held; measure them again (that
+                # source's only, unless it is time for all) before the catch-up summary is
+                # planned, so it covers everything already due.
+                remeasure: bool | set[str] = work.remeasure or catching_up
                 report = gen.engine.evaluate(
-                    now, remeasure=full, hold=syncing, pause=self._let_polls_write
+                    now, remeasure=remeasure, hold=syncing, pause=self._let_polls_write
                 )
                 gen.planner.plan(
                     now,
                     syncing=syncing,
                     catching_up=catching_up,
-                    only=None if full else report.touched,
+                    only=None if work.remeasure else report.touched,
+                    sources=catching_up,
                 )
                 self.planned_synced |= synced
                 done = True
         if not done:
             self.poll_records.give_back(records)
-        if done and self.planned_synced - self.replies_synced:
-            self.check_replies()  # a first sync ended: are its replies where they are read?
+        fresh = self.planned_synced - self.replies_synced
+        if done and fresh:
+            self.check_replies(fresh)  # a first sync ended: are its replies where they are read?
         return done
 
     def _let_polls_write(self) -> None:
@@ -498,22 +501,28 @@ class Daemon:
             if go and usable:
                 prune_closed(self.store, self.gen.loaded.config.store.retention, datetime.now(UTC))
 
-    def check_replies(self) -> None:
-        """Every 10 minutes: is any mail source's team missing replies (see RepliesWatch)?"""
+    def check_replies(self, only: Collection[str] | None = None) -> None:
+        """Every 10 minutes: is any mail source's team missing replies (see RepliesWatch)?
+        With ``only``, just those sources (whose first sync just ended): a check counts a
+        week of their messages, not of every source's."""
         with self._job() as go, self._store_work("replies check") as usable:
             if not (go and usable):
                 return
             with self.store_lock:
                 synced = synced_sources(self.store)
-                traffic = self.store.recent_traffic(datetime.now(UTC) - RECENT)
-            self.replies_synced = synced
+                if only is not None:
+                    synced &= set(only)
+                traffic = self.store.recent_traffic(
+                    datetime.now(UTC) - RECENT, None if only is None else sorted(synced)
+                )
+            self.replies_synced = synced if only is None else self.replies_synced | synced
             mailboxes = {
                 source.name: watched
                 for source in self.gen.sources
                 if source.name in synced
                 and (watched := getattr(source, "replies_watched", lambda: None)()) is not None
             }
-            self.replies.update(traffic, mailboxes, time.time())
+            self.replies.update(traffic, mailboxes, time.time(), partial=only is not None)
 
     def supervise(self) -> None:
         """Every few seconds: say once when polls fall behind or catch up, and notice a store

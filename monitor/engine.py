@@ -245,7 +245,7 @@ class Engine:
         self,
         now: datetime,
         *,
-        remeasure: bool = True,
+        remeasure: bool | Collection[str] = True,
         hold: Collection[str] = (),
         pause: Callable[[], None] | None = None,
     ) -> EvaluationReport:
@@ -255,7 +255,9 @@ class Engine:
         running clocks of all the others are measured again at ``now`` too (the scheduled
         evaluation does that; a poll's evaluation need not). Sources in ``hold`` are in their
         first sync: their running clocks are provisional until it ends (the replies may be in
-        a folder not read yet), so measuring them again would be work thrown away.
+        a folder not read yet), so measuring them again would be work thrown away. A
+        collection of source names for ``remeasure`` measures only their clocks again (a
+        source whose first sync just ended).
 
         ``pause`` is called between two batches of clocks measured again (the daemon lets
         polls write there); conversations changed meanwhile are left to a full evaluation,
@@ -267,7 +269,8 @@ class Engine:
         take_new_actions(self.store, now)
         self._evaluate_changed(now, report)
         if remeasure:
-            self._remeasure_all(now, frozenset(hold), report, pause)
+            only = None if isinstance(remeasure, bool) else frozenset(remeasure)
+            self._remeasure_all(now, frozenset(hold), report, pause, only)
             if pause is not None:  # what polls stored between the batches
                 self._absorb_merges()
                 self._evaluate_changed(now, report)
@@ -391,8 +394,10 @@ class Engine:
         held: frozenset[str],
         report: EvaluationReport,
         pause: Callable[[], None] | None = None,
+        sources: frozenset[str] | None = None,
     ) -> None:
-        """Measure every running clock again at ``now``: one read of them all, and two
+        """Measure every running clock again at ``now`` (of ``sources`` only, when given):
+        one read of them all, and two
         batched writes per 500; history and totals are touched only where a clock's breach
         flag flips. Clocks with pauses (ticket statuses) are evaluated in full instead."""
         marks = ",".join("?" * len(RUNNING_STATES))
@@ -406,7 +411,7 @@ class Engine:
                 f"x.conversation_id = c.id) WHERE c.state IN ({marks}) AND c.evaluated_at < ?",
                 (*RUNNING_STATES, to_epoch(now)),
             ).fetchall()
-            if row[1] not in held
+            if row[1] not in held and (sources is None or row[1] in sources)
         ]
         for number, batch in enumerate(_chunks(running)):
             rows = batch

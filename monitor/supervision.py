@@ -183,8 +183,12 @@ class RepliesWatch:
         traffic: dict[str, tuple[int, int]],
         mailboxes: dict[str, tuple[Platform, str]],
         now: float,
+        *,
+        partial: bool = False,
     ) -> None:
-        """Take (customer, team) message counts of the last 7 days per source, and log."""
+        """Take (customer, team) message counts of the last 7 days per source, and log.
+        ``partial``: only the sources in ``mailboxes`` were counted; the others stay as
+        they were (otherwise sources no longer given are forgotten)."""
         for source, (platform, mailbox) in mailboxes.items():
             inbound, outbound = traffic.get(source, (0, 0))
             warning = missing_replies(platform, mailbox, inbound, outbound)
@@ -199,6 +203,8 @@ class RepliesWatch:
                 log.warning("replies missing", extra=fields(source=source, hint=warning))
             elif cleared:
                 log.info("replies seen again", extra=fields(source=source))
+        if partial:
+            return
         with self._lock:
             for source in set(self._checked) - set(mailboxes):
                 del self._checked[source]

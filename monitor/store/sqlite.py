@@ -429,13 +429,18 @@ class Store:
                 result[message.conversation_id].append(message)
         return result
 
-    def recent_traffic(self, since: datetime) -> dict[str, tuple[int, int]]:
-        """Per source: (customer messages, team messages) dated ``since`` or later."""
+    def recent_traffic(
+        self, since: datetime, sources: Collection[str] | None = None
+    ) -> dict[str, tuple[int, int]]:
+        """Per source (of ``sources``, or all): (customer messages, team messages) dated
+        ``since`` or later."""
         counts: dict[str, list[int]] = {}
+        names = list(sources) if sources is not None else []
+        which = f"AND source IN ({','.join('?' * len(names))}) " if sources is not None else ""
         for source, direction, n in self.conn.execute(
             "SELECT source, direction, COUNT(*) FROM messages WHERE timestamp >= ? "
-            "AND direction IN ('inbound', 'outbound') GROUP BY source, direction",
-            (to_epoch(since),),
+            f"{which}AND direction IN ('inbound', 'outbound') GROUP BY source, direction",
+            (to_epoch(since), *names),
         ):
             counts.setdefault(source, [0, 0])[0 if direction == "inbound" else 1] = n
         return {source: (pair[0], pair[1]) for source, pair in counts.items()}

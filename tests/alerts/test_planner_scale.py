@@ -100,3 +100,18 @@ def test_a_plan_for_nothing_changed_queues_nothing_and_reads_little(
     with statements(store) as seen:
         assert alerting.planner.plan(minutes(65), only=set()) == 0
     assert len(seen) < 10, seen
+
+
+def test_a_source_whose_first_sync_ended_has_all_its_clocks_planned_and_only_its_own(
+    tmp_path: Path, store: Store
+) -> None:
+    """When one source's first sync ends, its clocks (held until then) are measured again and
+    planned, without a pass over every other source's waiting clocks."""
+    alerting = crowd(tmp_path, store)
+    alerting.engine.evaluate(minutes(61), remeasure=False)
+    report = alerting.engine.evaluate(minutes(62), remeasure=["elsewhere"])
+    assert report.remeasured == 0  # no clock of "elsewhere": none of "inbox" measured again
+    assert alerting.planner.plan(minutes(62), only=set(), sources=["elsewhere"]) == 0
+    report = alerting.engine.evaluate(minutes(63), remeasure=["inbox"])
+    assert report.remeasured == WAITING
+    assert alerting.planner.plan(minutes(63), only=set(), sources=["inbox"]) == WAITING
