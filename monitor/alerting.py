@@ -79,6 +79,7 @@ log = logging.getLogger("replyclock.alerts")
 
 CONSOLE_CHANNEL = "#console"
 MAX_BACKOFF_S = 600
+HISTORY_WAIT_S = 600  # how long alerts found at a first sync's end wait for the other syncs
 # Stages that edit a clock's first alert instead of posting: the wait is over, or snoozed.
 EDIT_STAGES = frozenset({"answered", "snoozed"})
 _EDITS_SQL = "('answered', 'snoozed')"
@@ -355,8 +356,10 @@ class AlertPlanner:
             ended = conn.execute(query).fetchall()
         for start in range(0, len(ids or ()), 500):
             chunk = (ids or [])[start : start + 500]
-            ended += conn.execute(
-                f"{query} AND o.conversation_id IN ({','.join('?' * len(chunk))})", chunk
+            marks = ",".join("?" * len(chunk))
+            ended += conn.execute(  # read from the clocks of these conversations, not the outbox
+                f"{query} AND c.conversation_id IN ({marks}) AND o.conversation_id IN ({marks})",
+                (*chunk, *chunk),
             )
         queued = 0
         for key, cid, reason, responder, waited, breached, stopped in ended:
@@ -721,11 +724,17 @@ class Dispatcher:
         pace_s: float | None = None,
         sleep: Callable[[float], None] = time_module.sleep,
         monotonic: Callable[[], float] = time_module.monotonic,
+        syncing: Callable[[], bool] = lambda: False,
     ) -> None:
         self.store = store
         self.notifier = notifier
         self.lock = lock
         self.burst = burst
+        # While other sources are still in their first sync, alerts already due at the end of
+        # one wait (up to HISTORY_WAIT_S), so one summary covers them all instead of one per
+        # source: a thousand mailboxes end their first syncs over minutes.
+        self.syncing = syncing
+        self._history_since: float | None = None
         self.pace_s = notifier.pace_s if pace_s is None else pace_s
         self.sleep = sleep
         self.monotonic = monotonic
@@ -737,12 +746,16 @@ class Dispatcher:
         and to mark."""
         report = DeliveryReport()
         at = to_epoch(now)
+        # History waiting for other first syncs is not even read: it may be thousands of rows.
+        waits = self._history_waits()
         with self.lock:
             report.superseded = self._supersede()
             pending = [
                 PendingAlert(**dict(zip(_PENDING, row, strict=True)))
                 for row in self.store.conn.execute(
-                    f"SELECT {', '.join(_PENDING)} FROM outbox WHERE state = 'pending' ORDER BY id"
+                    f"SELECT {', '.join(_PENDING)} FROM outbox WHERE state = 'pending' "
+                    f"{'AND (catch_up = 0 OR stage IN ' + _EDITS_SQL + ') ' if waits else ''}"
+                    "ORDER BY id"
                 )
             ]
             # Only a temporary error moves a tried row's send_after past now, so these are the
@@ -1020,6 +1033,16 @@ class Dispatcher:
                     row_id,
                 ),
             )
+
+    def _history_waits(self) -> bool:
+        """Whether alerts a first sync found due wait for the first syncs still running."""
+        if not self.syncing():
+            self._history_since = None
+            return False
+        now = self.monotonic()
+        if self._history_since is None:
+            self._history_since = now
+        return now - self._history_since < HISTORY_WAIT_S
 
     def _summarize(
         self,

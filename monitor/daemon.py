@@ -165,6 +165,7 @@ class Daemon:
         # Failed polls in a row per source (the backoff follows them), each failure said once.
         self.failure_log = FailureLog()
         self.poll_records = PollRecords()
+        self.syncing: list[str] = []  # sources in their first sync, as last evaluated
         self.evaluator = EvaluationLoop(
             self._evaluate_round,
             self._evaluated,
@@ -262,7 +263,13 @@ class Daemon:
             rules=rules,
             engine=Engine(self.store, rules),
             planner=AlertPlanner(self.store, rules, settings),
-            dispatcher=Dispatcher(self.store, notifier, self.store_lock, burst=settings.burst),
+            dispatcher=Dispatcher(
+                self.store,
+                notifier,
+                self.store_lock,
+                burst=settings.burst,
+                syncing=lambda: bool(self.syncing),
+            ),
             settings=settings,
             idle=None,
         )
@@ -446,6 +453,7 @@ class Daemon:
                 now = datetime.now(UTC)
                 synced = synced_sources(self.store)
                 syncing = [s.name for s in gen.sources if s.name not in synced]
+                self.syncing = syncing
                 catching_up = synced - self.planned_synced
                 # A first sync just ended: its clocks were held; measure them again (that
                 # source's only, unless it is time for all) before the catch-up summary is

@@ -401,6 +401,8 @@ class Engine:
         batched writes per 500; history and totals are touched only where a clock's breach
         flag flips. Clocks with pauses (ticket statuses) are evaluated in full instead."""
         marks = ",".join("?" * len(RUNNING_STATES))
+        names = sorted(sources) if sources is not None else []
+        which = f" AND c.source IN ({','.join('?' * len(names))})" if sources is not None else ""
         running = [
             row
             for row in self.store.conn.execute(
@@ -408,10 +410,11 @@ class Engine:
                 "k.seq, k.breached, EXISTS (SELECT 1 FROM messages m WHERE m.conversation_id = "
                 "c.id AND m.status IS NOT NULL) FROM conversations c LEFT JOIN clocks k ON "
                 "k.conversation_id = c.id AND k.seq = (SELECT MAX(seq) FROM clocks x WHERE "
-                f"x.conversation_id = c.id) WHERE c.state IN ({marks}) AND c.evaluated_at < ?",
-                (*RUNNING_STATES, to_epoch(now)),
+                f"x.conversation_id = c.id) WHERE c.state IN ({marks}) AND c.evaluated_at < ?"
+                f"{which}",
+                (*RUNNING_STATES, to_epoch(now), *names),
             ).fetchall()
-            if row[1] not in held and (sources is None or row[1] in sources)
+            if row[1] not in held
         ]
         for number, batch in enumerate(_chunks(running)):
             rows = batch

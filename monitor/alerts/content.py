@@ -312,7 +312,12 @@ def render_summary(
     for alert in alerts:
         counts[alert.kind] = counts.get(alert.kind, 0) + 1
     order = ("escalation", "breach", "warning", "answered")
-    parts = [f"{counts[k]} {k}{'s' if counts[k] != 1 else ''}" for k in order if k in counts]
+    plural = {"breach": "breaches"}
+    parts = [
+        f"{counts[k]} {k if counts[k] == 1 else plural.get(k, k + 's')}"
+        for k in order
+        if k in counts
+    ]
     if catch_up:
         title = f"{ICONS['summary']} First read of the mailbox: {len(alerts)} alerts already due"
         title += f": {', '.join(parts)}"

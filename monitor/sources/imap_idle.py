@@ -143,6 +143,7 @@ class IdleHub:
         self._wake_w.setblocking(False)
         self._outages = _Outages()
         self._thread: threading.Thread | None = None
+        self._next_due = 0.0  # no watch is due before this (monotonic): the loop need not look
 
     def watch(self, source: ImapSource, folder: str, on_mail: Callable[[], None]) -> None:
         """Hold ``folder`` of ``source`` in IDLE once started."""
@@ -181,9 +182,14 @@ class IdleHub:
 
     def _run(self) -> None:
         try:
+            wait = 0.0
             while not self.stop.is_set():
                 now = time.monotonic()
-                wait = self._start_due(now)
+                if now >= self._next_due:  # nothing comes due before: no pass over all
+                    wait = self._start_due(now)
+                    self._next_due = now + wait
+                else:
+                    wait = self._next_due - now
                 for key, _ in self._selector.select(timeout=wait):
                     if key.data is None:
                         self._drain_wake()
@@ -237,6 +243,7 @@ class IdleHub:
                 return
             watch = done.watch
             watch.busy = False
+            self._next_due = 0.0  # its next deadline is set below: look at the watches again
             if self.stop.is_set():
                 if done.client is not None:
                     _drop(done.client)
@@ -296,6 +303,7 @@ class IdleHub:
             )
         watch.due = time.monotonic() + watch.backoff * random.uniform(0.8, 1.2)  # noqa: S311
         watch.backoff = min(watch.backoff * 2, RECONNECT_MAX_S)
+        self._next_due = min(self._next_due, watch.due)
 
     def _unregister(self, watch: IdleWatch) -> None:
         if watch.client is None:

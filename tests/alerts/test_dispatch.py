@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, timedelta
@@ -42,7 +43,7 @@ from alerts.helpers import (
     stages,
     team_reply,
 )
-from monitor.alerting import Dispatcher, PendingAlert, ready_in_order
+from monitor.alerting import HISTORY_WAIT_S, Dispatcher, PendingAlert, ready_in_order
 from monitor.alerts.base import Posted, TemporaryDeliveryError
 from monitor.alerts.console import ConsoleNotifier
 from monitor.alerts.content import AlertContent
@@ -1017,3 +1018,54 @@ def test_alerts_already_due_at_the_end_of_a_first_sync_come_as_one_summary(
     assert alerting.planner.plan(minutes(51)) == 1  # Shop 9's warning, due after the sync
     assert send.deliver(minutes(51)).sent == 1
     assert slack.messages[ALERTS][-1].text.startswith("Shop 9 (shop9.example) has waited 31m")
+
+
+def test_history_waits_for_the_other_first_syncs_then_goes_as_one_summary(
+    tmp_path: Path, store: Store, slack: FakeSlack, clock: ManualClock
+) -> None:
+    """With many mailboxes ending their first syncs one after another, alerts already due at
+    the end of one wait while others still sync (at most HISTORY_WAIT_S), so one summary per
+    channel covers every mailbox instead of one summary per mailbox."""
+    loaded, book = load(tmp_path, TWO_CHANNELS.format(vip_channel="#support"), SLACK)
+    alerting = Alerting(store, book, settings_for(loaded))
+    ingest(store, *(std(n, T0) for n in range(1, 6)), at=T0)
+    others_syncing = True
+    send = Dispatcher(
+        store,
+        notifier_for(slack),
+        threading.Lock(),
+        sleep=clock.sleep,
+        monotonic=clock.monotonic,
+        syncing=lambda: others_syncing,
+    )
+    alerting.engine.evaluate(minutes(41))
+    assert alerting.planner.plan(minutes(41), catching_up=["inbox"]) == 5
+    assert send.deliver(minutes(41)).summarized == 0
+    clock.sleep(60)
+    assert send.deliver(minutes(42)).summarized == 0
+    assert ALERTS not in slack.messages
+    others_syncing = False
+    assert send.deliver(minutes(43)).summarized == 5
+    [summary] = slack.messages[ALERTS]
+    assert summary.text.startswith("First read of the mailbox: 5 alerts already due")
+
+
+def test_history_waits_no_longer_than_its_limit_for_a_source_that_never_syncs(
+    tmp_path: Path, store: Store, slack: FakeSlack, clock: ManualClock
+) -> None:
+    loaded, book = load(tmp_path, TWO_CHANNELS.format(vip_channel="#support"), SLACK)
+    alerting = Alerting(store, book, settings_for(loaded))
+    ingest(store, *(std(n, T0) for n in range(1, 4)), at=T0)
+    send = Dispatcher(
+        store,
+        notifier_for(slack),
+        threading.Lock(),
+        sleep=clock.sleep,
+        monotonic=clock.monotonic,
+        syncing=lambda: True,  # a source whose password is wrong never ends its first sync
+    )
+    alerting.engine.evaluate(minutes(41))
+    alerting.planner.plan(minutes(41), catching_up=["inbox"])
+    assert send.deliver(minutes(41)).summarized == 0
+    clock.sleep(HISTORY_WAIT_S)
+    assert send.deliver(minutes(52)).summarized == 3
