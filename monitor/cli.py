@@ -1,40 +1,33 @@
-"""The replyclock command line: check, run, status, explain, dismiss, snooze, recompute, demo."""
+"""The replyclock command line: check, run, status, explain, dismiss, snooze, recompute, demo.
+
+Each command imports what it uses when it runs: ``status``, ``explain``, ``--help`` and the
+other quick commands never load the daemon, the scheduler or the source adapters and their
+libraries, so they start in a fraction of the time.
+"""
 
 from __future__ import annotations
 
 import argparse
-import getpass
 import json
-import logging
 import os
 import sys
-import threading
 from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
+from math import floor
 from pathlib import Path
-from typing import TextIO
-from zoneinfo import ZoneInfo
+from typing import TYPE_CHECKING, TextIO
 
-from monitor import __version__, demo
-from monitor.alerting import AlertPlanner, AlertSettings, Dispatcher
-from monitor.alerts.console import ConsoleNotifier
-from monitor.app import build_notifier, build_sources, open_store
-from monitor.config.loader import LoadedConfig, load_config
-from monitor.config.rules import RuleBook, build_rulebook
-from monitor.daemon import Daemon, run_forever
-from monitor.durations import format_duration, parse_duration
-from monitor.engine import ActionRequest, Engine
+from monitor import __version__
 from monitor.errors import ConfigError, ReplyclockError, SourceError
-from monitor.explain import explain
-from monitor.logs import configure_logging
-from monitor.polling import poll_source
-from monitor.sla.policy import Policy
-from monitor.sources.imap_limits import per_server
-from monitor.sources.probe import print_probe
-from monitor.store import Store
-from monitor.store.sqlite import prune_closed, synced_sources
 
-log = logging.getLogger("replyclock.cli")
+if TYPE_CHECKING:
+    from zoneinfo import ZoneInfo
+
+    from monitor.config.loader import LoadedConfig
+    from monitor.config.rules import RuleBook
+    from monitor.engine import ListedConversation
+    from monitor.sla.policy import Policy
+    from monitor.store import Store
 
 EPILOG = """\
 commands:
@@ -198,6 +191,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return cmd_check(args.config, sys.stdout, connect=args.connect)
         if args.command == "demo":
             return cmd_demo(duration=args.duration, listen=args.listen)
+        from monitor.config.loader import load_config  # noqa: PLC0415 - see the module docstring
+        from monitor.logs import configure_logging  # noqa: PLC0415
+
         loaded = load_config(args.config)
         configure_logging(loaded.config.log.format, loaded.config.log.level)
         if args.command == "run":
@@ -235,6 +231,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 def cmd_check(path: Path, out: TextIO, *, connect: bool = False) -> int:
     """Validate config and rules; print every problem, or a one-line summary. With
     ``connect``, probe every source too; exit 1 if any cannot be signed in to."""
+    from monitor.config.loader import load_config  # noqa: PLC0415 - see the module docstring
+
     try:
         loaded = load_config(path)
     except ConfigError as exc:
@@ -257,6 +255,11 @@ def cmd_check(path: Path, out: TextIO, *, connect: bool = False) -> int:
     print(f"{path}: OK ({counts})", file=out)
     if not connect:
         return 0
+    from monitor.app import build_sources  # noqa: PLC0415 - every source adapter: --connect only
+    from monitor.logs import configure_logging  # noqa: PLC0415
+    from monitor.sources.imap_limits import per_server  # noqa: PLC0415
+    from monitor.sources.probe import print_probe  # noqa: PLC0415
+
     configure_logging(loaded.config.log.format, "warning")
     failed = 0
     for source in build_sources(loaded):
@@ -305,6 +308,16 @@ class _Progress:
 def cmd_run(loaded: LoadedConfig, *, once: bool, dry_run: bool, out: TextIO) -> int:
     """Poll sources into the store, evaluate and alert: once with a summary, or until
     interrupted."""
+    import threading  # noqa: PLC0415 - the daemon's modules load only for the commands using them
+
+    from monitor.alerting import AlertPlanner, AlertSettings, Dispatcher  # noqa: PLC0415
+    from monitor.app import build_notifier, build_sources, open_store  # noqa: PLC0415
+    from monitor.config.rules import build_rulebook  # noqa: PLC0415
+    from monitor.daemon import run_forever  # noqa: PLC0415
+    from monitor.engine import Engine  # noqa: PLC0415
+    from monitor.polling import poll_source  # noqa: PLC0415
+    from monitor.store.sqlite import prune_closed, synced_sources  # noqa: PLC0415
+
     sources = build_sources(loaded, progress=_Progress(sys.stderr))
     rules = build_rulebook(loaded)
     notifier = build_notifier(loaded, dry_run=dry_run)
@@ -362,80 +375,162 @@ def _coloured(text: str, state: str, enabled: bool) -> str:
 
 def cmd_status(loaded: LoadedConfig, *, source: str | None, as_json: bool, out: TextIO) -> int:
     """Print conversations awaiting a reply, soonest breach first."""
+    from monitor.config.rules import build_rulebook  # noqa: PLC0415 - see the module docstring
+    from monitor.engine import Engine  # noqa: PLC0415
+    from monitor.store import Store  # noqa: PLC0415
+
     rules = build_rulebook(loaded)
-    store = open_store(loaded, readonly=True)
+    store = Store.open(loaded.config.store.path, readonly=True)
     now = datetime.now(UTC)
     try:
-        rows = Engine(store, rules).waiting(now, source)
+        rows = Engine(store, rules).listing(now, source)
     finally:
         store.close()
     if as_json:
-        for row in rows:
-            v = row.verdict
-            print(
-                json.dumps(
-                    {
-                        "id": row.conversation.id,
-                        "source": row.conversation.source,
-                        "policy": row.policy.name,
-                        "state": v.state.value,
-                        "clock": v.clock.kind.value,
-                        "since": v.clock.started_at.isoformat(),
-                        "waited_business_seconds": v.business_seconds,
-                        "waited_calendar_seconds": v.calendar_seconds,
-                        "target_seconds": v.target,
-                        "due": v.due_at.isoformat(),
-                        "customer": row.conversation.customer,
-                        "subject": row.conversation.subject,
-                        "snoozed_until": row.snoozed.until.isoformat()
-                        if row.snoozed is not None and row.snoozed.until is not None
-                        else None,
-                    },
-                    ensure_ascii=False,
-                ),
-                file=out,
-            )
+        _print_json_lines(rows, out)
         return 0
     if not rows:
         print("No conversation is awaiting a reply.", file=out)
         return 0
-    colour = out.isatty() and not os.environ.get("NO_COLOR")
-    table = [("ID", "SOURCE", "POLICY", "STATE", "WAITED", "TARGET", "DUE", "CUSTOMER", "SUBJECT")]
-    states = [""]
-    zones: dict[str, ZoneInfo] = {}  # per policy: thousands of rows share a few
-    targets: dict[int, str] = {}
-    for row in rows:
-        v = row.verdict
-        zone = zones.get(row.policy.name)
-        if zone is None:
-            zone = zones[row.policy.name] = build_zone(rules, row.policy)
-        state = v.state.value
-        if row.snoozed is not None and row.snoozed.until is not None:
-            state += f", snoozed until {row.snoozed.until.astimezone(zone):%a %d %b %H:%M %Z}"
-        target = targets.get(v.target)
-        if target is None:
-            target = targets[v.target] = format_duration(v.target)
-        table.append(
-            (
-                str(row.conversation.id),
-                row.conversation.source,
-                row.policy.name,
-                state,
-                format_duration(v.business_seconds, days=False),
-                target,
-                v.due_at.astimezone(zone).strftime("%a %d %b %H:%M %Z"),
-                row.conversation.customer[:40],
-                row.conversation.subject[:50],
-            )
-        )
-        states.append(v.state.value)
-    _print_table(table, out, highlight=(3, states, colour))
+    table, states = _status_table(rows, rules)
+    _print_table(table, out, states, colour=out.isatty() and not os.environ.get("NO_COLOR"))
     print(
         f"{len(rows)} awaiting a reply; WAITED is business time under each policy's calendar. "
         "`replyclock explain ID` shows why.",
         file=out,
     )
     return 0
+
+
+def _print_json_lines(rows: list[ListedConversation], out: TextIO) -> None:
+    """``status --json``: one object per conversation awaiting a reply."""
+    lines = [
+        json.dumps(
+            {
+                "id": row.id,
+                "source": row.source,
+                "policy": row.policy.name,
+                "state": row.state.value,
+                "clock": row.kind.value,
+                "since": datetime.fromtimestamp(row.started_at, UTC).isoformat(),
+                "waited_business_seconds": row.business_seconds,
+                "waited_calendar_seconds": row.calendar_seconds,
+                "target_seconds": row.target,
+                "due": datetime.fromtimestamp(row.due_at, UTC).isoformat(),
+                "customer": row.customer,
+                "subject": row.subject,
+                "snoozed_until": row.snoozed_until.isoformat() if row.snoozed_until else None,
+            },
+            ensure_ascii=False,
+        )
+        for row in rows
+    ]
+    out.write("".join(line + "\n" for line in lines))
+
+
+_STATUS_HEADER = (
+    "ID",
+    "SOURCE",
+    "POLICY",
+    "STATE",
+    "WAITED",
+    "TARGET",
+    "DUE",
+    "CUSTOMER",
+    "SUBJECT",
+)
+
+
+def _status_table(
+    rows: list[ListedConversation], rules: RuleBook
+) -> tuple[list[tuple[str, ...]], list[str]]:
+    """The status listing's cells, header first, and each line's state (for colour).
+
+    Made column by column: most columns take few distinct values (a source, a policy, a
+    target, a due time shared by many clocks), each rendered once and then looked up.
+    """
+    from monitor.durations import format_duration  # noqa: PLC0415 - see the module docstring
+
+    policies = {row.policy.name: row.policy for row in rows}
+    times = {name: LocalTimes(build_zone(rules, policy)) for name, policy in policies.items()}
+    names = [row.policy.name for row in rows]
+    values = {state: state.value for state in {row.state for row in rows}}
+    states = [values[row.state] for row in rows]
+    shown = states
+    if any(row.snoozed_until is not None for row in rows):
+        shown = [
+            state
+            if row.snoozed_until is None
+            else f"{state}, snoozed until "
+            f"{times[row.policy.name](floor(row.snoozed_until.timestamp()))}"
+            for row, state in zip(rows, states, strict=True)
+        ]
+    waited = [row.business_seconds for row in rows]
+    waited_texts = {seconds: format_duration(seconds, days=False) for seconds in set(waited)}
+    targets = [row.target for row in rows]
+    target_texts = {seconds: format_duration(seconds) for seconds in set(targets)}
+    dues = list(zip(names, [row.due_at for row in rows], strict=True))
+    due_texts = {due: times[due[0]](due[1]) for due in set(dues)}
+    columns = (
+        [str(row.id) for row in rows],
+        [row.source for row in rows],
+        names,
+        shown,
+        list(map(waited_texts.__getitem__, waited)),
+        list(map(target_texts.__getitem__, targets)),
+        list(map(due_texts.__getitem__, dues)),
+        [row.customer[:40] for row in rows],
+        [row.subject[:50] for row in rows],
+    )
+    return [_STATUS_HEADER, *zip(*columns, strict=True)], ["", *states]
+
+
+_EPOCH_DAY = datetime(1970, 1, 1, tzinfo=UTC).date()
+_CLOCK_FACES = tuple(f"{hour:02d}:{minute:02d}" for hour in range(24) for minute in range(60))
+
+
+class LocalTimes:
+    """Instants as a zone's clock shows them, ``Tue 24 Nov 15:00 CET``: what ``strftime("%a %d
+    %b %H:%M %Z")`` of the instant in the zone gives, for listings of thousands of lines.
+
+    The zone's offset and abbreviation are looked up once per hour of UTC time, and the date's
+    words once per local day; an hour in which the zone's offset or abbreviation changes is
+    formatted by ``strftime`` itself.
+    """
+
+    FORMAT = "%a %d %b %H:%M %Z"
+
+    def __init__(self, zone: ZoneInfo) -> None:
+        self.zone = zone
+        self._hours: dict[int, tuple[int, str] | None] = {}
+        self._days: dict[int, str] = {}
+
+    def __call__(self, second: int) -> str:
+        """The instant ``second`` (UTC epoch seconds) on the zone's clock."""
+        hour = second // 3600
+        if hour in self._hours:
+            known = self._hours[hour]
+        else:
+            known = self._hours[hour] = self._hour(hour)
+        if known is None:
+            instant = datetime.fromtimestamp(second, UTC).astimezone(self.zone)
+            return instant.strftime(self.FORMAT)
+        offset, name = known
+        day, rest = divmod(second + offset, 86400)
+        date = self._days.get(day)
+        if date is None:
+            date = self._days[day] = (_EPOCH_DAY + timedelta(days=day)).strftime("%a %d %b")
+        return f"{date} {_CLOCK_FACES[rest // 60]} {name}"
+
+    def _hour(self, hour: int) -> tuple[int, str] | None:
+        """The zone's offset (seconds) and abbreviation all through one UTC hour, or None
+        when either changes within it."""
+        first = datetime.fromtimestamp(hour * 3600, UTC).astimezone(self.zone)
+        last = datetime.fromtimestamp(hour * 3600 + 3599, UTC).astimezone(self.zone)
+        offset, name = first.utcoffset(), first.tzname()
+        if offset is None or name is None or (offset, name) != (last.utcoffset(), last.tzname()):
+            return None
+        return int(offset.total_seconds()), name
 
 
 def build_zone(rules: RuleBook, policy: Policy) -> ZoneInfo:
@@ -445,8 +540,12 @@ def build_zone(rules: RuleBook, policy: Policy) -> ZoneInfo:
 
 def cmd_explain(loaded: LoadedConfig, reference: str, *, out: TextIO) -> int:
     """Print one conversation's timeline; the reference is an id or a Message-ID."""
+    from monitor.config.rules import build_rulebook  # noqa: PLC0415 - see the module docstring
+    from monitor.explain import explain  # noqa: PLC0415
+    from monitor.store import Store  # noqa: PLC0415
+
     rules = build_rulebook(loaded)
-    store = open_store(loaded, readonly=True)
+    store = Store.open(loaded.config.store.path, readonly=True)
     try:
         conversation_id = _find_conversation(store, reference)
         if conversation_id is None:
@@ -476,6 +575,8 @@ def _find_conversation(store: Store, reference: str) -> int | None:
 
 def _os_user() -> str:
     """Who runs the command, for the record of an action."""
+    import getpass  # noqa: PLC0415 - dismiss and snooze only
+
     try:
         return getpass.getuser()
     except (OSError, KeyError):
@@ -492,6 +593,11 @@ def cmd_act(
     duration: str | None = None,
 ) -> int:
     """Dismiss a conversation's running clock, or snooze its alerts; say what was done."""
+    from monitor.config.rules import build_rulebook  # noqa: PLC0415 - see the module docstring
+    from monitor.durations import parse_duration  # noqa: PLC0415
+    from monitor.engine import ActionRequest, Engine  # noqa: PLC0415
+    from monitor.store import Store  # noqa: PLC0415
+
     now = datetime.now(UTC)
     until = None
     if kind == "snooze":
@@ -548,8 +654,12 @@ def cmd_act(
 
 def cmd_recompute(loaded: LoadedConfig, *, out: TextIO) -> int:
     """Re-match and re-evaluate every conversation under the current rules."""
+    from monitor.config.rules import build_rulebook  # noqa: PLC0415 - see the module docstring
+    from monitor.engine import Engine  # noqa: PLC0415
+    from monitor.store import Store  # noqa: PLC0415
+
     rules = build_rulebook(loaded)
-    store = open_store(loaded)
+    store = Store.open(loaded.config.store.path)
     progress_stream = sys.stderr
 
     def progress(done: int, total: int) -> None:
@@ -571,6 +681,14 @@ def cmd_recompute(loaded: LoadedConfig, *, out: TextIO) -> int:
 
 def cmd_demo(*, duration: int | None, listen: str) -> int:
     """Run the daemon on a freshly written demo inbox until stopped (or ``duration``)."""
+    from monitor import demo  # noqa: PLC0415 - the daemon's modules load only for the demo
+    from monitor.alerts.console import ConsoleNotifier  # noqa: PLC0415
+    from monitor.app import build_sources, open_store  # noqa: PLC0415
+    from monitor.config.loader import load_config  # noqa: PLC0415
+    from monitor.config.rules import build_rulebook  # noqa: PLC0415
+    from monitor.daemon import Daemon  # noqa: PLC0415
+    from monitor.logs import configure_logging  # noqa: PLC0415
+
     now = datetime.now(UTC)
     config, box = demo.prepare(demo.default_directory(), listen, now)
     loaded = load_config(config)
@@ -609,19 +727,21 @@ def cmd_demo(*, duration: int | None, listen: str) -> int:
 def _print_table(
     rows: Sequence[Sequence[str]],
     out: TextIO,
-    highlight: tuple[int, list[str], bool] | None = None,
+    states: Sequence[str] | None = None,
+    *,
+    colour: bool = False,
 ) -> None:
-    """Print aligned columns; optionally colour one column by a state per row."""
+    """Print aligned columns in one write (a listing may have thousands of lines); with
+    ``colour``, colour the STATE column (the fourth) by each line's state in ``states``."""
     widths = [max(map(len, column)) for column in zip(*rows, strict=True)]
-    if highlight is None or not highlight[2]:  # no colours: one format per line
+    if states is None or not colour:  # no colours: one format per line
         line = "  ".join(f"{{:<{width}}}" for width in widths)
         out.write("".join(line.format(*row).rstrip() + "\n" for row in rows))
         return
     lines = []
     for index, row in enumerate(rows):
         cells = [cell.ljust(width) for cell, width in zip(row, widths, strict=True)]
-        if highlight is not None and index:
-            column, states, enabled = highlight
-            cells[column] = _coloured(cells[column], states[index], enabled)
+        if index:
+            cells[3] = _coloured(cells[3], states[index], enabled=True)
         lines.append("  ".join(cells).rstrip())
-    out.write("\n".join(lines) + "\n")  # one write: a listing may have thousands of lines
+    out.write("\n".join(lines) + "\n")

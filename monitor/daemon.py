@@ -562,7 +562,9 @@ class Daemon:
                 next_run_time=datetime.now(UTC),
                 coalesce=True,
                 max_instances=1,
-                misfire_grace_time=interval,
+                # However late a poll starts (a thousand first syncs queue for the pool), it
+                # runs: a poll skipped as "missed" would wait a whole interval more.
+                misfire_grace_time=None,
                 replace_existing=True,
             )
         self.idle_stop = threading.Event()

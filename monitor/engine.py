@@ -18,7 +18,7 @@ import logging
 from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, NamedTuple, TypeVar
 
 from monitor.alerting import thread_key
 from monitor.config.rules import RuleBook
@@ -45,6 +45,7 @@ from monitor.store.sqlite import (
     from_epoch,
     latest_snooze,
     record_action,
+    running_clock_rows,
     stored_running_clocks,
     take_new_actions,
     to_epoch,
@@ -96,6 +97,28 @@ class WaitingConversation:
     policy: Policy
     verdict: ClockVerdict
     snoozed: StoredAction | None = None  # the snooze holding its alerts now, if any
+
+
+class ListedConversation(NamedTuple):
+    """A line of `replyclock status`: a conversation awaiting a reply, reduced to the figures
+    shown. Instants are UTC epoch seconds. A named tuple rather than a dataclass because a
+    listing makes thousands at once: the first two fields, unique together, sort the lines
+    (soonest breach first, then by id) without a key function."""
+
+    remaining: int  # business seconds left before the target (negative once breached)
+    id: int
+    source: str
+    policy: Policy
+    customer: str
+    subject: str
+    kind: ClockKind
+    state: ClockState
+    started_at: int
+    business_seconds: int
+    calendar_seconds: int
+    target: int
+    due_at: int  # the first instant at which the target is reached
+    snoozed_until: datetime | None  # the snooze holding its alerts now, if any
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -655,20 +678,117 @@ class Engine:
                 rows.append(
                     WaitingConversation(conversation=conversation, policy=policy, verdict=measured)
                 )
-        for conversation, messages, actions in self._in_full(sorted(set(in_full))):
+        rows.extend(self._waiting_in_full(sorted(set(in_full)), now))
+        rows.sort(key=lambda row: (row.verdict.remaining, row.conversation.id))
+        return rows
+
+    def _waiting_in_full(self, ids: list[int], now: datetime) -> Iterator[WaitingConversation]:
+        """Those of ``ids`` awaiting a reply, each evaluated in full from its messages and
+        actions, with the snooze holding its alerts now."""
+        for conversation, messages, actions in self._in_full(ids):
             policy, verdicts = self._measure(conversation, messages, actions, now)
             verdict = verdicts.awaiting
             if verdict is not None:
                 snooze = latest_snooze(actions, _clock_key(conversation.id, verdict))
-                rows.append(
-                    WaitingConversation(
-                        conversation=conversation,
-                        policy=policy,
-                        verdict=verdict,
-                        snoozed=snooze if snooze and snooze.until and snooze.until > now else None,
-                    )
+                yield WaitingConversation(
+                    conversation=conversation,
+                    policy=policy,
+                    verdict=verdict,
+                    snoozed=snooze if snooze and snooze.until and snooze.until > now else None,
                 )
-        rows.sort(key=lambda row: (row.verdict.remaining, row.conversation.id))
+
+    def listing(self, now: datetime, source: str | None = None) -> list[ListedConversation]:
+        """``waiting``, reduced to what `replyclock status` shows: the same conversations in
+        the same order with the same figures, made without the full values.
+
+        A stored running clock that never paused and nobody acted on is measured here in
+        epoch seconds on its calendar, with the state rules of ``monitor.sla.evaluate``;
+        every other conversation is taken from ``waiting``'s full evaluation. The due time
+        is worked out on the calendar once per distinct figure: clocks without pauses that
+        have waited the same business time under one policy and target started at the same
+        count of business time, so they fall due at the same instant.
+        """
+        rows: list[ListedConversation] = []
+        append = rows.append
+        measures = {
+            policy.name: {kind.value: _Measure(self, policy, kind) for kind in ClockKind}
+            for policy in self.rules.policies.all
+        }
+        acted = conversations_with_actions(self.store)
+        in_full = unevaluated_waiting_candidates(self.store, source)
+        now_second = to_epoch(now)
+        breached, warning, ok = ClockState.BREACHED, ClockState.WARNING, ClockState.OK
+        make = tuple.__new__
+        for cid, src, name, customer, subject, kind, started, statuses in running_clock_rows(
+            self.store, source
+        ):
+            by_kind = measures.get(name)  # type: ignore[arg-type]  # None: no such policy
+            if by_kind is None or statuses or cid in acted:
+                in_full.append(cid)
+                continue
+            m = by_kind[kind]
+            waited = m.business_seconds_in(started, now_second)
+            target = m.target
+            due = m.dues.get(waited) if started <= now_second else None
+            if due is None:
+                due = m.due(started, waited, now_second)
+            append(
+                make(  # the tuple made directly: the listing makes one per conversation
+                    ListedConversation,
+                    (
+                        target - waited,
+                        cid,
+                        src,
+                        m.policy,
+                        customer,
+                        subject,
+                        m.kind,
+                        breached if waited > target else warning if waited >= m.threshold else ok,
+                        started,
+                        waited,
+                        now_second - started if now_second > started else 0,
+                        target,
+                        due,
+                        None,
+                    ),
+                )
+            )
+        for row in self._waiting_in_full(sorted(set(in_full)), now):
+            v = row.verdict
+            conversation = row.conversation
+            same = measures.get(row.policy.name, {}).get(v.clock.kind.value)
+            started = to_epoch(v.clock.started_at)
+            if (
+                same is None
+                or v.clock.pauses
+                or not v.target
+                or v.target != same.target
+                or started > now_second
+            ):
+                due = to_epoch(v.due_at)
+            else:
+                due = same.dues.get(v.business_seconds)
+                if due is None:
+                    due = same.dues[v.business_seconds] = to_epoch(v.due_at)
+            append(
+                ListedConversation(
+                    v.remaining,
+                    conversation.id,
+                    conversation.source,
+                    row.policy,
+                    conversation.customer,
+                    conversation.subject,
+                    v.clock.kind,
+                    v.state,
+                    started,
+                    v.business_seconds,
+                    v.calendar_seconds,
+                    v.target,
+                    due,
+                    row.snoozed.until if row.snoozed is not None else None,
+                )
+            )
+        rows.sort()
         return rows
 
     def _waiting_candidates(
@@ -784,6 +904,41 @@ class Engine:
 def _clock_key(conversation_id: int, verdict: ClockVerdict) -> str:
     """The clock's thread key: what its alerts, their buttons and its actions name it by."""
     return thread_key(conversation_id, verdict.clock.kind.value, to_epoch(verdict.clock.started_at))
+
+
+class _Measure:
+    """What the listing measures running clocks of one policy and kind with: the calendar,
+    the target and the warning threshold, and the due instants found so far, by business
+    seconds waited (a clock without pauses that waited as long is due at the same instant)."""
+
+    __slots__ = (
+        "business_seconds_in",
+        "calendar",
+        "dues",
+        "kind",
+        "policy",
+        "target",
+        "threshold",
+    )
+
+    def __init__(self, engine: Engine, policy: Policy, kind: ClockKind) -> None:
+        self.policy = policy
+        self.kind = kind
+        self.calendar = engine.rules.calendar_for(policy)
+        self.business_seconds_in = self.calendar.business_seconds_in
+        self.target = policy.target(kind.value)
+        self.threshold = policy.warning.threshold(self.target)
+        self.dues: dict[int, int] = {}
+
+    def due(self, started: int, waited: int, now: int) -> int:
+        """The due instant of a clock started at ``started`` that has waited ``waited`` by
+        ``now`` (epoch seconds)."""
+        due = to_epoch(self.calendar.due_instant(from_epoch(started), self.target))
+        # Not kept for a zero target (due at the start itself, whatever was counted) nor for
+        # a start after now (nothing counted yet, wherever it starts).
+        if self.target and started <= now:
+            self.dues[waited] = due
+        return due
 
 
 def _with_policy(
