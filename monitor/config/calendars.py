@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import holidays
-import icalendar
 
 from monitor.config.models import CalendarConfig
 from monitor.config.yamlsource import KeyPath, YamlDocument
@@ -86,6 +85,9 @@ class IcsClosedDates:
         self.path = path
         self.once: set[date] = set()
         self.yearly: set[tuple[int, int]] = set()
+        # Imported only for calendars that name an .ics file: it is slow to import.
+        import icalendar  # noqa: PLC0415
+
         calendar = icalendar.Calendar.from_ical(path.read_bytes())
         for event in calendar.walk("VEVENT"):
             start = _as_date(event.decoded("DTSTART"))

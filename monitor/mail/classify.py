@@ -35,7 +35,8 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from fnmatch import fnmatchcase
+from fnmatch import translate
+from functools import lru_cache
 from typing import Literal
 
 from monitor.mail.headers import ParsedHeaders
@@ -70,6 +71,20 @@ _REPORT_KINDS = {
 }
 _REPORT_TYPE = re.compile(r"report-type\s*=\s*\"?([A-Za-z0-9-]+)", re.IGNORECASE)
 _LIST_HEADERS = ("List-Id", "List-Unsubscribe", "Mailing-List", "X-Mailing-List", "X-MLServer")
+# The fields the automated-mail and list rungs read; most mail has none of them, and then
+# those rungs have only the subject, the Return-Path and the Sender left to look at.
+_MARKER_FIELDS = frozenset(
+    name.lower()
+    for name in (
+        *_LIST_HEADERS,
+        "Auto-Submitted",
+        "X-Autoreply",
+        "X-Autorespond",
+        "X-Apple-Action",
+        "Precedence",
+        "X-Auto-Response-Suppress",
+    )
+)
 # How Outlook, Exchange, RT, iCloud, Zimbra and others label auto-replies, case-folded.
 _AUTO_REPLY_SUBJECT = re.compile(
     r"(?:\[[^\]]*\]\s*)*(?:automatic reply|auto reply|auto-reply|autoreply|auto response"
@@ -116,8 +131,9 @@ def classify(headers: ParsedHeaders, role: FolderRole, identity: MailboxIdentity
 
     sender = headers.from_addr
     ours = role is FolderRole.SENT or (bool(sender) and identity.is_team(sender))
-    team_list = _is_team_list(headers, identity)
-    list_marker = None if team_list else _list_marker(headers)
+    marked = not headers.fields.keys().isdisjoint(_MARKER_FIELDS)
+    team_list = marked and _is_team_list(headers, identity)
+    list_marker = None if team_list else _list_marker(headers, marked=marked)
     automated = _automated_reason(headers, on_list=team_list or list_marker is not None)
     if automated is not None:
         kind, marker = automated
@@ -141,7 +157,7 @@ def classify(headers: ParsedHeaders, role: FolderRole, identity: MailboxIdentity
         return Classification(direction=Direction.IGNORED, reason=f"mailing list ({list_marker})")
 
     if role is FolderRole.SENT:
-        return Classification(direction=Direction.OUTBOUND, reason="in Sent folder")
+        return _IN_SENT
 
     if sender in identity.team_addresses:
         return Classification(direction=Direction.OUTBOUND, reason=f"from team address {sender}")
@@ -151,16 +167,23 @@ def classify(headers: ParsedHeaders, role: FolderRole, identity: MailboxIdentity
         )
 
     if not headers.has("From"):
-        return Classification(direction=Direction.INBOUND, reason="customer message (no From)")
+        return _NO_FROM
     if not sender:
-        return Classification(
-            direction=Direction.INBOUND, reason="customer message (no address in From)"
-        )
+        return _NO_FROM_ADDRESS
     if list_marker is not None:
         return Classification(
             direction=Direction.INBOUND, reason=f"customer message via mailing list ({list_marker})"
         )
-    return Classification(direction=Direction.INBOUND, reason="customer message")
+    return _CUSTOMER_MESSAGE
+
+
+# The verdicts that name nothing of the message, made once.
+_CUSTOMER_MESSAGE = Classification(direction=Direction.INBOUND, reason="customer message")
+_NO_FROM = Classification(direction=Direction.INBOUND, reason="customer message (no From)")
+_NO_FROM_ADDRESS = Classification(
+    direction=Direction.INBOUND, reason="customer message (no address in From)"
+)
+_IN_SENT = Classification(direction=Direction.OUTBOUND, reason="in Sent folder")
 
 
 def _domain(address: str) -> str:
@@ -193,6 +216,8 @@ def _bounce_reason(headers: ParsedHeaders) -> str | None:
 
 def _automated_reason(headers: ParsedHeaders, *, on_list: bool) -> tuple[str, str] | None:
     """Return (kind, marker) when a header says a machine wrote the message, else None."""
+    if headers.fields.keys().isdisjoint(_MARKER_FIELDS):
+        return _automated_by_subject(headers)
     auto_submitted = _keyword(headers.first("Auto-Submitted"))
     if auto_submitted and auto_submitted != "no":
         kind = "auto-reply" if auto_submitted == "auto-replied" else "automated message"
@@ -210,6 +235,12 @@ def _automated_reason(headers: ParsedHeaders, *, on_list: bool) -> tuple[str, st
         # List servers stamp "Precedence: bulk" on every post (vger does); on list mail the
         # mailing-list rung decides, so mailing_lists="count" still counts list posts.
         return "bulk mail", f"Precedence: {precedence}"
+    return _automated_by_subject(headers)
+
+
+def _automated_by_subject(headers: ParsedHeaders) -> tuple[str, str] | None:
+    """The last automated-mail checks: an auto-reply subject with a reply's marks, and the
+    null sender."""
     if _AUTO_REPLY_SUBJECT.match(headers.subject.casefold()):
         if headers.return_path == "":
             return "auto-reply", "auto-reply subject, with Return-Path: <>"
@@ -239,7 +270,7 @@ def _contact_form_customer(
     sender = headers.from_addr
     form = bool(sender) and (
         identity.is_team(sender)
-        or any(fnmatchcase(sender, p.lower()) for p in (*NO_REPLY_SENDERS, *identity.form_senders))
+        or _first_match(sender, (*NO_REPLY_SENDERS, *identity.form_senders)) is not None
     )
     (customer,) = headers.reply_to
     if not form or "@" not in customer or identity.is_team(customer):
@@ -255,20 +286,39 @@ def _ignored_sender_reason(sender: str, identity: MailboxIdentity) -> str | None
         return None
     if _domain(sender) in identity.ignore_domains:
         return f"ignored domain {_domain(sender)}"
-    for pattern in identity.ignore_senders:
-        if fnmatchcase(sender, pattern.lower()):
-            return f"ignored sender (matches {pattern})"
-    return None
+    pattern = _first_match(sender, identity.ignore_senders)
+    return None if pattern is None else f"ignored sender (matches {pattern})"
 
 
-def _list_marker(headers: ParsedHeaders) -> str | None:
-    """Return the header that shows the message came through a mailing list, if any."""
-    for name in _LIST_HEADERS:
-        if headers.has(name):
-            value = headers.first(name) or ""
-            return f"{name}: {value}" if name == "List-Id" and value else name
-    if _keyword(headers.first("Precedence")) == "list":
-        return "Precedence: list"
+def _first_match(address: str, patterns: tuple[str, ...]) -> str | None:
+    """The first of the glob ``patterns`` (matched lowercase, as ``fnmatchcase`` does) that
+    ``address`` matches, or None: one regex decides whether any does, the usual answer."""
+    any_match, each = _compiled_globs(patterns)
+    if any_match.match(address) is None:
+        return None
+    return next(pattern for pattern, glob in each if glob.match(address) is not None)
+
+
+@lru_cache(maxsize=64)
+def _compiled_globs(
+    patterns: tuple[str, ...],
+) -> tuple[re.Pattern[str], tuple[tuple[str, re.Pattern[str]], ...]]:
+    """The regexes ``fnmatchcase`` would use for ``patterns``, each and all in one."""
+    each = tuple((pattern, re.compile(translate(pattern.lower()))) for pattern in patterns)
+    union = "|".join(f"(?:{glob.pattern})" for _, glob in each) or "(?!)"
+    return re.compile(union), each
+
+
+def _list_marker(headers: ParsedHeaders, *, marked: bool = True) -> str | None:
+    """Return the header that shows the message came through a mailing list, if any
+    (``marked``: whether the message has any of the ``_MARKER_FIELDS`` at all)."""
+    if marked:
+        for name in _LIST_HEADERS:
+            if headers.has(name):
+                value = headers.first(name) or ""
+                return f"{name}: {value}" if name == "List-Id" and value else name
+        if _keyword(headers.first("Precedence")) == "list":
+            return "Precedence: list"
     # List servers that add no list header still resend as the list's robot: majordomo's
     # "owner-LIST@", Mailman 2's "LIST-bounces@" (LKML via kvack.org has only this and
     # "Precedence: bulk").

@@ -469,9 +469,9 @@ def _is_mobile_signoff(line: str) -> bool:
     while text[-1:] in ">)" and ("<" in text or "(" in text):  # a trailing <url> or (url)
         text = text[: text.rfind("<" if text[-1] == ">" else "(")].rstrip()
     folded = _fold(text).rstrip(". ")
-    prefix = next((p for p in _SIGNOFF_PREFIXES if folded.startswith(p)), None)
-    if prefix is None:
+    if not folded.startswith(_SIGNOFF_PREFIXES):  # one C call decides the usual case
         return False
+    prefix = next(p for p in _SIGNOFF_PREFIXES if folded.startswith(p))
     rest = folded[len(prefix) :]
     words = rest.split()
     if not 1 <= len(words) <= 5 or any(c in rest for c in ",;:!?"):
@@ -1127,6 +1127,22 @@ def _parse_value(value: str) -> tuple[str, dict[str, str]]:
     RFC 2231 names ("filename*", "filename*0*") count under their base name.
     """
     value = value[:_MAX_PARAM_VALUE]
+    # Without a quote nothing is quoted or escaped, and every ";" separates (the usual case,
+    # "text/plain; charset=utf-8"): no walk one character at a time is needed.
+    pieces = _split_outside_quotes(value) if '"' in value else value.split(";")
+    main = "".join(pieces[0].split()).lower()
+    params: dict[str, str] = {}
+    for piece in pieces[1:]:
+        key, equals, val = piece.partition("=")
+        key = key.strip().lower().split("*", 1)[0]
+        if equals and key and key not in params:
+            val = val.strip()
+            params[key] = val.split("''", 1)[1] if "''" in val else val
+    return main, params
+
+
+def _split_outside_quotes(value: str) -> list[str]:
+    """``value`` split at the semicolons outside quoted strings, quotes and escapes removed."""
     pieces: list[str] = []
     current: list[str] = []
     quoted = escaped = False
@@ -1145,15 +1161,7 @@ def _parse_value(value: str) -> tuple[str, dict[str, str]]:
             continue
         current.append(c)
     pieces.append("".join(current))
-    main = "".join(pieces[0].split()).lower()
-    params: dict[str, str] = {}
-    for piece in pieces[1:]:
-        key, equals, val = piece.partition("=")
-        key = key.strip().lower().split("*", 1)[0]
-        if equals and key and key not in params:
-            val = val.strip()
-            params[key] = val.split("''", 1)[1] if "''" in val else val
-    return main, params
+    return pieces
 
 
 def _decode_text(payload: bytes, charset: str, cte: str) -> str:

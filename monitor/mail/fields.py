@@ -49,6 +49,12 @@ HEADER_FIELDS: tuple[str, ...] = (
 )  # fmt: skip
 
 _WANTED = frozenset(name.lower() for name in HEADER_FIELDS)
+# The usual spellings of the names, looked up before lowercasing any other.
+_NAMES = {
+    spelled.encode("ascii"): name.lower()
+    for name in (*HEADER_FIELDS, "Message-Id")
+    for spelled in (name, name.lower(), name.upper())
+}
 
 
 def _trie(words: list[str]) -> str:
@@ -84,8 +90,12 @@ _ID_DELIMITER_BYTES = (b" ", b"\t", b"\r", b"\n", b"<", b">", b",", b";", b"(", 
 
 def _header_end(data: bytes) -> int:
     """Where the header section ends: at the first blank line (CRLF, LF or CR), else the end."""
-    ends = [i for i in (data.find(b"\n\n"), data.find(b"\r\n\r\n"), data.find(b"\r\r")) if i >= 0]
-    return min(ends) if ends else len(data)
+    end = len(data)
+    for blank in (b"\r\n\r\n", b"\n\n", b"\r\r"):  # each looked for only before the first found
+        found = data.find(blank, 0, end + len(blank) - 1)
+        if found >= 0:
+            end = found
+    return end
 
 
 def header_fields(data: bytes) -> list[tuple[str, bytes]]:
@@ -104,12 +114,15 @@ def header_fields(data: bytes) -> list[tuple[str, bytes]]:
     cut_short = end == len(head) < len(data)  # the bound, not a blank line, ended the section
     section = b"\n" + head[:end]  # never split a whole body
     found: list[tuple[str, bytes]] = []
+    names = _NAMES
     for match in _FIELD.finditer(section):
-        name = match.group(1).decode("ascii").lower()
-        value = match.group(2)
+        spelled, value = match.group(1, 2)
+        name = names.get(spelled) or spelled.decode("ascii").lower()
         if cut_short and match.end() == len(section):
             value = _whole_end(name, value)
-        found.append((name, _bounded_value(name, value)))
+        if len(value) > MAX_VALUE_BYTES:  # the smallest bound: shorter values are kept whole
+            value = _bounded_value(name, value)
+        found.append((name, value))
         if len(found) >= MAX_FIELDS:
             break
     return found
@@ -161,7 +174,9 @@ def _cut_id_list(value: bytes, limit: int, *, keep_end: bool) -> bytes:
     start = _ids_before_cut(value[:size], bracketed=bracketed)
     if not keep_end:
         return start
-    return start + b" " + _ids_after_cut(value[len(value) - (limit - size) :], bracketed=bracketed)
+    # One byte of the limit goes to the space between the two parts.
+    tail = value[len(value) - (limit - size - 1) :]
+    return start + b" " + _ids_after_cut(tail, bracketed=bracketed)
 
 
 def _ids_before_cut(chunk: bytes, *, bracketed: bool) -> bytes:

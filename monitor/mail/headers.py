@@ -47,11 +47,13 @@ import binascii
 import codecs
 import hashlib
 import re
-from collections.abc import Mapping
+from collections.abc import Iterator, KeysView, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
+from functools import lru_cache
 from types import MappingProxyType
+from typing import TypeVar, overload
 
 from monitor.mail.addresses import read_address_list
 from monitor.mail.fields import (
@@ -101,6 +103,10 @@ _LIST_PART = re.compile(r'(?:"[^"]*"|[^",])+')
 # above never use it: it is for comments, groups, escapes and junk, so it is seldom needed.
 _ADDRESS_STEPS = 32 * MAX_ADDRESSES
 _NEEDS_FULL_PARSER = re.compile(r"[()\\:;\[\]]")
+# Short address lists are read once and remembered: the team's own address is in every
+# message, a customer's From in each of theirs. At most this many, of at most this length.
+_CACHED_LISTS = 4096
+_CACHED_LIST_CHARS = 256
 _CONTENT_TYPE = re.compile(r"[a-z0-9!#$&^_.+-]+/[a-z0-9!#$&^_.+-]+")
 # Lenient on purpose: broken mailers put spaces inside Q-encoded text.
 _ENCODED_WORD = re.compile(r"=\?([^?\s]+)\?([bBqQ])\?([^?]*)\?=")
@@ -160,6 +166,50 @@ class ParsedHeaders:
         return name.lower() in self.fields
 
 
+_T = TypeVar("_T")
+
+
+class _DecodedFields(Mapping[str, tuple[str, ...]]):
+    """The fetched fields, each decoded (encoded words, whitespace) the first time it is read:
+    most checks only ask whether a field is there, and most fields are never read."""
+
+    __slots__ = ("_decoded", "_raw")
+
+    def __init__(self, raw: dict[str, list[str]]) -> None:
+        self._raw = raw
+        self._decoded: dict[str, tuple[str, ...]] = {}
+
+    def __getitem__(self, name: str) -> tuple[str, ...]:
+        values = self._decoded.get(name)
+        if values is None:
+            values = tuple(_display_text(value) for value in self._raw[name])
+            self._decoded[name] = values
+        return values
+
+    @overload
+    def get(self, name: str, /) -> tuple[str, ...] | None: ...
+    @overload
+    def get(self, name: str, /, default: tuple[str, ...] | _T) -> tuple[str, ...] | _T: ...
+    def get(self, name: str, /, default: object = None) -> object:
+        # Mapping.get would raise and catch a KeyError for every absent field.
+        return self[name] if name in self._raw else default
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._raw
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._raw)
+
+    def __len__(self) -> int:
+        return len(self._raw)
+
+    def keys(self) -> KeysView[str]:
+        return self._raw.keys()
+
+    def __repr__(self) -> str:
+        return repr(dict(self))
+
+
 def parse_headers(data: bytes) -> ParsedHeaders:
     """Parse a header block (or a whole message; the body is ignored) without ever raising.
 
@@ -208,9 +258,7 @@ def parse_headers(data: bytes) -> ParsedHeaders:
         date=_parse_date(first_raw("date")),
         return_path=return_path,
         content_type=_content_type(first_raw("content-type")),
-        fields=MappingProxyType(
-            {name: tuple(_display_text(v) for v in values) for name, values in raw.items()}
-        ),
+        fields=_DecodedFields(raw),
     )
 
 
@@ -362,6 +410,8 @@ def _message_ids(values: list[str]) -> tuple[str, ...]:
     tokens, and a lone token without "@" as the id itself. Ids longer than
     ``MAX_TOKEN_LENGTH`` are dropped.
     """
+    if not values:
+        return ()
     tokens: list[str] = []
     for value in values:
         found = _ANGLE_TOKEN.findall(value)
@@ -412,6 +462,29 @@ def _simple_addresses(value: str, limit: int) -> list[tuple[str, str]] | None:
     return pairs
 
 
+def _named_addresses(parsed: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """(decoded name, lowercase address) pairs of parsed ones: an address longer than
+    ``MAX_TOKEN_LENGTH`` is dropped (its pair keeps the name, if it has one) and a name is cut
+    to that length."""
+    pairs: list[tuple[str, str]] = []
+    for name, addr in parsed:
+        address = "".join(addr.split()).strip("<>").lower()
+        if address.startswith("@") or address.endswith("@"):
+            address = ""
+        if len(address) > MAX_TOKEN_LENGTH:
+            address = ""
+        if address or name:
+            pairs.append((_display_text(name)[:MAX_TOKEN_LENGTH], address))
+    return pairs
+
+
+@lru_cache(maxsize=_CACHED_LISTS)
+def _plain_pairs(value: str) -> tuple[tuple[str, str], ...] | None:
+    """``_named_addresses`` of a short plain list, remembered; None when it is not plain."""
+    parsed = _simple_addresses(value, MAX_ADDRESSES)
+    return None if parsed is None else tuple(_named_addresses(parsed))
+
+
 class _AddressReader:
     """Reads the address headers of one message, all sharing one budget of full-parser steps."""
 
@@ -431,19 +504,21 @@ class _AddressReader:
             room = MAX_ADDRESSES - len(pairs)
             if room <= 0:
                 break
-            parsed = _simple_addresses(value, room)
+            if len(value) <= _CACHED_LIST_CHARS and room >= len(value):
+                # Too short to hold ``room`` addresses: the limit cannot cut it, so the result
+                # is the value's own, and the same list (To: support@) comes in every message.
+                cached = _plain_pairs(value)
+                if cached is not None:
+                    pairs.extend(cached)
+                    continue
+                parsed = None
+            else:
+                parsed = _simple_addresses(value, room)
             if parsed is None:
                 parsed, self.steps_left = read_address_list(
                     value, limit=room, budget=self.steps_left
                 )
-            for name, addr in parsed:
-                address = "".join(addr.split()).strip("<>").lower()
-                if address.startswith("@") or address.endswith("@"):
-                    address = ""
-                if len(address) > MAX_TOKEN_LENGTH:
-                    address = ""
-                if address or name:
-                    pairs.append((_display_text(name)[:MAX_TOKEN_LENGTH], address))
+            pairs.extend(_named_addresses(parsed))
         return pairs[:MAX_ADDRESSES]
 
     def of(self, values: list[str]) -> tuple[str, ...]:

@@ -101,6 +101,8 @@ def normalize_subject(subject: str) -> str:
 
 def _fold(text: str) -> str:
     """Case-fold and NFKC-normalize (a full-width colon becomes ":") until the text is stable."""
+    if text.isascii():  # NFKC keeps ASCII as it is, and case-folds it as lower() does
+        return " ".join(text.lower().split())
     folded = text
     for _ in range(4):
         nxt = unicodedata.normalize("NFKC", folded.casefold())

@@ -7,7 +7,6 @@ the next poll neither loses nor double-counts a message.
 
 from __future__ import annotations
 
-import json
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
@@ -15,9 +14,9 @@ from datetime import datetime
 
 from monitor.conversations import decide_thread, thread_keys
 from monitor.model import Direction, FolderCursor, MessageEvent, ThreadRef
+from monitor.store.ingest_batch import CHUNK as _CHUNK
+from monitor.store.ingest_batch import BatchRows, BatchThreadLookup
 from monitor.store.sqlite import Store, from_epoch, to_epoch
-
-_CHUNK = 500
 
 
 @dataclass(frozen=True, slots=True)
@@ -28,52 +27,6 @@ class IngestResult:
     duplicates: int = 0
     conversations_created: int = 0
     conversations_merged: int = 0
-
-
-class _BatchThreadLookup:
-    """``ThreadLookup`` for one batch: every thread key the batch names is read in one query
-    up front, then kept current in memory as the batch assigns and merges conversations."""
-
-    def __init__(self, conn: sqlite3.Connection, source: str, keys: Iterable[str]) -> None:
-        self.conn = conn
-        self.source = source
-        self.known: dict[str, int] = {}
-        wanted = list(dict.fromkeys(keys))
-        for start in range(0, len(wanted), _CHUNK):
-            chunk = wanted[start : start + _CHUNK]
-            marks = ",".join("?" * len(chunk))
-            self.known.update(
-                conn.execute(
-                    f"SELECT key, conversation_id FROM thread_keys WHERE source = ? "
-                    f"AND key IN ({marks})",
-                    [source, *chunk],
-                ).fetchall()
-            )
-
-    def conversations_for_keys(self, keys: Sequence[str]) -> list[int]:
-        return list(dict.fromkeys(self.known[key] for key in keys if key in self.known))
-
-    def conversations_for_subject(
-        self, customer: str, subject_key: str, start: datetime, end: datetime, *, roots_only: bool
-    ) -> list[int]:
-        # A root names no other message: no Message-ID (an id has an "@") in its In-Reply-To
-        # or References, as conversations.names_other_messages decides.
-        roots = " AND instr(in_reply_to, '@') = 0 AND instr(refs, '@') = 0" if roots_only else ""
-        rows = self.conn.execute(
-            "SELECT DISTINCT conversation_id FROM messages WHERE source = ? AND customer = ? "
-            f"AND subject_key = ? AND timestamp BETWEEN ? AND ?{roots}",
-            (self.source, customer, subject_key, to_epoch(start), to_epoch(end)),
-        )
-        return [int(cid) for (cid,) in rows]
-
-    def assign(self, keys: Iterable[str], conversation: int) -> None:
-        for key in keys:
-            self.known.setdefault(key, conversation)
-
-    def merged(self, into: int, other: int) -> None:
-        for key, conversation in self.known.items():
-            if conversation == other:
-                self.known[key] = into
 
 
 class SourceSink:
@@ -277,24 +230,27 @@ def _mark_removed_if_nowhere(
 def _ingest(
     conn: sqlite3.Connection, source: str, events: Sequence[MessageEvent], now: datetime
 ) -> IngestResult:
-    """Store a batch: duplicates are found and thread keys read in bulk, rows written in bulk."""
+    """Store a batch: duplicates, thread keys and subjects are read in bulk, rows written in
+    bulk (see ``ingest_batch``)."""
     now_s = to_epoch(now)
     wanted = [e.identity for e in events] + [_twin(e) for e in events if e.fingerprint]
     existing = _existing_messages(conn, source, wanted)
-    lookup = _BatchThreadLookup(conn, source, (k for e in events for k in thread_keys(e.thread)))
-    key_rows: list[tuple[str, str, int]] = []
-    location_rows: list[tuple[str, str, int, int, int]] = []
+    rows = BatchRows(conn)
+    lookup = BatchThreadLookup(
+        conn, source, events, (k for e in events for k in thread_keys(e.thread)), rows
+    )
     spans: dict[int, list[int]] = {}  # conversation -> [first, last] timestamps of this batch
     namers: dict[int, MessageEvent] = {}  # conversation -> earliest inbound event of this batch
     new = duplicates = created = merged = 0
     for given in events:
-        event, known = _same_message(conn, given, existing)
+        event, known = _same_message(conn, given, existing, rows)
         ts = to_epoch(event.timestamp)
         if known is not None:
             duplicates += 1
             if event.location is not None:
-                location_rows.append(_location_row(source, event, known[0]))
+                rows.locations.append(_location_row(source, event, known[0]))
                 if known[1] is not None:
+                    rows.flush()
                     conn.execute("UPDATE messages SET removed_at = NULL WHERE id = ?", (known[0],))
                     # Back in a watched folder: its conversation needs a new look.
                     conn.execute(
@@ -305,22 +261,24 @@ def _ingest(
             continue
         decision = decide_thread(event.thread, event.timestamp, lookup)
         if decision.conversation is None:
-            conversation = _create_conversation(conn, source, event, ts, now_s)
+            conversation = rows.add_conversation(source, event, ts, now_s)
             created += 1
         else:
             conversation = decision.conversation
             for other in decision.merge:
-                _flush(conn, key_rows, location_rows)
+                rows.flush()
                 _merge_conversation(conn, into=conversation, other=other)
+                rows.conversation_deleted(other)
                 lookup.merged(conversation, other)
                 _fold(spans, namers, into=conversation, other=other)
                 merged += 1
         lookup.assign(decision.keys, conversation)
-        key_rows.extend((source, key, conversation) for key in decision.keys)
-        rowid = _insert_message(conn, source, event, conversation, now_s)
+        rows.keys.extend((source, key, conversation) for key in decision.keys)
+        rowid = rows.add_message(source, event, conversation, now_s)
+        lookup.stored(event, conversation)
         existing[event.identity] = (rowid, None, event.fingerprint)
         if event.location is not None:
-            location_rows.append(_location_row(source, event, rowid))
+            rows.locations.append(_location_row(source, event, rowid))
         span = spans.setdefault(conversation, [ts, ts])
         span[0], span[1] = min(span[0], ts), max(span[1], ts)
         if event.direction is Direction.INBOUND:
@@ -328,7 +286,8 @@ def _ingest(
             if first is None or event.timestamp < first.timestamp:
                 namers[conversation] = event
         new += 1
-    _flush(conn, key_rows, location_rows)
+    rows.settle_new(spans, namers, now_s)
+    rows.flush()
     _update_conversations(conn, spans, namers, now_s)
     return IngestResult(new, duplicates, created, merged)
 
@@ -360,6 +319,7 @@ def _same_message(
     conn: sqlite3.Connection,
     event: MessageEvent,
     existing: dict[str, tuple[int, int | None, str]],
+    rows: BatchRows,
 ) -> tuple[MessageEvent, tuple[int, int | None, str] | None]:
     """The event (under its twin identity if it only shares a Message-ID with a different
     stored mail: another From or Date) and what is stored of it already, if anything."""
@@ -367,6 +327,7 @@ def _same_message(
     if known is None or not event.fingerprint:
         return event, known
     if not known[2]:  # stored before fingerprints were kept: this mail's is taken as its own
+        rows.flush()
         conn.execute(
             "UPDATE messages SET fingerprint = ? WHERE id = ?", (event.fingerprint, known[0])
         )
@@ -376,24 +337,6 @@ def _same_message(
         return event, known
     twin = replace(event, identity=_twin(event))
     return twin, existing.get(twin.identity)
-
-
-def _flush(
-    conn: sqlite3.Connection,
-    key_rows: list[tuple[str, str, int]],
-    location_rows: list[tuple[str, str, int, int, int]],
-) -> None:
-    conn.executemany(
-        "INSERT OR IGNORE INTO thread_keys (source, key, conversation_id) VALUES (?, ?, ?)",
-        key_rows,
-    )
-    conn.executemany(
-        "INSERT OR REPLACE INTO locations (source, folder, uidvalidity, uid, message_id) "
-        "VALUES (?, ?, ?, ?, ?)",
-        location_rows,
-    )
-    key_rows.clear()
-    location_rows.clear()
 
 
 def _fold(
@@ -446,68 +389,6 @@ def _location_row(source: str, event: MessageEvent, rowid: int) -> tuple[str, st
     loc = event.location
     assert loc is not None
     return (source, loc.folder, loc.uidvalidity, loc.uid, rowid)
-
-
-def _create_conversation(
-    conn: sqlite3.Connection, source: str, event: MessageEvent, ts: int, now_s: int
-) -> int:
-    inbound = event.direction is Direction.INBOUND
-    cur = conn.execute(
-        "INSERT INTO conversations (source, subject, customer, customer_name, link, "
-        "first_message_at, last_message_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (
-            source,
-            event.subject,
-            event.thread.customer,
-            event.author_name if inbound else "",
-            event.link,
-            ts,
-            ts,
-            now_s,
-        ),
-    )
-    return int(cur.lastrowid or 0)
-
-
-def _insert_message(
-    conn: sqlite3.Connection, source: str, event: MessageEvent, conversation: int, now_s: int
-) -> int:
-    ref = event.thread
-    cur = conn.execute(
-        "INSERT INTO messages (source, identity, conversation_id, timestamp, direction, reason, "
-        "author, author_name, subject, recipients, message_id, in_reply_to, refs, gm_thread_id, "
-        "subject_key, customer, folder, priority, tags, link, attributes, first_seen_at, "
-        f"location_kind, status, closing, fingerprint) VALUES ({', '.join('?' * 26)})",
-        (
-            source,
-            event.identity,
-            conversation,
-            to_epoch(event.timestamp),
-            event.direction.value,
-            event.reason,
-            event.author,
-            event.author_name,
-            event.subject,
-            ",".join(event.recipients),
-            ref.message_id,
-            " ".join(ref.in_reply_to),
-            " ".join(ref.references),
-            ref.gm_thread_id,
-            ref.subject_key,
-            ref.customer,
-            event.folder,
-            event.priority,
-            ",".join(event.tags),
-            event.link,
-            json.dumps(dict(event.attributes), sort_keys=True) if event.attributes else "{}",
-            now_s,
-            "mail" if event.location is not None else "api",
-            event.status,
-            event.closing,
-            event.fingerprint,
-        ),
-    )
-    return int(cur.lastrowid or 0)
 
 
 def _merge_conversation(conn: sqlite3.Connection, *, into: int, other: int) -> None:

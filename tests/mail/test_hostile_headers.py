@@ -287,3 +287,10 @@ def test_hostile_blocks_become_bounded_events(block: bytes, role: FolderRole) ->
     assert len(event.identity) <= MAX_TOKEN_LENGTH
     assert len(thread_keys(event.thread)) <= 1 + 2 * MAX_REFERENCES
     assert len(event.recipients) <= 2 * MAX_ADDRESSES
+
+
+def test_a_references_value_cut_at_both_ends_stays_within_its_bound() -> None:
+    """Found by the property test above: the two kept parts and the space between them once
+    came to one byte over MAX_ID_LIST_BYTES."""
+    headers = parse_headers(b"References:" + b">" * (MAX_ID_LIST_BYTES + 1) + b"\r\n\r\n")
+    assert_bounded(headers)
